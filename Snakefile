@@ -1,0 +1,19 @@
+# forgebench: benchmarks of models and the systems around them.
+# Entry point: config, schema validation, one include per stage, `rule all`.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/benchmarks.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,35 @@
+# Summary statistics, verdicts, plots and the HTML report from every raw table.
+
+
+rule report:
+    input:
+        measurements=fw.raw_outputs(config),
+    output:
+        summary="results/summary/summary.parquet",
+        verdicts="results/summary/verdicts.parquet",
+        html=report(
+            "results/report/index.html",
+            caption="../report/index.rst",
+            category="Report",
+        ),
+        plots=report(
+            directory("results/report/plots"),
+            patterns=["{name}.png"],
+            caption="../report/latency_cdf.rst",
+            category="Latency",
+        ),
+    log:
+        "logs/report/report.log",
+    params:
+        statistics=config["statistics"],
+        comparisons=config["comparisons"],
+        targets=config["targets"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2048 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    conda:
+        "../envs/forgebench.yaml"
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,28 @@
+"""Rule entry point: run one registered benchmark (see rules/benchmarks.smk)."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(
+    stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+)
+
+from forgebench.runner import run_benchmark  # noqa: E402
+
+config = {
+    "seed": snakemake.params.seed,
+    "sampler": snakemake.params.sampler,
+    "suites": {
+        snakemake.wildcards.suite: {
+            "benchmarks": {snakemake.wildcards.benchmark: snakemake.params.section}
+        }
+    },
+}
+run_benchmark(
+    snakemake.wildcards.suite,
+    snakemake.wildcards.benchmark,
+    config,
+    measurements_path=snakemake.output.measurements,
+    resources_path=snakemake.output.resources,
+)

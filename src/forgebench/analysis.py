@@ -1,0 +1,171 @@
+"""From raw measurement rows to summary statistics and verdicts (through forgebench.stats).
+
+Summaries use successful, non-warm-up rows; failures are counted beside them, never
+turned into values. Every verdict names the rows it came from (suite, benchmark, case,
+metric), so it can be traced back to the raw Parquet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forgebench import stats
+
+GROUP_KEYS = ["suite", "benchmark", "benchmark_version", "case", "params", "metric", "unit"]
+
+
+def _stats_options(statistics: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    return {
+        "confidence": float(statistics.get("confidence", 0.95)),
+        "n_resamples": int(statistics.get("bootstrap_resamples", 2000)),
+        "seed": int(seed),
+    }
+
+
+def summarize_measurements(
+    frame: pd.DataFrame, statistics: Mapping[str, Any], *, seed: int
+) -> pd.DataFrame:
+    """One row per suite/benchmark/case/metric: counts by status and the statistics core's
+    summary of the successful, non-warm-up values.
+
+    Deterministic for equal input (seeded bootstrap, sorted groups, no clock), so the
+    report regenerates byte-identically from stored results.
+    """
+    opts = _stats_options(statistics, seed)
+    rows = []
+    for key, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
+        measured = group[~group["warmup"]]
+        ok = measured[measured["status"] == "ok"]
+        failed = measured[measured["status"] != "ok"]
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
+        row["higher_is_better"] = bool(group["higher_is_better"].iloc[0])
+        row["n_warmup"] = int(group["warmup"].sum())
+        row["n_ok"] = len(ok)
+        row["n_failed"] = len(failed)
+        row["failures"] = json.dumps(
+            failed["status"].value_counts().sort_index().to_dict(), sort_keys=True
+        )
+        if len(ok):
+            summary = stats.summarize(ok["value"].to_numpy(), unit=row["unit"], **opts)
+            values = summary.as_dict()
+            values["warnings"] = json.dumps(list(summary.warnings))
+            row.update(values)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _rows(frame: pd.DataFrame, suite: str, benchmark: str, case: str, metric: str) -> pd.DataFrame:
+    sel = frame[
+        (frame["suite"] == suite)
+        & (frame["benchmark"] == benchmark)
+        & (frame["case"] == case)
+        & (frame["metric"] == metric)
+        & ~frame["warmup"]
+    ]
+    return sel
+
+
+def compare_cases(
+    frame: pd.DataFrame,
+    comparisons: Sequence[Mapping[str, Any]],
+    statistics: Mapping[str, Any],
+    *,
+    seed: int,
+) -> pd.DataFrame:
+    """Each configured baseline/candidate pair within the run, through stats.compare.
+
+    A pair with failed operations on either side is still compared on its successful
+    rows, and the failure counts travel with the verdict; a pair with no successful rows
+    on a side is "undetermined", never an improvement.
+    """
+    opts = _stats_options(statistics, seed)
+    rows = []
+    for comp in comparisons:
+        base = _rows(frame, comp["suite"], comp["benchmark"], comp["baseline"], comp["metric"])
+        cand = _rows(frame, comp["suite"], comp["benchmark"], comp["candidate"], comp["metric"])
+        row: dict[str, Any] = {"kind": "comparison", **{k: comp[k] for k in comp}}
+        row["n_failed_baseline"] = int((base["status"] != "ok").sum())
+        row["n_failed_candidate"] = int((cand["status"] != "ok").sum())
+        higher = bool(pd.concat([base, cand])["higher_is_better"].iloc[0]) if len(base) else False
+        result = stats.compare(
+            base.loc[base["status"] == "ok", "value"].to_numpy(),
+            cand.loc[cand["status"] == "ok", "value"].to_numpy(),
+            higher_is_better=higher,
+            threshold=float(statistics.get("practical_threshold", 0.05)),
+            alpha=float(statistics.get("alpha", 0.05)),
+            **opts,
+        )
+        row.update(result.as_dict())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _statistic_fn(statistic: str) -> Any:
+    """The named statistic as ``f(array, axis)``, the form stats.bootstrap_ci vectorises."""
+    if statistic in ("median", "p50"):
+        return np.median
+    if statistic == "mean":
+        return np.mean
+    q = float(statistic[1:])
+    return lambda a, axis: np.percentile(a, q, axis=axis)
+
+
+def check_targets(
+    targets: Sequence[Mapping[str, Any]],
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    frame: pd.DataFrame,
+    statistics: Mapping[str, Any],
+    *,
+    seed: int,
+) -> pd.DataFrame:
+    """Each target against its confidence interval: met, not met, inconclusive, not measured.
+
+    ``median``/``p50`` and ``mean`` use the bootstrap CI of that statistic over the
+    successful rows; ``improvement`` uses the comparison's CI. Percentiles beyond the
+    median (p90..p99) use their bootstrap CI too. A target whose rows do not exist in
+    this run (benchmark disabled or not run) is "not measured" and says so.
+    """
+    opts = _stats_options(statistics, seed)
+    rows = []
+    for target in targets:
+        row: dict[str, Any] = {"kind": "target", **dict(target)}
+        low = high = estimate = None
+        if target["statistic"] == "improvement":
+            match = (
+                comparisons[comparisons["name"] == target["comparison"]]
+                if len(comparisons)
+                else comparisons
+            )
+            if len(match) and match["verdict"].iloc[0] != "undetermined":
+                estimate = float(match["improvement"].iloc[0])
+                low, high = (float(x) for x in match["improvement_ci"].iloc[0])
+            row["evidence"] = f"comparison {target['comparison']!r}"
+        else:
+            sel = _rows(
+                frame, target["suite"], target["benchmark"], target["case"], target["metric"]
+            )
+            ok = sel.loc[sel["status"] == "ok", "value"].to_numpy()
+            row["evidence"] = (
+                f"{target['suite']}/{target['benchmark']} case {target['case']!r} "
+                f"metric {target['metric']!r}: {len(ok)} ok rows, "
+                f"{int((sel['status'] != 'ok').sum())} failed"
+            )
+            # One value has no interval: the target stays "not measured", never "met".
+            if len(ok) >= 2:
+                fn = _statistic_fn(target["statistic"])
+                estimate = float(fn(ok, axis=None))
+                low, high = stats.bootstrap_ci(ok, fn, **opts)
+        row["estimate"] = estimate
+        row["ci_low"] = low
+        row["ci_high"] = high
+        row["verdict"] = stats.check_target(
+            low, high, op=target["op"], threshold=target["threshold"]
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)

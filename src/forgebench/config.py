@@ -1,0 +1,60 @@
+"""Config checking with messages that name the key, before any job starts."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from forgebench.errors import ForgebenchError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file, naming the file in the error if it does not parse."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ForgebenchError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _key_path(error: ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: ValidationError) -> str:
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hints = []
+        for key in extra:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            name = f"{where}.{key}" if where != "(top level)" else key
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hints.append(f"unknown config key {name!r}{hint}; allowed here: {', '.join(allowed)}")
+        return "; ".join(hints)
+    return f"config key {where!r}: {error.message}"
+
+
+def check_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> None:
+    """Raise ForgebenchError listing every schema violation, each naming its key.
+
+    snakemake.utils.validate (which also fills in defaults) runs after this; this pass
+    exists only to word the errors for a person: the key path, what was wrong, and for a
+    misspelt key the closest allowed name.
+    """
+    schema = load_yaml(schema_path)
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(copy.deepcopy(dict(config))), key=lambda e: e.path)
+    if errors:
+        lines = "\n  ".join(_describe(e) for e in errors)
+        raise ForgebenchError(f"invalid config (schema {schema_path}):\n  {lines}")

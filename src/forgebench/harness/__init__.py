@@ -1,0 +1,1 @@
+"""Benchmarks of forgebench's own machinery, so its measuring costs are measured too."""

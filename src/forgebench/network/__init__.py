@@ -1,0 +1,1 @@
+"""Network benchmarks: TCP echo round trips on loopback and a sockperf cross-check."""

@@ -1,0 +1,100 @@
+"""The benchmark registry: one name per benchmark, resolved lazily to ``module:function``.
+
+Adding a benchmark means adding a module with ``BENCHMARK_VERSION`` and
+``run(cfg, *, seed) -> DataFrame`` and one entry here plus its config section; the
+generic rule and entry script run it by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+from forgebench.errors import ForgebenchError
+
+BenchmarkFn = Callable[..., "pd.DataFrame"]
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """What the workflow needs to know about a benchmark before importing it."""
+
+    suite: str
+    name: str
+    target: str  # "package.module:function"
+    timing_sensitive: bool  # claims every core so nothing runs beside its timings
+    description: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.suite}/{self.name}"
+
+    def load(self) -> tuple[BenchmarkFn, int]:
+        """Import the benchmark; return its function and ``BENCHMARK_VERSION``."""
+        module_name, attr = self.target.split(":")
+        module = importlib.import_module(module_name)
+        return getattr(module, attr), int(module.BENCHMARK_VERSION)
+
+
+class Registry:
+    """Maps ``suite/name`` to specs; duplicates are rejected, misses suggest close names."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, BenchmarkSpec] = {}
+
+    def register(self, spec: BenchmarkSpec) -> None:
+        if spec.key in self._specs:
+            raise ValueError(f"benchmark {spec.key!r} is registered twice")
+        self._specs[spec.key] = spec
+
+    def get(self, suite: str, name: str) -> BenchmarkSpec:
+        key = f"{suite}/{name}"
+        try:
+            return self._specs[key]
+        except KeyError:
+            close = difflib.get_close_matches(key, self._specs, n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ForgebenchError(
+                f"unknown benchmark {key!r}.{hint} "
+                f"Known benchmarks: {', '.join(sorted(self._specs))}"
+            ) from None
+
+    def __iter__(self) -> Any:
+        return iter(self._specs.values())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._specs
+
+
+BENCHMARKS = Registry()
+for _spec in (
+    BenchmarkSpec(
+        "network",
+        "echo_latency",
+        "forgebench.network.echo_latency:run",
+        True,
+        "TCP echo round trips on loopback: persistent, connection per request, concurrent",
+    ),
+    BenchmarkSpec(
+        "network",
+        "sockperf_compare",
+        "forgebench.network.sockperf_compare:run",
+        True,
+        "our echo client/server against sockperf ping-pong, interleaved rounds",
+    ),
+    BenchmarkSpec(
+        "harness",
+        "sampler_overhead",
+        "forgebench.harness.sampler_overhead:run",
+        True,
+        "slowdown of a fixed CPU-bound workload under the resource sampler",
+    ),
+):
+    BENCHMARKS.register(_spec)

@@ -1,0 +1,75 @@
+"""Run one registered benchmark under the resource sampler and write its two tables."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forgebench import record
+from forgebench.provenance import collect_provenance
+from forgebench.registry import BENCHMARKS
+from forgebench.sampler import ResourceSampler
+
+log = logging.getLogger(__name__)
+
+# Job-level figures from the sampler, recorded as rows so targets and SLAs can use them.
+JOB_CASE = "job"
+_JOB_METRICS = (
+    # summary key, metric, unit, higher_is_better
+    ("peak_rss_bytes", "peak_rss", "bytes", False),
+    ("cpu_percent_mean", "cpu_percent_mean", "percent", False),
+    ("cpu_percent_max", "cpu_percent_max", "percent", False),
+    ("memory_growth_mb_per_hour", "memory_growth", "MB/hour", False),
+    ("duration_s", "job_duration", "s", False),
+)
+
+
+def resource_rows(rec: record.Recorder, summary: Mapping[str, Any], interval_s: float) -> None:
+    """Append the sampler's job-level figures to ``rec``; absent figures are left out."""
+    params = {"sampler_interval_s": interval_s, "peak_rss_source": summary.get("peak_rss_source")}
+    for key, metric, unit, higher in _JOB_METRICS:
+        value = summary.get(key)
+        if value is None or not record.is_finite(float(value)):
+            continue
+        rec.add(JOB_CASE, params, metric, unit, higher, float(value))
+
+
+def run_benchmark(
+    suite: str,
+    name: str,
+    config: Mapping[str, Any],
+    *,
+    measurements_path: str | Path,
+    resources_path: str | Path,
+) -> pd.DataFrame:
+    """Run ``suite/name`` with its config section; write measurements and resource samples.
+
+    The whole benchmark, servers it starts included, runs under one sampler, so the
+    resource table covers the process tree that did the work.
+    """
+    from forgebench.workflow import benchmark_config
+
+    spec = BENCHMARKS.get(suite, name)
+    fn, version = spec.load()
+    section = benchmark_config(config, suite, name)
+    seed = int(config.get("seed", 0))
+    interval_s = float(config.get("sampler", {}).get("interval_s", 0.1))
+    provenance = collect_provenance(config, seed=seed)
+    provenance["benchmark"] = {"suite": suite, "name": name, "version": version, "config": section}
+    log.info("running %s (version %d)", spec.key, version)
+    with ResourceSampler(interval_s=interval_s) as sampler:
+        frame = fn(section, seed=seed)
+    summary = sampler.summary()
+    provenance["resources"] = summary
+    rec = record.Recorder(suite, name, version)
+    resource_rows(rec, summary, interval_s)
+    frame = pd.concat([record.validate_measurements(frame), rec.frame()], ignore_index=True)
+    frame = record.write_measurements(frame, measurements_path, provenance)
+    record.write_resources(sampler.samples(), resources_path, provenance)
+    failed = int((frame["status"] != "ok").sum())
+    log.info("%s: %d rows written, %d failed", spec.key, len(frame), failed)
+    return frame
