@@ -7,15 +7,15 @@ rule benchmark:
         resources="results/raw/{suite}/{benchmark}.resources.parquet",
     log:
         "logs/benchmark/{suite}/{benchmark}.log",
-    params:
-        section=get_benchmark_config,
-        seed=config["seed"],
-        sampler=config["sampler"],
+    conda:
+        "../envs/forgebench.yaml"
     threads: get_benchmark_threads
     resources:
         mem_mb=lambda wildcards, attempt: 2048 * attempt,
         runtime=lambda wildcards, attempt: 20 * attempt,
-    conda:
-        "../envs/forgebench.yaml"
+    params:
+        section=get_benchmark_config,
+        seed=config["seed"],
+        sampler=config["sampler"],
     script:
         "../scripts/run_benchmark.py"

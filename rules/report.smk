@@ -20,16 +20,16 @@ rule report:
         ),
     log:
         "logs/report/report.log",
+    conda:
+        "../envs/forgebench.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2048 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
     params:
         statistics=config["statistics"],
         comparisons=config["comparisons"],
         targets=config["targets"],
         seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, attempt: 2048 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
-    conda:
-        "../envs/forgebench.yaml"
     script:
         "../scripts/report.py"

@@ -25,4 +25,5 @@ run_benchmark(
     config,
     measurements_path=snakemake.output.measurements,
     resources_path=snakemake.output.resources,
+    code_dir=snakemake.scriptdir,
 )

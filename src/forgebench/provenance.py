@@ -40,11 +40,17 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def collect_git(meta: dict[str, Any]) -> None:
-    """Commit of the checkout the workflow runs from, and whether it had local changes."""
+def collect_git(meta: dict[str, Any], code_dir: str | None = None) -> None:
+    """Commit of the workflow's checkout (``code_dir``, default the working directory),
+    and whether it had local changes."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+            cwd=code_dir,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
@@ -52,6 +58,7 @@ def collect_git(meta: dict[str, Any]) -> None:
             text=True,
             timeout=10,
             check=True,
+            cwd=code_dir,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return
@@ -133,18 +140,26 @@ def collect_python(meta: dict[str, Any]) -> None:
     meta["packages"] = versions
 
 
-COLLECTORS = (collect_git, collect_host, collect_cpu_memory, collect_gpu, collect_python)
+COLLECTORS = (collect_host, collect_cpu_memory, collect_gpu, collect_python)
 
 
 def collect_provenance(
-    config: Mapping[str, Any] | None = None, *, seed: int | None = None
+    config: Mapping[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    code_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Everything a reader needs to judge whether two results are comparable."""
+    """Everything a reader needs to judge whether two results are comparable.
+
+    ``code_dir`` is a directory inside the workflow's git checkout (a rule passes
+    ``snakemake.scriptdir``); ``config_hash`` covers the config the job received.
+    """
     meta: dict[str, Any] = {}
     if config is not None:
         meta["config_hash"] = config_hash(config)
     if seed is not None:
         meta["seed"] = int(seed)
+    collect_git(meta, code_dir)
     for collect in COLLECTORS:
         collect(meta)
     return meta

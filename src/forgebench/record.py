@@ -100,7 +100,8 @@ class Recorder:
         self.benchmark = benchmark
         self.version = int(version)
         self._cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-        self._params_cache: dict[int, str] = {}
+        # id(params) -> (params, text); holding params keeps its id from being reused.
+        self._params_cache: dict[int, tuple[Mapping[str, Any], str]] = {}
 
     def __len__(self) -> int:
         return len(self._cols["value"])
@@ -121,11 +122,11 @@ class Recorder:
         started_at: datetime | None = None,
     ) -> None:
         """Append one observation; a failed one gets its status and ``value`` NaN."""
-        key = id(params)
-        text = self._params_cache.get(key)
-        if text is None:
-            text = canonical_params(params)
-            self._params_cache[key] = text
+        cached = self._params_cache.get(id(params))
+        if cached is None or cached[0] is not params:
+            cached = (params, canonical_params(params))
+            self._params_cache[id(params)] = cached
+        text = cached[1]
         c = self._cols
         c["suite"].append(self.suite)
         c["benchmark"].append(self.benchmark)

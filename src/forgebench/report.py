@@ -44,12 +44,26 @@ def format_value(value: Any, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
+def _relative_to_results(path: str) -> str:
+    """``.../raw/<suite>/<file>`` as ``raw/<suite>/<file>``: the same wherever results live."""
+    parts = Path(path).parts
+    return (
+        Path(*parts[len(parts) - 1 - parts[::-1].index("raw") :]).as_posix()
+        if "raw" in parts
+        else path
+    )
+
+
 def _write_table(frame: pd.DataFrame, path: str | Path, inputs: Sequence[str]) -> None:
     """Write a derived table with its inputs in the metadata (no clock: reproducible)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {
         record.METADATA_KEY: json.dumps(
-            {"schema_version": record.SCHEMA_VERSION, "kind": "summary", "inputs": list(inputs)},
+            {
+                "schema_version": record.SCHEMA_VERSION,
+                "kind": "summary",
+                "inputs": [_relative_to_results(p) for p in inputs],
+            },
             sort_keys=True,
         ).encode()
     }
@@ -163,8 +177,12 @@ def build_report(
     targets: Sequence[Mapping[str, Any]],
     seed: int,
 ) -> None:
-    """Read every raw table, write summary and verdict Parquet, plots and index.html."""
-    paths = [str(p) for p in measurement_paths]
+    """Read every raw table, write summary and verdict Parquet, plots and index.html.
+
+    Inputs are read in sorted order, so the same stored results give the same rows in
+    the same order, and so the same seeded bootstrap intervals, however they are listed.
+    """
+    paths = sorted(str(p) for p in measurement_paths)
     frame = record.concat_measurements(paths)
     log.info("read %d rows from %d files", len(frame), len(paths))
     summary = analysis.summarize_measurements(frame, statistics, seed=seed)

@@ -45,6 +45,7 @@ def run_benchmark(
     *,
     measurements_path: str | Path,
     resources_path: str | Path,
+    code_dir: str | None = None,
 ) -> pd.DataFrame:
     """Run ``suite/name`` with its config section; write measurements and resource samples.
 
@@ -58,7 +59,7 @@ def run_benchmark(
     section = benchmark_config(config, suite, name)
     seed = int(config.get("seed", 0))
     interval_s = float(config.get("sampler", {}).get("interval_s", 0.1))
-    provenance = collect_provenance(config, seed=seed)
+    provenance = collect_provenance(config, seed=seed, code_dir=code_dir)
     provenance["benchmark"] = {"suite": suite, "name": name, "version": version, "config": section}
     log.info("running %s (version %d)", spec.key, version)
     with ResourceSampler(interval_s=interval_s) as sampler:

@@ -19,7 +19,8 @@ Choices worth knowing when reading the results:
   ``settimeout`` polls before every call, adding a syscall to the thing being measured.
 * The concurrent scenario runs every payload size at every concurrency level (case
   ``concurrent_4x64B``): N threads, each on its own persistent connection, start
-  together; ``min_requests``/``max_requests`` count round trips over all N clients.
+  together; ``warmup_requests``, ``min_requests`` and ``max_requests`` count round trips
+  over all N clients (split evenly between them).
 * A phase runs until both ``min_duration_s`` and ``min_requests`` (ok round trips) are
   met, or ``max_requests`` attempts, ``MAX_CONSECUTIVE_FAILURES`` failures in a row or the
   hard time cap end it (logged). After any failure the connection is replaced, since a
@@ -132,7 +133,9 @@ class Samples:
 class PersistentClient:
     """One persistent connection, replaced after any failure; the tight request loop."""
 
-    def __init__(self, address: tuple[str, int], payloads: Sequence[bytes], timeout_s: float):
+    def __init__(
+        self, address: tuple[str, int], payloads: Sequence[bytes], timeout_s: float
+    ) -> None:
         self.address = address
         self.payloads = list(payloads)
         self.timeout_s = timeout_s

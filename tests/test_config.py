@@ -1,0 +1,116 @@
+"""A bad config fails before any job starts, with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from forgebench.config import SCHEMA_PATH, check_config, load_yaml
+from forgebench.errors import ForgebenchError
+from forgebench.workflow import check_references, enabled_benchmarks, final_outputs
+
+DEFAULT = load_yaml(SCHEMA_PATH.parent / "config.yaml")
+ECHO = ("suites", "network", "benchmarks", "echo_latency")
+
+
+def _mutated(path: tuple, key: str, value: object) -> dict:
+    config = copy.deepcopy(DEFAULT)
+    node = config
+    for part in path:
+        node = node[part]
+    node[key] = value
+    return config
+
+
+CASES = {
+    "misspelt key": (
+        _mutated(ECHO, "min_requets", 5),
+        r"'suites\.network\.benchmarks\.echo_latency\.min_requets' \(did you mean 'min_requests'\?\)",
+    ),
+    "misspelt top-level key": (
+        _mutated((), "sede", 5),
+        r"unknown config key 'sede' \(did you mean 'seed'\?\)",
+    ),
+    "wrong type": (
+        _mutated(ECHO, "timeout_s", "fast"),
+        r"'suites\.network\.benchmarks\.echo_latency\.timeout_s': 'fast' is not of type 'number'",
+    ),
+    "out of range": (
+        _mutated(("statistics",), "confidence", 1.5),
+        r"'statistics\.confidence': 1\.5 is greater than or equal to the maximum of 1",
+    ),
+    "negative count": (
+        _mutated(ECHO, "min_requests", 0),
+        r"'suites\.network\.benchmarks\.echo_latency\.min_requests': 0 is less than the minimum of 1",
+    ),
+    "bad enum": (
+        _mutated(ECHO, "scenarios", ["persistent", "udp"]),
+        r"'suites\.network\.benchmarks\.echo_latency\.scenarios\.1': 'udp' is not one of",
+    ),
+}
+
+
+def test_default_config_is_valid():
+    check_config(DEFAULT)
+    check_references(DEFAULT)
+    assert {s.key for s in enabled_benchmarks(DEFAULT)} >= {"network/echo_latency"}
+    assert "results/report/index.html" in final_outputs(DEFAULT)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_mistakes_name_the_key(name):
+    config, message = CASES[name]
+    with pytest.raises(ForgebenchError, match=message):
+        check_config(config)
+
+
+def test_reference_to_unknown_comparison_is_rejected():
+    config = copy.deepcopy(DEFAULT)
+    config["targets"][0]["comparison"] = "nope"
+    with pytest.raises(
+        ForgebenchError, match=r"targets\.0\.comparison.*no comparison named 'nope'"
+    ):
+        check_references(config)
+
+
+def test_unknown_benchmark_suggests_close_names():
+    config = copy.deepcopy(DEFAULT)
+    config["comparisons"][0]["benchmark"] = "sampler_overhed"
+    with pytest.raises(ForgebenchError, match="Did you mean: harness/sampler_overhead"):
+        check_references(config)
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("name", ["misspelt key", "wrong type", "out of range"])
+def test_snakemake_stops_before_any_job(tmp_path, repo, name):
+    """The same mistakes stop `snakemake` at parse time: no job runs, no output appears."""
+    config, message = CASES[name]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(repo / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "invalid config" in proc.stderr + proc.stdout
+    key = message.split("'")[1].replace("\\", "")
+    assert key in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,145 @@
+"""End-to-end runs of the Snakemake workflow on the tiny config, in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forgebench import record
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    proc = snakemake("--cores", "2", "--directory", str(workdir), "--configfile", str(TINY))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
+def test_raw_tables_follow_the_record(tiny_run):
+    raw = tiny_run / "results" / "raw"
+    echo = record.read_measurements(raw / "network" / "echo_latency.parquet")
+    assert list(echo.columns) == list(record.COLUMNS)
+    rtt = echo[(echo["metric"] == "rtt") & ~echo["warmup"]]
+    cases = set(rtt["case"])
+    assert {"persistent_64B", "persistent_4096B", "connect_per_request_64B"} <= cases
+    assert any(c.startswith("concurrent_2x") for c in cases)
+    assert (rtt.groupby("case").size() >= 100).all()
+    assert echo["warmup"].any()
+    prov = record.read_provenance(raw / "network" / "echo_latency.parquet")
+    assert prov["benchmark"]["name"] == "echo_latency"
+    assert prov["seed"] == 1
+    assert "git_commit" in prov
+    resources = record.read_resources(raw / "network" / "echo_latency.resources.parquet")
+    assert {"cpu_percent", "rss_bytes"} <= set(resources["metric"])
+    job = echo[echo["case"] == "job"]
+    assert set(job["metric"]) >= {"peak_rss", "cpu_percent_mean"}
+
+
+def test_summary_and_report(tiny_run):
+    results = tiny_run / "results"
+    summary = pd.read_parquet(results / "summary" / "summary.parquet")
+    row = summary[(summary["case"] == "persistent_64B") & (summary["metric"] == "rtt")].iloc[0]
+    assert row["n_ok"] >= 100
+    assert 0 < row["p50"] < 1
+    assert row["ci_low"] <= row["median"] <= row["ci_high"]
+    verdicts = pd.read_parquet(results / "summary" / "verdicts.parquet")
+    assert set(verdicts["name"]) == {
+        "sampler overhead",
+        "sampler overhead under 1%",
+        "persistent 64 B p50 under 1 s",
+    }
+    assert verdicts.set_index("name").loc["persistent 64 B p50 under 1 s", "verdict"] == "met"
+    html = (results / "report" / "index.html").read_text()
+    plots = sorted((results / "report" / "plots").glob("*.png"))
+    assert {p.stem for p in plots} >= {
+        "cdf_network_echo_latency_persistent",
+        "cdf_network_echo_latency_connect_per_request",
+        "cdf_network_echo_latency_concurrent",
+    }
+    for plot in plots:
+        assert f'src="plots/{plot.name}"' in html
+        assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "persistent_64B" in html
+
+
+def test_rerun_is_a_fast_no_op(tiny_run):
+    start = time.perf_counter()
+    proc = snakemake("--cores", "2", "--directory", str(tiny_run), "--configfile", str(TINY))
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert elapsed < 5, f"up-to-date rerun took {elapsed:.1f} s"
+
+
+def test_report_regenerates_identically_from_stored_results(tiny_run):
+    """`forgebench report` rebuilds from raw Parquet alone, with identical tables."""
+    summary = tiny_run / "results" / "summary" / "summary.parquet"
+    before = summary.read_bytes()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgebench.cli",
+            "report",
+            "--config",
+            str(TINY),
+            "--results",
+            str(tiny_run / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert summary.read_bytes() == before
+
+
+def test_snakemake_report(tiny_run):
+    proc = snakemake(
+        "--cores",
+        "1",
+        "--directory",
+        str(tiny_run),
+        "--configfile",
+        str(TINY),
+        "--report",
+        str(tiny_run / "workflow.html"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tiny_run / "workflow.html").stat().st_size > 10_000
+
+
+def test_lint_and_dry_run_of_the_default_config():
+    lint = snakemake("--lint")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "good condition" in lint.stdout + lint.stderr
+    dry = snakemake("-n", "--cores", "2")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "rule benchmark" in dry.stdout
+    for line in ("threads:", "mem_mb=", "runtime="):
+        assert line in dry.stdout
+    counts = json.dumps(dry.stdout.count("rule benchmark"))
+    assert int(counts) >= 2
