@@ -29,7 +29,8 @@ def _mutated(path: tuple, key: str, value: object) -> dict:
 CASES = {
     "misspelt key": (
         _mutated(ECHO, "min_requets", 5),
-        r"'suites\.network\.benchmarks\.echo_latency\.min_requets' \(did you mean 'min_requests'\?\)",
+        r"'suites\.network\.benchmarks\.echo_latency\.min_requets' "
+        r"\(did you mean 'min_requests'\?\)",
     ),
     "misspelt top-level key": (
         _mutated((), "sede", 5),
@@ -45,13 +46,29 @@ CASES = {
     ),
     "negative count": (
         _mutated(ECHO, "min_requests", 0),
-        r"'suites\.network\.benchmarks\.echo_latency\.min_requests': 0 is less than the minimum of 1",
+        r"'suites\.network\.benchmarks\.echo_latency\.min_requests': "
+        r"0 is less than the minimum of 1",
     ),
     "bad enum": (
         _mutated(ECHO, "scenarios", ["persistent", "udp"]),
         r"'suites\.network\.benchmarks\.echo_latency\.scenarios\.1': 'udp' is not one of",
     ),
 }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        SCHEMA_PATH.parent / "config.yaml",
+        SCHEMA_PATH.parent / "full.yaml",
+        SCHEMA_PATH.parents[1] / "tests" / "configs" / "tiny.yaml",
+    ],
+    ids=lambda p: p.name,
+)
+def test_shipped_configs_are_valid(path):
+    config = load_yaml(path)
+    check_config(config)
+    check_references(config)
 
 
 def test_default_config_is_valid():

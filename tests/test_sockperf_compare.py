@@ -11,9 +11,10 @@ import psutil
 import pytest
 from conftest import require_executable
 
+from forgebench.analysis import check_targets
 from forgebench.errors import ForgebenchError
 from forgebench.network import sockperf_compare
-from forgebench.network.sockperf_compare import parse_report, run, summarize, verdict
+from forgebench.network.sockperf_compare import parse_report, run
 
 ROUNDS = 5
 
@@ -63,13 +64,21 @@ def test_no_server_left_behind(frame: pd.DataFrame) -> None:
     assert not _children("sockperf") and not _children("echo_server")
 
 
-def test_summary_and_verdict(frame: pd.DataFrame) -> None:
-    summary = summarize(frame)
-    low, high = summary["ci"]
-    assert low <= summary["median_ratio"] <= high
-    assert summary["verdict"] in {"met", "not met", "inconclusive"}
-    assert verdict(1.0, 1.2) == "met" and verdict(1.4, 2.0) == "not met"
-    assert verdict(1.2, 1.4) == "inconclusive"
+def test_ratio_target_is_judged_by_the_stats_core(frame: pd.DataFrame) -> None:
+    target = {
+        "name": "ratio",
+        "suite": "network",
+        "benchmark": "sockperf_compare",
+        "case": "ratio",
+        "metric": "rtt_p50_ratio",
+        "statistic": "median",
+        "op": "<=",
+        "threshold": 1.3,
+    }
+    checked = check_targets([target], pd.DataFrame(), frame, {}, seed=0)
+    row = checked.iloc[0]
+    assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    assert row["verdict"] in {"met", "not met", "inconclusive"}
 
 
 def test_parse_report_halves_and_full_rtt() -> None:

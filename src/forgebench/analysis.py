@@ -117,7 +117,6 @@ def _statistic_fn(statistic: str) -> Any:
 
 def check_targets(
     targets: Sequence[Mapping[str, Any]],
-    summary: pd.DataFrame,
     comparisons: pd.DataFrame,
     frame: pd.DataFrame,
     statistics: Mapping[str, Any],

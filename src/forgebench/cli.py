@@ -29,6 +29,8 @@ def _load_config(path: str) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one benchmark with its section of the config, print its summary and targets."""
+    import pandas as pd
+
     from forgebench import analysis
     from forgebench.report import format_summary
     from forgebench.runner import run_benchmark
@@ -57,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         t for t in config["targets"] if t.get("benchmark") == name and t.get("suite") == suite
     ]
     checked = analysis.check_targets(
-        targets, summary, summary.iloc[0:0], frame, config["statistics"], seed=seed
+        targets, pd.DataFrame(), frame, config["statistics"], seed=seed
     )
     for t in checked.to_dict("records"):
         print(

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from forgebench import analysis, plots, record
 from forgebench.atomic import atomic_path, write_text_atomic
+from forgebench.runner import JOB_CASE
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,30 @@ def _environment(paths: Sequence[str]) -> list[tuple[str, str]]:
     return items
 
 
+def _resource_rows(paths: Sequence[str]) -> list[dict[str, str]]:
+    """Per job: the sampler's peaks and memory growth, as stored in each file's provenance."""
+    rows = []
+    for path in paths:
+        prov = record.read_provenance(path)
+        res = prov.get("resources", {})
+        bench = prov.get("benchmark", {})
+        ci = res.get("memory_growth_ci") or (None, None)
+        rows.append(
+            {
+                "where": f"{bench.get('suite', '?')}/{bench.get('name', Path(path).stem)}",
+                "duration": format_value(res.get("duration_s"), "s"),
+                "peak_rss": f"{format_value(res.get('peak_rss_bytes'), 'bytes')} "
+                f"({res.get('peak_rss_source', '?')})",
+                "cpu": f"{format_value(res.get('cpu_percent_mean'), '%')} mean, "
+                f"{format_value(res.get('cpu_percent_max'), '%')} max",
+                "growth": f"{format_value(res.get('memory_growth_mb_per_hour'), 'MB/h')} "
+                f"[{format_value(ci[0], 'MB/h')}, {format_value(ci[1], 'MB/h')}]",
+                "samples": str(res.get("n_samples", "—")),
+            }
+        )
+    return rows
+
+
 def _verdict_rows(verdicts: pd.DataFrame) -> list[dict[str, str]]:
     rows = []
     for v in verdicts.to_dict("records"):
@@ -103,7 +128,7 @@ def _verdict_rows(verdicts: pd.DataFrame) -> list[dict[str, str]]:
                 f"[{format_value(ci[0], 'fraction')}, {format_value(ci[1], 'fraction')}], "
                 f"speed-up {format_value(v.get('speedup'), 'x')}, "
                 f"p(Mann-Whitney) {format_value(v.get('mannwhitney_p'), '')}; "
-                f"failed {v['n_failed_baseline']} / {v['n_failed_candidate']}; "
+                f"failed {int(v['n_failed_baseline'])} / {int(v['n_failed_candidate'])}; "
                 f"{v.get('reason', '')}"
                 if ci is not None and len(ci) == 2
                 else str(v.get("reason", ""))
@@ -134,6 +159,8 @@ def _verdict_rows(verdicts: pd.DataFrame) -> list[dict[str, str]]:
 def _summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for s in summary.to_dict("records"):
+        if s["case"] == JOB_CASE:  # shown per job in the resources table
+            continue
         unit = s["unit"]
         has = s["n_ok"] > 0
         rows.append(
@@ -187,7 +214,7 @@ def build_report(
     log.info("read %d rows from %d files", len(frame), len(paths))
     summary = analysis.summarize_measurements(frame, statistics, seed=seed)
     compared = analysis.compare_cases(frame, comparisons, statistics, seed=seed)
-    checked = analysis.check_targets(targets, summary, compared, frame, statistics, seed=seed)
+    checked = analysis.check_targets(targets, compared, frame, statistics, seed=seed)
     verdicts = pd.concat([compared, checked], ignore_index=True)
     _write_table(summary, summary_path, paths)
     _write_table(_flatten(verdicts), verdicts_path, paths)
@@ -203,6 +230,7 @@ def build_report(
         summary=_summary_rows(summary),
         figures=[Path(f).resolve().relative_to(html_dir.resolve()).as_posix() for f in figures],
         environment=_environment(paths),
+        resources=_resource_rows(paths),
         inputs=paths,
         statistics=statistics,
         n_rows=len(frame),

@@ -4,8 +4,9 @@ Why: a Python echo round trip means little on its own; sockperf (a C client and 
 built for this) on the same loopback, in the same run, is the yardstick. The two run
 interleaved, ``rounds`` times, in a seeded random order within each round, so drift of the
 machine (frequency, neighbours, which cores the scheduler picks) hits both alike. Each
-round yields one p50 per tool and their ratio; the verdict reads the ratios' median and
-its bootstrap interval against ``GOAL_RATIO``.
+round yields one p50 per tool and their ratio; the report's target (config ``targets``)
+reads the ratios' median and its bootstrap interval through forgebench.stats. Run alone
+with ``forgebench run network/sockperf_compare``.
 
 Each measurement starts its own server process (ours: ``echo_server``; theirs:
 ``sockperf server --tcp``) and stops it whatever happens. sockperf prints half the round
@@ -25,7 +26,6 @@ clients run, see ``placement``).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -33,7 +33,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -63,7 +62,6 @@ BENCHMARK_VERSION = 1
 SUITE = "network"
 NAME = "sockperf_compare"
 PAYLOAD_BYTES = 64
-GOAL_RATIO = 1.3
 HOST = "127.0.0.1"
 MIN_ROUNDS = 5
 INSTALL_HINT = (
@@ -353,7 +351,6 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     }
     ratio_params = {
         "payload_bytes": PAYLOAD_BYTES,
-        "goal": GOAL_RATIO,
         "rtt_source": rtt_source,
         "cpu_pinning": pinning,
     }
@@ -484,93 +481,3 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     if sockperf_failures == rounds:
         raise ForgebenchError(f"sockperf failed in every one of {rounds} rounds; see the log above")
     return rec.frame()
-
-
-def _bootstrap_ci(values: np.ndarray, seed: int) -> tuple[float, float]:
-    try:
-        from forgebench.stats import bootstrap_ci
-    except ImportError:  # stats is optional here: a plain percentile bootstrap of the median
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, values.size, size=(2000, values.size))
-        meds = np.median(values[idx], axis=1)
-        return float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))
-    return bootstrap_ci(values, "median", confidence=0.95, seed=seed)
-
-
-def verdict(low: float, high: float, goal: float = GOAL_RATIO) -> str:
-    """Goal ``ratio <= goal`` judged by the interval: met, not met, or inconclusive."""
-    if high <= goal:
-        return "met"
-    if low > goal:
-        return "not met"
-    return "inconclusive"
-
-
-def summarize(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
-    """Per-round p50s and ratios, the median ratio, its 95% bootstrap CI and the verdict."""
-    ok = frame[frame["status"] == "ok"]
-    p50 = ok[ok["metric"] == "rtt_p50"].pivot_table(
-        index="repetition", columns="case", values="value"
-    )
-    ratios = ok[ok["metric"] == "rtt_p50_ratio"].set_index("repetition")["value"]
-    values = ratios.to_numpy(dtype=float)
-    if not values.size:
-        raise ForgebenchError("no round produced a ratio; see the log")
-    low, high = _bootstrap_ci(values, seed)
-    return {
-        "per_round": p50.join(ratios.rename("ratio"), how="outer"),
-        "median_ratio": float(np.median(values)),
-        "ci": (low, high),
-        "verdict": verdict(low, high),
-        "rounds": int(values.size),
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: run the comparison, print per-round figures, the median ratio, CI and verdict."""
-    parser = argparse.ArgumentParser(
-        prog="python -m forgebench.network.sockperf_compare", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS, help="at least 5")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--pin",
-        choices=PINNINGS,
-        default="none",
-        help="CPU placement of server and client for both tools (see placement())",
-    )
-    parser.add_argument("--out", type=Path, help="write the measurements to this Parquet file")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = {"rounds": args.rounds, "duration_s": args.duration, "cpu_pinning": args.pin}
-    try:
-        frame = run(cfg, seed=args.seed)
-        summary = summarize(frame, seed=args.seed)
-        if args.out is not None:
-            from forgebench.provenance import collect_provenance
-            from forgebench.record import write_measurements
-
-            write_measurements(frame, args.out, provenance=collect_provenance(cfg, seed=args.seed))
-    except ForgebenchError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 1
-    table = summary["per_round"].copy()
-    for col in ("forgebench", "sockperf"):
-        if col in table:
-            table[col] = table[col] * 1e6
-    table = table.rename(columns={"forgebench": "ours_p50_us", "sockperf": "sockperf_p50_us"})
-    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    low, high = summary["ci"]
-    print(
-        f"median ratio ours/sockperf p50: {summary['median_ratio']:.3f} "
-        f"(95% bootstrap CI {low:.3f} .. {high:.3f}, {summary['rounds']} rounds)"
-    )
-    print(f"goal ours/sockperf p50 <= {GOAL_RATIO}: {summary['verdict']}")
-    if args.out is not None:
-        print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

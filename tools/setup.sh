@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up forgebench on a fresh Debian machine: a virtual environment with every Python
+# dependency pinned by constraints.txt and, with --test, the Debian packages the tests
+# drive for real (sockperf). Safe to rerun: it only installs what is missing.
+#
+#   bash tools/setup.sh          # to run the workflow
+#   bash tools/setup.sh --test   # to run the tests as well
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[[ "${1:-}" == "--test" ]] && with_tests=1
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+python=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+  echo "setup: forgebench needs Python 3.11 or newer; found $("$python" --version 2>&1)" >&2
+  exit 1
+fi
+if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepip' 2>/dev/null; then
+  apt_install python3-venv
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+extras=""
+((with_tests)) && extras="[test]"
+# torch==2.13.0 (constraints.txt) is the CPU build; a looser pin pulls CUDA wheels of several GB.
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
+
+if ((with_tests)); then
+  apt_install sockperf
+fi
+echo "setup: done (.venv ready)"
