@@ -9,6 +9,13 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+
+
+# Only the aggregation target runs on the submitting host; every other rule is a job.
+localrules:
+    all,
+
+
 include: "rules/benchmarks.smk"
 include: "rules/report.smk"
 

@@ -11,11 +11,12 @@ rule benchmark:
         "../envs/forgebench.yaml"
     threads: get_benchmark_threads
     resources:
-        mem_mb=lambda wildcards, attempt: 2048 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        mem_mb=get_benchmark_resource("mem_mb"),
+        runtime=get_benchmark_resource("runtime"),
     params:
         section=get_benchmark_config,
         seed=config["seed"],
         sampler=config["sampler"],
+        fail=get_fail_switch,
     script:
         "../scripts/run_benchmark.py"

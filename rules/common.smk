@@ -1,10 +1,12 @@
 # Validation first, then the functions rules use. Logic lives in forgebench.workflow.
 from snakemake.utils import validate
 
-from forgebench.config import check_config
+from forgebench.config import check_config, coerce_limits
 from forgebench.registry import BENCHMARKS
+from forgebench import sizing
 from forgebench import workflow as fw
 
+coerce_limits(config)
 check_config(config, workflow.source_path("../config/schema.yaml"))
 validate(config, "../config/schema.yaml")
 fw.check_references(config)
@@ -26,4 +28,28 @@ def get_benchmark_config(wildcards):
 def get_benchmark_threads(wildcards):
     # Timing-sensitive benchmarks claim every core so nothing runs beside a timing.
     spec = BENCHMARKS.get(wildcards.suite, wildcards.benchmark)
-    return workflow.cores if spec.timing_sensitive else 1
+    return sizing.threads(spec.timing_sensitive, workflow.cores, config["limits"])
+
+
+def get_benchmark_resource(name):
+    def resource(wildcards, attempt):
+        key = f"{wildcards.suite}/{wildcards.benchmark}"
+        cfg = fw.benchmark_config(config, wildcards.suite, wildcards.benchmark)
+        return sizing.benchmark_resources(key, cfg, attempt, config["limits"])[name]
+
+    return resource
+
+
+def get_report_resource(name):
+    def resource(wildcards, input, attempt):
+        return sizing.report_resources(input.size_mb, attempt, config["limits"])[name]
+
+    return resource
+
+
+def get_fail_switch(wildcards):
+    # Test-only: prove a failing job is reported as failed (tests/test_slurm.py).
+    return (
+        f"{wildcards.suite}/{wildcards.benchmark}"
+        in config["testing"]["fail_benchmarks"]
+    )

@@ -7,6 +7,7 @@ rule report:
     output:
         summary="results/summary/summary.parquet",
         verdicts="results/summary/verdicts.parquet",
+        provenance="results/report/provenance.json",
         html=report(
             "results/report/index.html",
             caption="../report/index.rst",
@@ -24,8 +25,8 @@ rule report:
         "../envs/forgebench.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 2048 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        mem_mb=get_report_resource("mem_mb"),
+        runtime=get_report_resource("runtime"),
     params:
         statistics=config["statistics"],
         comparisons=config["comparisons"],

@@ -14,6 +14,8 @@ build_report(
     list(snakemake.input.measurements),
     summary_path=snakemake.output.summary,
     verdicts_path=snakemake.output.verdicts,
+    provenance_path=snakemake.output.provenance,
+    code_dir=snakemake.scriptdir,
     html_path=snakemake.output.html,
     plots_dir=snakemake.output.plots,
     statistics=snakemake.params.statistics,

@@ -8,7 +8,11 @@ logging.basicConfig(
     stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
 )
 
+from forgebench.errors import ForgebenchError  # noqa: E402
 from forgebench.runner import run_benchmark  # noqa: E402
+
+if snakemake.params.fail:
+    raise ForgebenchError("failing on purpose: config testing.fail_benchmarks names this job")
 
 config = {
     "seed": snakemake.params.seed,

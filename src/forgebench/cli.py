@@ -88,6 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         verdicts_path=Path(args.results, "summary", "verdicts.parquet"),
         html_path=Path(args.results, "report", "index.html"),
         plots_dir=Path(args.results, "report", "plots"),
+        provenance_path=Path(args.results, "report", "provenance.json"),
         statistics=config["statistics"],
         comparisons=config["comparisons"],
         targets=config["targets"],

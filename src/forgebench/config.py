@@ -45,6 +45,20 @@ def _describe(error: ValidationError) -> str:
     return f"config key {where!r}: {error.message}"
 
 
+def coerce_limits(config: dict[str, Any]) -> None:
+    """Turn ``limits`` values given as digit strings into integers, in place.
+
+    Profiles pass ``limits`` through ``--config limits={cpus: 2, ...}``, and Snakemake parses
+    the values of such a mapping as strings; the schema then checks the integers.
+    """
+    limits = config.get("limits")
+    if not isinstance(limits, dict):
+        return
+    for key, value in limits.items():
+        if isinstance(value, str) and value.strip().isdigit():
+            limits[key] = int(value)
+
+
 def check_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> None:
     """Raise ForgebenchError listing every schema violation, each naming its key.
 

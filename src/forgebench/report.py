@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from forgebench import analysis, plots, record
 from forgebench.atomic import atomic_path, write_text_atomic
+from forgebench.provenance import collect_provenance
 from forgebench.runner import JOB_CASE
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,8 @@ def build_report(
     comparisons: Sequence[Mapping[str, Any]],
     targets: Sequence[Mapping[str, Any]],
     seed: int,
+    provenance_path: str | Path | None = None,
+    code_dir: str | None = None,
 ) -> None:
     """Read every raw table, write summary and verdict Parquet, plots and index.html.
 
@@ -216,6 +219,10 @@ def build_report(
     compared = analysis.compare_cases(frame, comparisons, statistics, seed=seed)
     checked = analysis.check_targets(targets, compared, frame, statistics, seed=seed)
     verdicts = pd.concat([compared, checked], ignore_index=True)
+    if provenance_path is not None:  # where and when this report ran: kept out of the tables
+        prov = collect_provenance(seed=seed, code_dir=code_dir)
+        prov["inputs"] = [_relative_to_results(p) for p in paths]
+        write_text_atomic(provenance_path, json.dumps(prov, indent=2, sort_keys=True) + "\n")
     _write_table(summary, summary_path, paths)
     _write_table(_flatten(verdicts), verdicts_path, paths)
     figures = plots.latency_cdfs(frame, plots_dir)

@@ -1,0 +1,94 @@
+"""Job sizes for the scheduler: threads, memory and runtime from the configured work.
+
+Each estimate is an upper bound from the config (durations, caps, row counts), grown by
+the attempt number so a retried job asks for more, then capped by the profile's
+``limits`` (cpus, mem_mb, runtime) so no request exceeds what a node offers. Light to
+import: Snakemake evaluates these while it plans.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+BASE_MEM_MB = 512  # an interpreter with numpy, pandas and pyarrow loaded
+MB_PER_MILLION_ROWS = 1000  # measured: 551k echo rows peaked at 560 MB (docs/performance.md)
+
+
+def _echo_latency(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    payloads = len(cfg["payload_sizes"])
+    per_scenario = {
+        "persistent": payloads,
+        "connect_per_request": payloads,
+        "concurrent": payloads * len(cfg["concurrency"]),
+    }
+    cases = sum(per_scenario[s] for s in cfg["scenarios"]) * cfg["repetitions"]
+    # A case stops at max(4 x min_duration, min_duration + 10 s) at the latest.
+    seconds = cases * max(4 * cfg["min_duration_s"], cfg["min_duration_s"] + 10) + 30
+    rows = cases * (cfg["max_requests"] + cfg["warmup_requests"])
+    return seconds, rows
+
+
+def _sockperf_compare(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    duration = max(1, round(cfg["duration_s"]))
+    # per round: our side (warm-up + duration) and sockperf (duration + its ~2.2 s start)
+    seconds = cfg["rounds"] * (2 * duration + cfg.get("warmup_s", 0.4) + 5) + 30
+    rows = cfg["rounds"] * duration * 2 * 100_000  # loopback round trips stay under 100k/s
+    return seconds, rows
+
+
+def _sampler_overhead(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    runs = 2 * (cfg["rounds"] + cfg["warmup_rounds"])
+    seconds = runs * cfg["workload_iterations"] * 1e-6 + 30  # ~0.25 us/iteration, 4x margin
+    return seconds, runs
+
+
+ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
+    "network/echo_latency": _echo_latency,
+    "network/sockperf_compare": _sockperf_compare,
+    "harness/sampler_overhead": _sampler_overhead,
+}
+
+
+def _cap(value: int, limits: Mapping[str, Any], key: str) -> int:
+    limit = limits.get(key)
+    return min(value, int(limit)) if limit else value
+
+
+def benchmark_resources(
+    key: str, cfg: Mapping[str, Any], attempt: int, limits: Mapping[str, Any]
+) -> dict[str, int]:
+    """``mem_mb`` and ``runtime`` (minutes) of one benchmark job on its ``attempt``."""
+    seconds, rows = ESTIMATES[key](cfg)
+    mem_mb = BASE_MEM_MB + math.ceil(rows / 1e6 * MB_PER_MILLION_ROWS)
+    runtime = math.ceil(seconds / 60) + 1
+    return {
+        "mem_mb": _cap(mem_mb * attempt, limits, "mem_mb"),
+        "runtime": _cap(runtime * attempt, limits, "runtime"),
+    }
+
+
+def report_resources(input_mb: float, attempt: int, limits: Mapping[str, Any]) -> dict[str, int]:
+    """The report holds every raw row in memory: ~10 bytes per row on disk, ~1 KB in memory."""
+    mem_mb = BASE_MEM_MB + math.ceil(input_mb * 100)
+    runtime = 5 + math.ceil(input_mb / 10)
+    return {
+        "mem_mb": _cap(mem_mb * attempt, limits, "mem_mb"),
+        "runtime": _cap(runtime * attempt, limits, "runtime"),
+    }
+
+
+def threads(timing_sensitive: bool, cores: int | None, limits: Mapping[str, Any]) -> int:
+    """Every core of the node for timing-sensitive jobs (nothing runs beside a timing), else 1.
+
+    ``cores`` is ``workflow.cores``: the local core count, or unbounded (None or huge) under
+    a cluster executor, where the profile's ``limits.cpus`` is the node's size.
+    """
+    if not timing_sensitive:
+        return 1
+    available = cores if cores and cores < 10_000 else None
+    limit = limits.get("cpus")
+    if available and limit:
+        return min(available, int(limit))
+    return int(available or limit or 1)
