@@ -1,4 +1,6 @@
 # Validation first, then the functions rules use. Logic lives in forgebench.workflow.
+from pathlib import Path
+
 from snakemake.utils import validate
 
 from forgebench.config import check_config, coerce_limits
@@ -7,7 +9,7 @@ from forgebench import sizing
 from forgebench import workflow as fw
 
 coerce_limits(config)
-check_config(config, workflow.source_path("../config/schema.yaml"))
+check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
 validate(config, "../config/schema.yaml")
 fw.check_references(config)
 

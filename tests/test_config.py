@@ -85,6 +85,15 @@ def test_mistakes_name_the_key(name):
         check_config(config)
 
 
+def test_defaults_are_filled_inside_suite_fragments():
+    config = {"suites": {"network": {"benchmarks": {"echo_latency": {}}}}}
+    check_config(config)
+    echo = config["suites"]["network"]["benchmarks"]["echo_latency"]
+    assert echo["payload_sizes"] == [64, 1024, 65536]
+    assert echo["enabled"] is True
+    assert config["statistics"]["practical_threshold"] == 0.05
+
+
 def test_reference_to_unknown_comparison_is_rejected():
     config = copy.deepcopy(DEFAULT)
     config["targets"][0]["comparison"] = "nope"

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from forgebench.errors import ForgebenchError
 
@@ -59,16 +61,47 @@ def coerce_limits(config: dict[str, Any]) -> None:
             limits[key] = int(value)
 
 
-def check_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> None:
-    """Raise ForgebenchError listing every schema violation, each naming its key.
+def _local_registry(base: Path) -> Registry:
+    """Resolve ``$ref: "schemas/<suite>.schema.yaml"`` against files beside the schema."""
 
-    snakemake.utils.validate (which also fills in defaults) runs after this; this pass
-    exists only to word the errors for a person: the key path, what was wrong, and for a
-    misspelt key the closest allowed name.
+    def retrieve(uri: str) -> Resource:
+        path = base / uri
+        if not path.is_file():
+            raise ForgebenchError(f"schema reference {uri!r} not found at {path}")
+        return Resource.from_contents(load_yaml(path), default_specification=DRAFT202012)
+
+    return Registry(retrieve=retrieve)
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that fills in each property's schema default before checking it
+    (the jsonschema FAQ recipe); unlike snakemake's, it follows ``$ref`` into fragments."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator: Any, props: Mapping[str, Any], instance: Any, schema: Any) -> Any:
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, schema)
+
+    return validators.extend(validator_class, {"properties": properties})
+
+
+def check_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> None:
+    """Raise ForgebenchError listing every schema violation, each naming its key; on
+    success fill in the schema's defaults, in place.
+
+    The errors are worded for a person: the key path, what was wrong, and for a misspelt
+    key the closest allowed name.
     """
+    schema_path = Path(schema_path)
     schema = load_yaml(schema_path)
-    validator = Draft202012Validator(schema)
+    validator = Draft202012Validator(schema, registry=_local_registry(schema_path.parent))
     errors = sorted(validator.iter_errors(copy.deepcopy(dict(config))), key=lambda e: e.path)
     if errors:
         lines = "\n  ".join(_describe(e) for e in errors)
         raise ForgebenchError(f"invalid config (schema {schema_path}):\n  {lines}")
+    filler = _with_defaults(Draft202012Validator)(schema, registry=validator._registry)
+    for error in filler.iter_errors(config):  # defaults satisfy the schema; check anyway
+        raise ForgebenchError(f"config invalid after filling defaults: {_describe(error)}")
