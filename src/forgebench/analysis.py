@@ -7,6 +7,7 @@ metric), so it can be traced back to the raw Parquet.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -79,29 +80,47 @@ def compare_cases(
 ) -> pd.DataFrame:
     """Each configured baseline/candidate pair within the run, through stats.compare.
 
-    A pair with failed operations on either side is still compared on its successful
-    rows, and the failure counts travel with the verdict; a pair with no successful rows
-    on a side is "undetermined", never an improvement.
+    A pair with failed operations on either side gets the verdict "failed" (no speed
+    verdict on partial work), with the failure counts beside it; a pair with no rows on
+    a side is "undetermined". The comparisons of one suite form a family, corrected with
+    Benjamini-Hochberg (stats.correct_family); the ``family`` column names it.
     """
     opts = _stats_options(statistics, seed)
-    rows = []
+    alpha = float(statistics.get("alpha", 0.05))
+    rows: list[dict[str, Any]] = []
+    results: list[stats.Comparison] = []
     for comp in comparisons:
         base = _rows(frame, comp["suite"], comp["benchmark"], comp["baseline"], comp["metric"])
         cand = _rows(frame, comp["suite"], comp["benchmark"], comp["candidate"], comp["metric"])
+        base_ok = base.loc[base["status"] == "ok", "value"].to_numpy()
+        cand_ok = cand.loc[cand["status"] == "ok", "value"].to_numpy()
         row: dict[str, Any] = {"kind": "comparison", **{k: comp[k] for k in comp}}
+        row["family"] = f"{comp['suite']} (within run)"
         row["n_failed_baseline"] = int((base["status"] != "ok").sum())
         row["n_failed_candidate"] = int((cand["status"] != "ok").sum())
         higher = bool(pd.concat([base, cand])["higher_is_better"].iloc[0]) if len(base) else False
         result = stats.compare(
-            base.loc[base["status"] == "ok", "value"].to_numpy(),
-            cand.loc[cand["status"] == "ok", "value"].to_numpy(),
+            base_ok,
+            cand_ok,
             higher_is_better=higher,
             threshold=float(statistics.get("practical_threshold", 0.05)),
-            alpha=float(statistics.get("alpha", 0.05)),
+            alpha=alpha,
             **opts,
         )
-        row.update(result.as_dict())
+        failure = stats.failure_verdict(
+            len(base_ok), row["n_failed_baseline"], len(cand_ok), row["n_failed_candidate"]
+        )
+        if failure is not None:
+            result = dataclasses.replace(result, verdict=failure[0], reason=failure[1])
         rows.append(row)
+        results.append(result)
+    for family in sorted({r["family"] for r in rows}):
+        members = [i for i, r in enumerate(rows) if r["family"] == family]
+        corrected = stats.correct_family([results[i] for i in members], alpha=alpha)
+        for i, result in zip(members, corrected, strict=True):
+            results[i] = result
+    for row, result in zip(rows, results, strict=True):
+        row.update(result.as_dict())
     return pd.DataFrame(rows)
 
 
@@ -128,23 +147,31 @@ def check_targets(
     ``median``/``p50`` and ``mean`` use the bootstrap CI of that statistic over the
     successful rows; ``improvement`` uses the comparison's CI. Percentiles beyond the
     median (p90..p99) use their bootstrap CI too. A target whose rows do not exist in
-    this run (benchmark disabled or not run) is "not measured" and says so.
+    this run (benchmark disabled or not run) is "not measured" and says so, as is a target
+    that names no benchmark at all (the original's targets that nothing here measures).
+    A comparison whose operations failed makes its target "not met".
     """
     opts = _stats_options(statistics, seed)
     rows = []
     for target in targets:
         row: dict[str, Any] = {"kind": "target", **dict(target)}
         low = high = estimate = None
-        if target["statistic"] == "improvement":
+        failed = False
+        if "comparison" not in target and "benchmark" not in target:
+            row["evidence"] = "no benchmark in this workflow measures it; left out of pass rates"
+        elif target["statistic"] == "improvement":
             match = (
                 comparisons[comparisons["name"] == target["comparison"]]
                 if len(comparisons)
                 else comparisons
             )
-            if len(match) and match["verdict"].iloc[0] != "undetermined":
+            failed = bool(len(match)) and match["verdict"].iloc[0] == "failed"
+            if len(match) and match["verdict"].iloc[0] not in ("undetermined", "failed"):
                 estimate = float(match["improvement"].iloc[0])
                 low, high = (float(x) for x in match["improvement_ci"].iloc[0])
-            row["evidence"] = f"comparison {target['comparison']!r}"
+            row["evidence"] = f"comparison {target['comparison']!r}" + (
+                f": {match['reason'].iloc[0]}" if failed else ""
+            )
         else:
             sel = _rows(
                 frame, target["suite"], target["benchmark"], target["case"], target["metric"]
@@ -164,7 +191,66 @@ def check_targets(
         row["ci_low"] = low
         row["ci_high"] = high
         row["verdict"] = stats.check_target(
-            low, high, op=target["op"], threshold=target["threshold"]
+            low, high, op=target["op"], threshold=target["threshold"], failed=failed
         )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+AUDIT_COLUMNS = [
+    "optimization",
+    "suite",
+    "benchmark",
+    "metric",
+    "baseline",
+    "candidate",
+    "median_baseline",
+    "median_candidate",
+    "n_failed_baseline",
+    "n_failed_candidate",
+    "improvement",
+    "improvement_ci_low",
+    "improvement_ci_high",
+    "comparison_verdict",
+    "target",
+    "target_verdict",
+]
+
+
+def audit_table(verdicts: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The optimization audit: every target on a comparison, with its evidence, and the
+    original's overall rule over those targets (stats.overall_verdict).
+
+    ``verdicts`` is compare_cases and check_targets concatenated (improvement_ci as a
+    pair). A comparison without a target is not an audited optimization.
+    """
+    if verdicts.empty or "kind" not in verdicts:
+        return pd.DataFrame(columns=AUDIT_COLUMNS), stats.overall_verdict([])
+    comps = verdicts[verdicts["kind"] == "comparison"].set_index("name")
+    targets = verdicts[(verdicts["kind"] == "target") & verdicts.get("comparison").notna()]
+    rows = []
+    for t in targets.to_dict("records"):
+        c = comps.loc[t["comparison"]] if t["comparison"] in comps.index else None
+        ci = c["improvement_ci"] if c is not None else (None, None)
+        rows.append(
+            {
+                "optimization": t["comparison"],
+                "suite": None if c is None else c["suite"],
+                "benchmark": None if c is None else c["benchmark"],
+                "metric": None if c is None else c["metric"],
+                "baseline": None if c is None else c["baseline"],
+                "candidate": None if c is None else c["candidate"],
+                "median_baseline": None if c is None else c["median_baseline"],
+                "median_candidate": None if c is None else c["median_candidate"],
+                "n_failed_baseline": None if c is None else int(c["n_failed_baseline"]),
+                "n_failed_candidate": None if c is None else int(c["n_failed_candidate"]),
+                "improvement": None if c is None else c["improvement"],
+                "improvement_ci_low": ci[0] if ci is not None else None,
+                "improvement_ci_high": ci[1] if ci is not None else None,
+                "comparison_verdict": None if c is None else c["verdict"],
+                "target": f"{t['name']} (improvement {t['op']} {t['threshold']:g})",
+                "target_verdict": t["verdict"],
+            }
+        )
+    table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    return table, stats.overall_verdict(list(table["target_verdict"]))

@@ -21,6 +21,7 @@ checks, written afresh on numpy/scipy.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -50,7 +51,7 @@ __all__ = [
     "summarize",
 ]
 
-VERDICTS = ("improvement", "regression", "no significant change", "undetermined")
+VERDICTS = ("improvement", "regression", "no significant change", "undetermined", "failed")
 TARGET_VERDICTS = ("met", "not met", "inconclusive", "not measured")
 #: Values of ``Comparison.method``: how significance was decided (or that it was not).
 METHODS = ("mann-whitney-u", "bootstrap-ci", "none")
@@ -876,10 +877,91 @@ def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
+def correct_family(comparisons: Sequence[Comparison], *, alpha: float = 0.05) -> list[Comparison]:
+    """Benjamini-Hochberg across one family of comparisons, verdicts re-judged on it.
+
+    A family is the metrics of one suite in one comparison: testing 20 metrics at
+    alpha = 0.05 would otherwise call about one change per run by chance. Comparisons
+    decided by Mann-Whitney keep "improvement"/"regression" only if their adjusted p is
+    below alpha (the practical threshold still applies, as it did before); those decided
+    by the bootstrap CI (samples too small for the test) and "undetermined"/"failed" ones
+    are left as they were. Returns new Comparisons with ``p_adjusted`` in their reason.
+    """
+    tested = [i for i, c in enumerate(comparisons) if c.method == "mann-whitney-u"]
+    adjusted = benjamini_hochberg([comparisons[i].mannwhitney_p for i in tested]) if tested else []
+    out = list(comparisons)
+    for i, p_adj in zip(tested, adjusted, strict=True):
+        c = comparisons[i]
+        significant = bool(p_adj < alpha)
+        verdict = c.verdict
+        reason = f"{c.reason}; BH-adjusted p={p_adj:.3g} over a family of {len(comparisons)}"
+        if c.verdict in ("improvement", "regression") and not significant:
+            verdict = "no significant change"
+            reason += f" >= alpha={alpha}: not significant after correction"
+        out[i] = dataclasses.replace(c, significant=significant, verdict=verdict, reason=reason)
+    return out
+
+
+def overall_verdict(target_verdicts: Sequence[str], *, pass_share: float = 0.8) -> dict[str, Any]:
+    """The original system's overall rule over a set of target verdicts.
+
+    "PASSED" when at least ``pass_share`` of the measured targets are met; "inconclusive"
+    counts as not met; "not measured" targets are left out of the share (and counted, so
+    the report lists them); with nothing measured the result is "not measured".
+    """
+    unknown = set(target_verdicts) - set(TARGET_VERDICTS)
+    if unknown:
+        raise ValueError(f"unknown target verdicts {sorted(unknown)}")
+    measured = [v for v in target_verdicts if v != "not measured"]
+    met = sum(v == "met" for v in measured)
+    share = met / len(measured) if measured else math.nan
+    verdict = "not measured" if not measured else "PASSED" if share >= pass_share else "FAILED"
+    return {
+        "verdict": verdict,
+        "met": met,
+        "measured": len(measured),
+        "not_measured": len(target_verdicts) - len(measured),
+        "share_met": share,
+        "pass_share": pass_share,
+    }
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+def failure_verdict(
+    n_ok_baseline: int, n_failed_baseline: int, n_ok_candidate: int, n_failed_candidate: int
+) -> tuple[str, str] | None:
+    """``("failed", reason)`` when either side of a comparison had failed operations.
+
+    A side that failed some of its work did not do the same work as the other, so no
+    speed verdict is given: timings of the survivors would reward failing (the system we
+    replace scored a pool whose every query failed as a 98.8% improvement). None when
+    both sides completed everything.
+    """
+    if n_failed_baseline == 0 and n_failed_candidate == 0:
+        return None
+    parts = []
+    for side, ok, failed in (
+        ("baseline", n_ok_baseline, n_failed_baseline),
+        ("candidate", n_ok_candidate, n_failed_candidate),
+    ):
+        if failed:
+            parts.append(f"{side} failed {failed} of {ok + failed} operations")
+    return "failed", "; ".join(parts) + ": no speed verdict on partial work"
+
+
 # ---------------------------------------------------------------------------- targets
 
 
-def check_target(ci_low: float | None, ci_high: float | None, *, op: str, threshold: float) -> str:
+def check_target(
+    ci_low: float | None,
+    ci_high: float | None,
+    *,
+    op: str,
+    threshold: float,
+    failed: bool = False,
+) -> str:
     """Target verdict from a confidence interval, so noise alone cannot pass or fail it.
 
     ``"met"`` if every value in ``[ci_low, ci_high]`` satisfies ``value <op> threshold``,
@@ -891,6 +973,8 @@ def check_target(ci_low: float | None, ci_high: float | None, *, op: str, thresh
         ci_high: Upper CI bound.
         op: One of ``"<"``, ``"<="``, ``">"``, ``">="``.
         threshold: The target value.
+        failed: The evidence had failed operations (see :func:`failure_verdict`): the
+            target is "not met" whatever the interval says.
 
     Returns:
         One of :data:`TARGET_VERDICTS`.
@@ -900,6 +984,8 @@ def check_target(ci_low: float | None, ci_high: float | None, *, op: str, thresh
     """
     if op not in _TARGET_OPS:
         raise ValueError(f"op must be one of {_TARGET_OPS}, got {op!r}")
+    if failed:
+        return "not met"
     if ci_low is None or ci_high is None:
         return "not measured"
     lo, hi = float(ci_low), float(ci_high)

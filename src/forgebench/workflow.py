@@ -55,6 +55,19 @@ def check_references(config: Mapping[str, Any]) -> None:
         if comp["baseline"] == comp["candidate"]:
             raise ForgebenchError(f"config key 'comparisons.{i}': baseline and candidate are equal")
     for i, target in enumerate(config.get("targets", [])):
+        if "comparison" in target and (
+            "benchmark" in target or target["statistic"] != "improvement"
+        ):
+            raise ForgebenchError(
+                f"config key 'targets.{i}': a target on a comparison has statistic "
+                "'improvement' and no suite/benchmark/case/metric"
+            )
+        if "benchmark" in target and target["statistic"] == "improvement":
+            raise ForgebenchError(
+                f"config key 'targets.{i}': 'improvement' needs a 'comparison', not a benchmark"
+            )
+        if "comparison" not in target and "benchmark" not in target:
+            continue  # a target nothing measures: reported as "not measured"
         if "comparison" in target:
             if target["comparison"] not in comparisons:
                 raise ForgebenchError(
