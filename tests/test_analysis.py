@@ -1,0 +1,144 @@
+"""Verdicts from raw rows: failures never become improvements; families; the audit rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgebench import analysis, stats
+from forgebench.record import Recorder
+
+STATS = {"confidence": 0.95, "bootstrap_resamples": 500, "practical_threshold": 0.05, "alpha": 0.05}
+COMPARISON = {
+    "name": "pool",
+    "suite": "database",
+    "benchmark": "pooling",
+    "metric": "latency",
+    "baseline": "connect",
+    "candidate": "pooled",
+}
+TARGET = {
+    "name": "pool 50%",
+    "comparison": "pool",
+    "statistic": "improvement",
+    "op": ">=",
+    "threshold": 0.5,
+}
+
+
+def _frame(base: np.ndarray, cand: np.ndarray, cand_failures: int = 0) -> pd.DataFrame:
+    rec = Recorder("database", "pooling", 1)
+    for case, values in (("connect", base), ("pooled", cand)):
+        for i, v in enumerate(values):
+            rec.add(case, {}, "latency", "s", False, float(v), sample=i)
+    for i in range(cand_failures):
+        rec.add(
+            "pooled",
+            {},
+            "latency",
+            "s",
+            False,
+            None,
+            sample=len(cand) + i,
+            status="error:OperationalError",
+        )
+    return rec.frame()
+
+
+def _verdicts(frame: pd.DataFrame) -> pd.DataFrame:
+    comps = analysis.compare_cases(frame, [COMPARISON], STATS, seed=0)
+    targets = analysis.check_targets([TARGET], comps, frame, STATS, seed=0)
+    return pd.concat([comps, targets], ignore_index=True)
+
+
+def test_a_real_improvement_is_called_and_meets_its_target():
+    rng = np.random.default_rng(0)
+    base = rng.lognormal(np.log(1e-2), 0.1, 40)
+    cand = rng.lognormal(np.log(2e-3), 0.1, 40)
+    v = _verdicts(_frame(base, cand)).set_index("name")
+    assert v.loc["pool", "verdict"] == "improvement"
+    assert v.loc["pool 50%", "verdict"] == "met"
+    table, overall = analysis.audit_table(_verdicts(_frame(base, cand)))
+    assert table["target_verdict"].tolist() == ["met"]
+    assert overall["verdict"] == "PASSED"
+
+
+@pytest.mark.parametrize("failures", [1, 40])
+def test_failed_operations_never_become_an_improvement(failures):
+    """A fast candidate that failed some (or all but a few) queries: 'failed', target not met."""
+    rng = np.random.default_rng(1)
+    base = rng.lognormal(np.log(1e-2), 0.1, 40)
+    cand = rng.lognormal(np.log(1e-4), 0.1, 40 - min(failures, 38))
+    v = _verdicts(_frame(base, cand, cand_failures=failures)).set_index("name")
+    assert v.loc["pool", "verdict"] == "failed"
+    assert v.loc["pool", "n_failed_candidate"] == failures
+    assert v.loc["pool 50%", "verdict"] == "not met"
+    _, overall = analysis.audit_table(_verdicts(_frame(base, cand, cand_failures=failures)))
+    assert overall["verdict"] == "FAILED"
+
+
+def test_every_query_failing_is_undetermined_then_not_met():
+    rng = np.random.default_rng(2)
+    frame = _frame(rng.lognormal(np.log(1e-2), 0.1, 30), np.array([]), cand_failures=30)
+    v = _verdicts(frame).set_index("name")
+    assert v.loc["pool", "verdict"] == "failed"
+    assert v.loc["pool 50%", "verdict"] == "not met"
+
+
+def test_unmeasured_targets_are_listed_and_left_out():
+    verdicts = ["met", "met", "met", "met", "inconclusive", "not measured"]
+    overall = stats.overall_verdict(verdicts)
+    assert overall == {
+        "verdict": "PASSED",
+        "met": 4,
+        "measured": 5,
+        "not_measured": 1,
+        "share_met": 0.8,
+        "pass_share": 0.8,
+    }
+    assert stats.overall_verdict(["met", "inconclusive", "not met"])["verdict"] == "FAILED"
+    assert stats.overall_verdict(["not measured"])["verdict"] == "not measured"
+    target = {"name": "UI under 50 ms", "statistic": "p95", "op": "<", "threshold": 0.05}
+    checked = analysis.check_targets(
+        [target], pd.DataFrame(), _frame(np.ones(3), np.ones(3)), STATS, seed=0
+    )
+    assert checked["verdict"].iloc[0] == "not measured"
+    assert "no benchmark" in checked["evidence"].iloc[0]
+
+
+def test_within_run_family_is_corrected():
+    """Twenty A/A comparisons in one suite: BH keeps chance calls rare."""
+    rng = np.random.default_rng(3)
+    rec = Recorder("s", "b", 1)
+    comparisons = []
+    for m in range(20):
+        for case in ("a", "b"):
+            for i, v in enumerate(rng.lognormal(0, 0.1, 30)):
+                rec.add(case, {}, f"m{m}", "s", False, float(v), sample=i)
+        comparisons.append(
+            {
+                "name": f"c{m}",
+                "suite": "s",
+                "benchmark": "b",
+                "metric": f"m{m}",
+                "baseline": "a",
+                "candidate": "b",
+            }
+        )
+    comps = analysis.compare_cases(rec.frame(), comparisons, STATS, seed=0)
+    assert set(comps["family"]) == {"s (within run)"}
+    assert comps["reason"].str.contains("BH-adjusted").all()
+    assert (comps["verdict"].isin(["improvement", "regression"])).sum() <= 1
+
+
+def test_summary_counts_failures_and_excludes_warmup():
+    rec = Recorder("n", "e", 1)
+    for i in range(10):
+        rec.add("c", {}, "rtt", "s", False, 1e-3 * (i + 1), sample=i)
+    rec.add("c", {}, "rtt", "s", False, 5.0, sample=10, warmup=True)
+    rec.add("c", {}, "rtt", "s", False, None, sample=11, status="timeout")
+    summary = analysis.summarize_measurements(rec.frame(), STATS, seed=0).iloc[0]
+    assert (summary["n_ok"], summary["n_failed"], summary["n_warmup"]) == (10, 1, 1)
+    assert summary["max"] == pytest.approx(1e-2)
+    assert summary["failures"] == '{"timeout": 1}'
