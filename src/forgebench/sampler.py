@@ -464,8 +464,6 @@ class ResourceSampler:
             except psutil.Error:
                 return []
             return [self.pid] + [k.pid for k in kids]
-        if not os.path.exists(f"/proc/{self.pid}"):
-            return []
         # The sampler's own thread never forks: one file less to read per tick.
         thread = self._thread if self._self_measure else None
         out = [self.pid, *_direct_children(self.pid, str(thread.native_id) if thread else "")]
