@@ -622,3 +622,11 @@ def test_check_target_rejects_bad_input():
 def test_summary_ci_of_one_value_is_not_measured_target():
     s = stats.summarize([0.1])
     assert stats.check_target(s.ci_low, s.ci_high, op="<", threshold=1.0) == "not measured"
+
+
+def test_compare_handles_large_samples_without_overflow():
+    """10^4 values per side (a pooling run) must not overflow the exact-p bound."""
+    rng = np.random.default_rng(0)
+    result = stats.compare(rng.random(10_000) + 1, rng.random(10_000), higher_is_better=False)
+    assert result.verdict == "improvement"
+    assert result.method == "mann-whitney-u"

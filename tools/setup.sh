@@ -44,6 +44,7 @@ extras=""
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
 
 if ((with_tests)); then
-  apt_install sockperf
+  # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests
+  apt_install sockperf slurmctld slurmd slurm-client munge postgresql
 fi
 echo "setup: done (.venv ready)"

@@ -68,7 +68,12 @@ def _local_registry(base: Path) -> Registry:
         path = base / uri
         if not path.is_file():
             raise ForgebenchError(f"schema reference {uri!r} not found at {path}")
-        return Resource.from_contents(load_yaml(path), default_specification=DRAFT202012)
+        contents = load_yaml(path)
+        # Fragments declare $schema for snakemake.utils.validate; dropped here so that the
+        # default-filling validator class is kept across the reference (jsonschema would
+        # switch to the stock class of the declared dialect).
+        contents.pop("$schema", None)
+        return DRAFT202012.create_resource(contents)
 
     return Registry(retrieve=retrieve)
 

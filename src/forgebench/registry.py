@@ -90,6 +90,20 @@ for _spec in (
         "our echo client/server against sockperf ping-pong, interleaved rounds",
     ),
     BenchmarkSpec(
+        "database",
+        "n_plus_one",
+        "forgebench.database.n_plus_one:run",
+        True,
+        "a page of users with posts and comment counts: N+1 queries vs JOIN vs batched IN",
+    ),
+    BenchmarkSpec(
+        "database",
+        "connection_pooling",
+        "forgebench.database.connection_pooling:run",
+        True,
+        "W worker threads x Q short queries: connect per query vs a connection pool",
+    ),
+    BenchmarkSpec(
         "harness",
         "sampler_overhead",
         "forgebench.harness.sampler_overhead:run",

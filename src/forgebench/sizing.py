@@ -44,10 +44,39 @@ def _sampler_overhead(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return seconds, runs
 
 
+_LOAD_S_PER_ROW = 50e-6  # generate + insert/COPY per loaded row and backend (measured ~15 us)
+
+
+def _database_n_plus_one(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    s = cfg["sizes"]
+    rows_loaded = s["users"] + s["posts"] + s["comments"]
+    # N+1 runs 1 + page_size + (posts on the page) statements; a page holds at most ~3x the
+    # mean posts per user; 0.2 ms per statement bounds both backends (10-18 us SQLite,
+    # 85 us median PostgreSQL); JOIN and batched IN together cost less than N+1.
+    statements = 1 + cfg["page_size"] * (1 + 3 * s["posts"] / s["users"])
+    rounds = cfg["executions"] + cfg["warmup"]
+    per_backend = rows_loaded * _LOAD_S_PER_ROW + rounds * statements * 2e-4 * 2
+    return 30 + len(cfg["backends"]) * per_backend, len(cfg["backends"]) * rounds * 3 * 2
+
+
+def _database_connection_pooling(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    s = cfg["sizes"]
+    rows_loaded = s["users"] + s["posts"] + s["comments"]
+    per_phase = cfg["workers"] * (cfg["queries_per_worker"] + cfg["warmup_queries"])
+    per_query = {"sqlite": 1e-3, "postgres": 0.04}  # ~4x measured wall per query
+    seconds = 30 + sum(
+        rows_loaded * _LOAD_S_PER_ROW + cfg["repetitions"] * per_phase * per_query[b]
+        for b in cfg["backends"]
+    )
+    return seconds, len(cfg["backends"]) * 2 * cfg["repetitions"] * (per_phase + 1)
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
     "harness/sampler_overhead": _sampler_overhead,
+    "database/n_plus_one": _database_n_plus_one,
+    "database/connection_pooling": _database_connection_pooling,
 }
 
 

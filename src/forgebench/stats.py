@@ -542,8 +542,9 @@ def _welch_p(base: np.ndarray, cand: np.ndarray) -> float:
 
 def _mwu_min_p(m: int, n: int) -> float:
     """Smallest two-sided p the exact Mann-Whitney U test can give for sizes m, n (no ties):
-    complete separation, 2 / C(m+n, m)."""
-    return min(1.0, 2.0 / math.comb(m + n, m))
+    complete separation, 2 / C(m+n, m), in logs so large samples do not overflow."""
+    log_c = math.lgamma(m + n + 1) - math.lgamma(m + 1) - math.lgamma(n + 1)
+    return min(1.0, 2.0 * math.exp(-log_c))
 
 
 def compare(
@@ -1006,3 +1007,661 @@ def check_target(
     if violated:
         return "not met"
     return "inconclusive"
+
+
+# =====================================================================================
+# Survival statistics (right-censored times): Kaplan-Meier curve, median, median ratio.
+# Appended section; used for "time until an event" metrics such as steps to generalise,
+# where a run that never reached the event within its budget is censored at the budget.
+# =====================================================================================
+
+__all__ += [
+    "CONF_TYPES",
+    "KaplanMeier",
+    "SurvivalComparison",
+    "check_survival_target",
+    "kaplan_meier",
+    "km_median",
+    "km_median_bounds",
+    "km_median_ratio_ci",
+]
+
+#: Transforms of the pointwise Greenwood band: ``"log-log"`` (Kalbfleisch & Prentice 1980,
+#: lifelines' default; stays inside [0, 1]) and ``"log"`` (R ``survfit``'s default).
+CONF_TYPES = ("log-log", "log")
+#: Survival values this close to 0.5 count as exactly 0.5 (a product of fractions such as
+#: 3/4 * 2/3 is 0.5 only up to rounding).
+_HALF_TOL = 1e-9
+
+
+def _survival_data(times: Any, events: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``times`` as a finite non-negative float array, ``events`` as booleans of equal length."""
+    t = _sample(times, f"{name} times", allow_empty=True)
+    e = _bool_array(events, f"{name} events")
+    if t.size != e.size:
+        raise ValueError(f"{name}: times and events must have equal length, got {t.size}, {e.size}")
+    if (t < 0).any():
+        raise ValueError(f"{name} times must be >= 0")
+    return t, e
+
+
+@dataclass(frozen=True)
+class KaplanMeier:
+    """The Kaplan-Meier estimate at each distinct time with at least one event.
+
+    ``survival[i]`` is S(t) just after ``times[i]``; S = 1 before the first event time.
+    ``lower``/``upper`` are the pointwise confidence band (Greenwood variance, transformed
+    by ``conf_type``); where S = 0 the variance is undefined and the band keeps its
+    previous upper value (and a lower value of 0), so it never claims more certainty than
+    the data before that point. ``last_time`` is the largest observed time, event or not:
+    beyond it the curve says nothing.
+    """
+
+    times: tuple[float, ...]
+    at_risk: tuple[int, ...]
+    events: tuple[int, ...]
+    survival: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    n: int
+    n_events: int
+    last_time: float
+    confidence: float
+    conf_type: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field name to builtin value (tuples as lists)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _km_steps(t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct event times, number at risk and number of events at each."""
+    if not e.any():
+        empty = np.empty(0)
+        return empty, empty.astype(int), empty.astype(int)
+    event_times, d = np.unique(t[e], return_counts=True)
+    t_sorted = np.sort(t)
+    at_risk = t.size - np.searchsorted(t_sorted, event_times, side="left")
+    return event_times, at_risk.astype(int), d.astype(int)
+
+
+def kaplan_meier(
+    times: Sequence[float] | np.ndarray,
+    events: Sequence[bool] | np.ndarray,
+    *,
+    confidence: float = 0.95,
+    conf_type: str = "log-log",
+) -> KaplanMeier:
+    """Kaplan-Meier estimate of the survival curve S(t) = P(T > t) from right-censored data.
+
+    At each distinct event time ``t_i`` with ``n_i`` at risk (times >= t_i) and ``d_i``
+    events, S drops by the factor ``1 - d_i / n_i`` (Kaplan & Meier 1958); a censored time
+    equal to an event time counts as at risk there. Greenwood's variance
+    ``S^2 * sum d_i / (n_i (n_i - d_i))`` gives the pointwise band, on the log(-log S)
+    scale (``"log-log"``) or the log S scale (``"log"``, capped at 1).
+
+    Args:
+        times: Observed times (event or censoring), finite and >= 0.
+        events: True where the time is an event, False where it is censored.
+        confidence: Level of the pointwise band.
+        conf_type: One of :data:`CONF_TYPES`.
+
+    Raises:
+        ValueError: NaN/inf or negative times, lengths that differ, or bad parameters.
+    """
+    t, e = _survival_data(times, events, "kaplan_meier")
+    _check_confidence(confidence)
+    if conf_type not in CONF_TYPES:
+        raise ValueError(f"conf_type must be one of {CONF_TYPES}, got {conf_type!r}")
+    et, n, d = _km_steps(t, e)
+    s = np.cumprod(1.0 - d / n) if et.size else np.empty(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gw = np.cumsum(d / (n * (n - d))) if et.size else np.empty(0)
+    z = float(_sps.norm.ppf(0.5 + confidence / 2.0))
+    lower, upper = np.zeros_like(s), np.zeros_like(s)
+    prev_upper = 1.0
+    for i in range(s.size):
+        if s[i] <= 0.0 or not np.isfinite(gw[i]):
+            lower[i], upper[i] = 0.0, prev_upper
+            continue
+        if s[i] >= 1.0:  # not reached with events, kept for safety
+            lower[i] = upper[i] = 1.0
+        elif conf_type == "log":
+            half = z * math.sqrt(gw[i])
+            lower[i], upper[i] = s[i] * math.exp(-half), min(1.0, s[i] * math.exp(half))
+        else:
+            half = z * math.sqrt(gw[i]) / abs(math.log(s[i]))
+            lower[i], upper[i] = s[i] ** math.exp(half), s[i] ** math.exp(-half)
+        prev_upper = upper[i]
+    return KaplanMeier(
+        times=tuple(float(v) for v in et),
+        at_risk=tuple(int(v) for v in n),
+        events=tuple(int(v) for v in d),
+        survival=tuple(float(v) for v in s),
+        lower=tuple(float(v) for v in lower),
+        upper=tuple(float(v) for v in upper),
+        n=int(t.size),
+        n_events=int(e.sum()),
+        last_time=float(t.max()) if t.size else math.nan,
+        confidence=float(confidence),
+        conf_type=conf_type,
+    )
+
+
+def _first_at_or_below_half(times: np.ndarray, curve: np.ndarray) -> float:
+    """Median read off a step curve: the first time it is <= 0.5; where it sits at exactly
+    0.5, the midpoint to the next time it drops (as R's ``survfit`` and as ``np.median``
+    for uncensored data); NaN if it never drops below 0.5 within the data."""
+    for i, value in enumerate(curve):
+        if abs(value - 0.5) <= _HALF_TOL:
+            later = [j for j in range(i + 1, curve.size) if curve[j] < 0.5 - _HALF_TOL]
+            return (times[i] + times[later[0]]) / 2.0 if later else math.nan
+        if value < 0.5:
+            return float(times[i])
+    return math.nan
+
+
+def km_median_bounds(
+    times: Sequence[float] | np.ndarray, events: Sequence[bool] | np.ndarray
+) -> tuple[float, float]:
+    """Where the Kaplan-Meier median lies: ``(m, m)`` when it is defined, otherwise
+    ``(lowest value it can take, inf)``.
+
+    The median is undefined when the curve never drops below 0.5 within the data. If it
+    ends above 0.5 the median lies beyond the largest observed time; if it ends at exactly
+    0.5 it lies at or beyond the time the curve reached 0.5. With no data, ``(0, inf)``.
+    """
+    t, e = _survival_data(times, events, "km_median_bounds")
+    if t.size == 0:
+        return (0.0, math.inf)
+    et, n, d = _km_steps(t, e)
+    s = np.cumprod(1.0 - d / n) if et.size else np.empty(0)
+    m = _first_at_or_below_half(et, s)
+    if math.isfinite(m):
+        return (m, m)
+    half = np.flatnonzero(np.abs(s - 0.5) <= _HALF_TOL)
+    return (float(et[half[0]]) if half.size else float(t.max()), math.inf)
+
+
+def km_median(times: Sequence[float] | np.ndarray, events: Sequence[bool] | np.ndarray) -> float:
+    """Kaplan-Meier median: the first time S(t) <= 0.5 (midpoint rule where S is exactly
+    0.5, so uncensored data give ``np.median``); NaN when the curve never drops below 0.5
+    within the data, i.e. more than half the runs are censored before the event. That
+    median is undefined, not the budget: it is never replaced by a stand-in.
+
+    Raises:
+        ValueError: as :func:`kaplan_meier`.
+    """
+    lo, hi = km_median_bounds(times, events)
+    return lo if lo == hi else math.nan
+
+
+def _km_median_ci(km: KaplanMeier) -> tuple[float, float]:
+    """Brookmeyer-Crowley style interval read off the pointwise band: from the first time
+    the lower band is <= 0.5 to the first time the upper band is. The upper end is inf
+    when the upper band never gets there; both are NaN when neither band does."""
+    times = np.asarray(km.times)
+    lo = next((t for t, v in zip(times, km.lower, strict=True) if v <= 0.5), math.nan)
+    hi = next((t for t, v in zip(times, km.upper, strict=True) if v <= 0.5), math.inf)
+    if math.isnan(lo):
+        return (math.nan, math.nan)
+    return (float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class SurvivalComparison:
+    """Candidate against baseline for a time-to-event metric (lower is better).
+
+    ``improvement = 1 - median_candidate / median_baseline`` (Kaplan-Meier medians);
+    positive means the candidate reaches the event sooner. See :func:`km_median_ratio_ci`.
+    """
+
+    n_baseline: int
+    n_candidate: int
+    events_baseline: int
+    events_candidate: int
+    median_baseline: float
+    median_candidate: float
+    median_baseline_ci: tuple[float, float]
+    median_candidate_ci: tuple[float, float]
+    ratio: float
+    improvement: float
+    improvement_ci: tuple[float, float]
+    improvement_bounds: tuple[float, float]
+    n_resamples: int
+    n_resamples_undefined: int
+    paired: bool
+    confidence: float
+    verdict: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field name to builtin value (tuples as lists; NaN/inf kept as floats)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _improvement_range(base: tuple[float, float], cand: tuple[float, float]) -> tuple[float, float]:
+    """Range of ``1 - c / b`` over medians ``b`` in ``base`` and ``c`` in ``cand`` (b > 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = 1.0 - cand[1] / base[0] if base[0] > 0 else -math.inf
+        high = 1.0 - cand[0] / base[1]
+    return (float(low) if not math.isnan(low) else -math.inf, float(high))
+
+
+def _tail(values: np.ndarray, q: float) -> float:
+    """Type-7 percentile that returns an infinite neighbour instead of NaN (inf - inf)."""
+    x = np.sort(values)
+    pos = q / 100.0 * (x.size - 1)
+    i, j = math.floor(pos), math.ceil(pos)
+    if not (math.isfinite(x[i]) and math.isfinite(x[j])):
+        return float(x[i] if q < 50 else x[j])
+    return float(x[i] + (x[j] - x[i]) * (pos - i))
+
+
+def km_median_ratio_ci(
+    base_times: Sequence[float] | np.ndarray,
+    base_events: Sequence[bool] | np.ndarray,
+    cand_times: Sequence[float] | np.ndarray,
+    cand_events: Sequence[bool] | np.ndarray,
+    *,
+    paired: bool = False,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> SurvivalComparison:
+    """Improvement in a time-to-event metric from Kaplan-Meier medians, with a bootstrap CI.
+
+    Each side is (times, events): an event time where the event happened (e.g. the step
+    a run generalised), otherwise the censoring time (e.g. the step budget) with event
+    False. Failed runs (errors) are neither and must be left out by the caller.
+
+    * ``improvement = 1 - KM median(candidate) / KM median(baseline)``.
+    * A censored median: when a side's curve never drops below 0.5 (more than half its
+      runs censored) its median is undefined (NaN), never replaced by the budget. Then
+      ``improvement`` is NaN and the verdict ``"undetermined"``; ``improvement_bounds``
+      still says what the censoring allows (e.g. a baseline median beyond a budget B and
+      a candidate median c give ``1 - c / B <= improvement <= 1``), for the report's text
+      only: it carries no sampling uncertainty, so no verdict is drawn from it.
+    * ``improvement_ci``: seeded percentile bootstrap over runs (seeds). ``paired=True``
+      resamples run indices once for both sides (runs i of both sides share a seed, data
+      and initial weights, so the pairing is kept); otherwise each side is resampled on
+      its own. A resample in which a median is undefined contributes the whole range its
+      censoring allows (``1 - c / b`` over ``b`` in [lower bound, inf) etc.): its lowest
+      value to the lower percentile and its highest to the upper one, so censoring widens
+      the interval instead of being dropped or invented. ``n_resamples_undefined`` counts
+      them. The interval is reported only when the observed medians are defined.
+
+    Verdict (:data:`VERDICTS`): ``"undetermined"`` when a median is undefined or a side
+    has no runs; else ``"improvement"`` if the CI lies above 0, ``"regression"`` if below,
+    ``"no significant change"`` otherwise. Targets use :func:`check_survival_target`.
+
+    Raises:
+        ValueError: bad input (NaN/inf/negative times, lengths, parameters); ``paired``
+            with sides of different length.
+    """
+    bt, be = _survival_data(base_times, base_events, "baseline")
+    ct, ce = _survival_data(cand_times, cand_events, "candidate")
+    _check_confidence(confidence)
+    _check_resamples(n_resamples)
+    if paired and bt.size != ct.size:
+        raise ValueError(
+            f"paired needs one baseline and one candidate run per seed, got {bt.size} and "
+            f"{ct.size}; drop failed runs from both sides or use paired=False"
+        )
+    nan2 = (math.nan, math.nan)
+    b_bounds = km_median_bounds(bt, be)
+    c_bounds = km_median_bounds(ct, ce)
+    med_b = b_bounds[0] if b_bounds[0] == b_bounds[1] else math.nan
+    med_c = c_bounds[0] if c_bounds[0] == c_bounds[1] else math.nan
+    b_ci = _km_median_ci(kaplan_meier(bt, be, confidence=confidence)) if bt.size else nan2
+    c_ci = _km_median_ci(kaplan_meier(ct, ce, confidence=confidence)) if ct.size else nan2
+
+    def result(**kw: Any) -> SurvivalComparison:
+        base: dict[str, Any] = {
+            "n_baseline": int(bt.size),
+            "n_candidate": int(ct.size),
+            "events_baseline": int(be.sum()),
+            "events_candidate": int(ce.sum()),
+            "median_baseline": med_b,
+            "median_candidate": med_c,
+            "median_baseline_ci": b_ci,
+            "median_candidate_ci": c_ci,
+            "ratio": math.nan,
+            "improvement": math.nan,
+            "improvement_ci": nan2,
+            "improvement_bounds": nan2,
+            "n_resamples": int(n_resamples),
+            "n_resamples_undefined": 0,
+            "paired": bool(paired),
+            "confidence": float(confidence),
+            "verdict": "undetermined",
+        }
+        base.update(kw)
+        return SurvivalComparison(**base)
+
+    for name, times in (("baseline", bt), ("candidate", ct)):
+        if times.size == 0:
+            return result(reason=f"{name} has no runs: nothing to compare")
+        if (times <= 0).any():
+            return result(reason=f"{name} has times <= 0: a ratio of medians needs times > 0")
+    bounds = _improvement_range(b_bounds, c_bounds)
+    undefined = [
+        f"{name} median is undefined: {int(n - ev)} of {n} runs censored, the Kaplan-Meier "
+        f"curve never drops below 0.5 (median >= {lo:.4g})"
+        for name, (lo, hi), n, ev in (
+            ("baseline", b_bounds, bt.size, be.sum()),
+            ("candidate", c_bounds, ct.size, ce.sum()),
+        )
+        if hi != lo
+    ]
+    if undefined:
+        return result(
+            improvement_bounds=bounds,
+            reason="; ".join(undefined)
+            + f"; censoring only bounds the improvement to [{bounds[0]:.3g}, {bounds[1]:.3g}]",
+        )
+
+    ratio = med_c / med_b
+    improvement = 1.0 - ratio
+    rng = np.random.default_rng(seed)
+    lows = np.empty(int(n_resamples))
+    highs = np.empty(int(n_resamples))
+    n_undefined = 0
+    for k in range(int(n_resamples)):
+        bi = rng.integers(0, bt.size, bt.size)
+        ci = bi if paired else rng.integers(0, ct.size, ct.size)
+        rb = km_median_bounds(bt[bi], be[bi])
+        rc = km_median_bounds(ct[ci], ce[ci])
+        lows[k], highs[k] = _improvement_range(rb, rc)
+        n_undefined += rb[0] != rb[1] or rc[0] != rc[1]
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    ci = (_tail(lows, tail), _tail(highs, 100.0 - tail))
+    if ci[0] > 0.0:
+        verdict = "improvement"
+    elif ci[1] < 0.0:
+        verdict = "regression"
+    else:
+        verdict = "no significant change"
+    text = (
+        f"KM median {med_b:.4g} -> {med_c:.4g}: improvement {_pct(improvement)} "
+        f"({confidence:.0%} CI {_pct(ci[0])} to {_pct(ci[1])}, "
+        f"{'paired' if paired else 'independent'} bootstrap over runs"
+    )
+    if n_undefined:
+        text += f"; {n_undefined} of {n_resamples} resamples had an undefined median"
+    return result(
+        ratio=ratio,
+        improvement=improvement,
+        improvement_ci=ci,
+        improvement_bounds=(improvement, improvement),
+        n_resamples_undefined=int(n_undefined),
+        verdict=verdict,
+        reason=text + ")",
+    )
+
+
+def check_survival_target(result: SurvivalComparison, *, op: str, threshold: float) -> str:
+    """Target verdict for the improvement of a :class:`SurvivalComparison`.
+
+    As :func:`check_target` on ``improvement_ci``, except that a comparison whose median
+    is undefined because of censoring is ``"inconclusive"`` (it was measured, the runs
+    just did not reach the event within their budget), and one with a side without runs
+    is ``"not measured"``.
+    """
+    if result.n_baseline == 0 or result.n_candidate == 0:
+        return "not measured"
+    if math.isnan(result.improvement):
+        if op not in _TARGET_OPS:
+            raise ValueError(f"op must be one of {_TARGET_OPS}, got {op!r}")
+        return "inconclusive"
+    return check_target(*result.improvement_ci, op=op, threshold=threshold)
+
+
+# =====================================================================================
+# History: change-point detection and rolling z-score over a series of runs.
+# Appended section; used by forgebench.history for regression detection: each value is
+# one run's level of one metric (the log of per-run medians, so a step is a relative
+# change). Two methods, named in every result: binary segmentation with a calibrated
+# max-t test (a change-point fit, as asv's step detection) and conbench's lookback z-score.
+# =====================================================================================
+
+__all__ += [
+    "CHANGE_POINT_METHOD",
+    "ROLLING_Z_METHOD",
+    "ChangePoints",
+    "change_point_critical_value",
+    "change_points",
+    "rolling_zscore",
+]
+
+CHANGE_POINT_METHOD = "change-point"
+ROLLING_Z_METHOD = "rolling z-score"
+#: Simulated null series behind each change-point critical value (p resolves to 1/2001).
+_CP_SIMULATIONS = 2000
+#: Null distributions already simulated, by (length, min_size, simulations, seed).
+_CP_NULL_CACHE: dict[tuple[int, int, int, int], np.ndarray] = {}
+_CP_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ChangePoints:
+    """Change points of one series (see :func:`change_points`).
+
+    ``indices`` are the first positions of each new segment, ascending; ``levels`` the
+    mean of each of the ``len(indices) + 1`` segments. ``statistics``, ``critical_values``
+    and ``p_values`` belong to the split that created each index, in ``indices`` order.
+    ``top_*`` describe the test over the whole series, reported whether or not it split
+    (NaN when the series is too short to test).
+    """
+
+    indices: tuple[int, ...]
+    levels: tuple[float, ...]
+    statistics: tuple[float, ...]
+    critical_values: tuple[float, ...]
+    p_values: tuple[float, ...]
+    top_statistic: float
+    top_critical_value: float
+    top_p_value: float
+    alpha: float
+    min_size: int
+    method: str = CHANGE_POINT_METHOD
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field name to builtin value (tuples as lists; NaN kept as float NaN)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _split_max_t(y: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``y`` (shape (rows, m)): the largest |two-sample t| over every split into
+    a left part of ``k`` and a right part of ``m - k`` values (both >= ``min_size``), with
+    the variance pooled over both parts (m - 2 degrees of freedom), and the best ``k``.
+
+    Rows are centred first, and a pooled sum of squares below 1e-12 of the row's total is
+    taken as 0, so rounding cannot make a constant series look like a step. Equal means
+    with zero variance give 0; different means with zero variance give inf (two exact
+    levels, e.g. a deterministic count that changed, are a certain change).
+    """
+    rows, m = y.shape
+    y = y - y.mean(axis=1, keepdims=True)
+    s1 = np.cumsum(y, axis=1)
+    s2 = np.cumsum(y * y, axis=1)
+    k = np.arange(min_size, m - min_size + 1)
+    n_left = k.astype(float)
+    n_right = m - n_left
+    left1, left2 = s1[:, k - 1], s2[:, k - 1]
+    right1, right2 = s1[:, -1:] - left1, s2[:, -1:] - left2
+    sse = (left2 - left1**2 / n_left) + (right2 - right1**2 / n_right)
+    total = s2[:, -1:]
+    sse = np.where(sse <= 1e-12 * total, 0.0, sse)
+    diff = np.abs(right1 / n_right - left1 / n_left)
+    diff = np.where(diff <= 1e-12 * np.sqrt(total), 0.0, diff)
+    scale = np.sqrt(sse / (m - 2) * (1.0 / n_left + 1.0 / n_right))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.where(diff == 0.0, 0.0, diff / scale)
+    best = np.argmax(stat, axis=1)
+    return stat[np.arange(rows), best], k[best]
+
+
+def _null_max_t(m: int, min_size: int, n_simulations: int, seed: int) -> np.ndarray:
+    """Sorted max-t of ``n_simulations`` i.i.d. standard normal series of length ``m``.
+
+    The statistic is invariant to location and scale, so this is its exact null
+    distribution for any normal noise level, up to Monte Carlo error. Seeded by
+    ``(seed, m, min_size)``: equal input gives equal critical values. Simulated in chunks
+    of at most ``_MAX_RESAMPLE_ELEMENTS`` values; cached per argument tuple.
+    """
+    key = (m, min_size, n_simulations, seed)
+    cached = _CP_NULL_CACHE.get(key)
+    if cached is not None:
+        return cached
+    rng = np.random.default_rng([seed, m, min_size])
+    rows = max(1, _MAX_RESAMPLE_ELEMENTS // m)
+    parts = []
+    for start in range(0, n_simulations, rows):
+        stop = min(start + rows, n_simulations)
+        parts.append(_split_max_t(rng.standard_normal((stop - start, m)), min_size)[0])
+    null = np.sort(np.concatenate(parts))
+    null.setflags(write=False)
+    if len(_CP_NULL_CACHE) >= _CP_CACHE_SIZE:
+        _CP_NULL_CACHE.pop(next(iter(_CP_NULL_CACHE)))
+    _CP_NULL_CACHE[key] = null
+    return null
+
+
+def change_point_critical_value(
+    m: int,
+    *,
+    alpha: float = 0.05,
+    min_size: int = 1,
+    n_simulations: int = _CP_SIMULATIONS,
+    seed: int = 0,
+) -> float:
+    """The (1 - alpha) quantile of the max-t statistic over a normal series of length ``m``.
+
+    Raises:
+        ValueError: ``m`` too short to test (needs ``m >= max(3, 2 * min_size)``) or bad
+            parameters.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if min_size < 1 or m < max(3, 2 * min_size):
+        raise ValueError(f"a series of {m} values cannot be split with min_size={min_size}")
+    _check_resamples(n_simulations)
+    null = _null_max_t(int(m), int(min_size), int(n_simulations), int(seed))
+    return float(np.quantile(null, 1.0 - alpha))
+
+
+def change_points(
+    values: Sequence[float] | np.ndarray,
+    *,
+    alpha: float = 0.05,
+    min_size: int = 1,
+    n_simulations: int = _CP_SIMULATIONS,
+    seed: int = 0,
+) -> ChangePoints:
+    """Steps in the level of a series, by binary segmentation with a calibrated test.
+
+    A piecewise-constant fit, as asv's step detection, but with the penalty replaced by
+    a test of known level: a segment of ``m`` values is split where the two-sample t
+    statistic (pooled variance) is largest, if that maximum exceeds the (1 - ``alpha``)
+    quantile of its distribution under "no change" (Worsley 1979's likelihood-ratio test
+    for one shift in a normal mean with unknown variance; the quantile is simulated,
+    seeded, from ``n_simulations`` normal series of length ``m``). Both parts are then
+    searched again (Vostrikova 1981). So on a series without a step, normal noise of any
+    size splits it with probability ``alpha``; heavier tails than normal split it more
+    often. Segments hold at least ``min_size`` values; ``min_size=1`` lets the last value
+    alone form a segment, so a regression in the newest run can be found. Like all binary
+    segmentation it can miss an excursion that returns to the old level within the series
+    (no single split separates it well); a step into the newest level is a single split.
+
+    Small-n limits: a series needs ``max(3, 2 * min_size)`` values to be tested at all.
+    The critical value (in pooled standard deviations) is about 5.3 at 5 values, 3.9 at
+    8 and 3.2 from 20 values on, so short histories find only large steps.
+
+    Args:
+        values: 1-D finite series in time order (e.g. log of per-run medians).
+        alpha: Level of each split test.
+        min_size: Fewest values per segment.
+        n_simulations: Simulated null series per critical value.
+        seed: Seed of the simulation.
+
+    Returns:
+        A :class:`ChangePoints`.
+
+    Raises:
+        ValueError: empty input, NaN/inf values or invalid parameters.
+    """
+    y = _sample(values)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if int(min_size) != min_size or min_size < 1:
+        raise ValueError(f"min_size must be a positive integer, got {min_size!r}")
+    _check_resamples(n_simulations)
+    shortest = max(3, 2 * int(min_size))
+
+    def test(lo: int, hi: int) -> tuple[float, int, float, float]:
+        stat, split = _split_max_t(y[lo:hi].reshape(1, -1), int(min_size))
+        null = _null_max_t(hi - lo, int(min_size), int(n_simulations), int(seed))
+        crit = float(np.quantile(null, 1.0 - alpha))
+        p = (1 + int(null.size - np.searchsorted(null, stat[0], side="left"))) / (1 + null.size)
+        return float(stat[0]), lo + int(split[0]), crit, p
+
+    top = (math.nan, 0, math.nan, math.nan)
+    found: dict[int, tuple[float, float, float]] = {}
+    pending = [(0, y.size)]
+    while pending:
+        lo, hi = pending.pop()
+        if hi - lo < shortest:
+            continue
+        stat, split, crit, p = test(lo, hi)
+        if (lo, hi) == (0, y.size):
+            top = (stat, split, crit, p)
+        if stat > crit:
+            found[split] = (stat, crit, p)
+            pending += [(lo, split), (split, hi)]
+    indices = tuple(sorted(found))
+    levels = tuple(float(np.mean(part)) for part in np.split(y, indices))
+    return ChangePoints(
+        indices=indices,
+        levels=levels,
+        statistics=tuple(found[i][0] for i in indices),
+        critical_values=tuple(found[i][1] for i in indices),
+        p_values=tuple(found[i][2] for i in indices),
+        top_statistic=top[0],
+        top_critical_value=top[2],
+        top_p_value=top[3],
+        alpha=float(alpha),
+        min_size=int(min_size),
+    )
+
+
+def rolling_zscore(values: Sequence[float] | np.ndarray, *, window: int = 100) -> np.ndarray:
+    """conbench's lookback z-score of each value against the ``window`` values before it.
+
+    ``z[i] = (x[i] - mean(prior)) / std(prior, ddof=1)`` with ``prior`` the up to
+    ``window`` values before ``i`` (conbench draws its distribution from up to 100 earlier
+    commits). NaN where fewer than two values precede; with a zero prior spread, 0 if the
+    value equals the prior mean and +/-inf otherwise. Under normal noise and ``w`` prior
+    values, ``z * sqrt(w / (w + 1))`` follows Student's t with ``w - 1`` degrees of freedom,
+    so a fixed threshold raises more false alarms on short histories.
+
+    Returns:
+        Array of z-scores in input order.
+
+    Raises:
+        ValueError: empty input, NaN/inf values, or ``window < 2``.
+    """
+    x = _sample(values)
+    if int(window) != window or window < 2:
+        raise ValueError(f"window must be an integer >= 2, got {window!r}")
+    out = np.full(x.size, math.nan)
+    for i in range(2, x.size):
+        prior = x[max(0, i - int(window)) : i]
+        mean, std = float(np.mean(prior)), float(np.std(prior, ddof=1))
+        if std > 0.0:
+            out[i] = (x[i] - mean) / std
+        elif x[i] == mean:
+            out[i] = 0.0
+        else:
+            out[i] = math.copysign(math.inf, x[i] - mean)
+    return out
