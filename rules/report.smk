@@ -1,9 +1,39 @@
-# Summary statistics, verdicts, plots and the HTML report from every raw table.
+# Summary statistics, verdicts, figures, the HTML report and its Markdown and JSON
+# summaries, from every raw table and its resource samples (forgebench.report).
+
+# Category of each figure kind in `snakemake --report`; mirrors forgebench.plots.KINDS
+# (tests/test_report.py checks), kept here so parsing the workflow imports no matplotlib.
+FIGURE_CATEGORIES = {
+    "cdf": "Latency distributions",
+    "percentiles": "Latency percentiles",
+    "ab": "A vs B comparisons",
+    "resources": "Resource timelines",
+    "accuracy": "Evaluation accuracy",
+    "compression": "Compression",
+    "trend": "History",
+}
+# Figures are named <kind>_<suite>_<rest>.png (forgebench.plots), suites without "_".
+FIGURE_PATTERN = "{kind," + "|".join(FIGURE_CATEGORIES) + "}_{suite,[^_]+}_{name}.png"
+# Optional: with the history rule (rules/history.smk) included, the report shows the
+# stored runs, the comparison with the baseline run and the detected changes; without
+# it, "no history yet". results/history/ itself is read, not declared: the history rule
+# appends to it as a side effect (see rules/history.smk).
+HISTORY_INPUTS = {
+    "run_info": "results/summary/run.json",
+    "baseline_comparison": "results/summary/baseline_comparison.parquet",
+    "regressions": "results/summary/regressions.parquet",
+}
 
 
 rule report:
     input:
+        unpack(lambda w: HISTORY_INPUTS if workflow.is_rule("history") else {}),
         measurements=fw.raw_outputs(config),
+        # The sampler table the benchmark rule writes beside each raw table.
+        resources=[
+            p.removesuffix(".parquet") + ".resources.parquet"
+            for p in fw.raw_outputs(config)
+        ],
     output:
         summary="results/summary/summary.parquet",
         verdicts="results/summary/verdicts.parquet",
@@ -12,12 +42,22 @@ rule report:
             "results/report/index.html",
             caption="../report/index.rst",
             category="Report",
+            subcategory="HTML report",
         ),
+        markdown=report(
+            "results/report/summary.md",
+            caption="../report/summary.rst",
+            category="Report",
+            subcategory="Summaries",
+        ),
+        json="results/report/summary.json",
         plots=report(
             directory("results/report/plots"),
-            patterns=["{name}.png"],
-            caption="../report/latency_cdf.rst",
-            category="Latency",
+            patterns=[FIGURE_PATTERN],
+            caption="../report/figure.rst",
+            category=lambda w: FIGURE_CATEGORIES[w.kind],
+            subcategory="{suite}",
+            labels={"suite": "{suite}", "figure": "{name}"},
         ),
     log:
         "logs/report/report.log",
@@ -32,5 +72,6 @@ rule report:
         comparisons=config["comparisons"],
         targets=config["targets"],
         seed=config["seed"],
+        history_dir="results/history",
     script:
         "../scripts/report.py"

@@ -10,6 +10,9 @@ logging.basicConfig(
 
 from forgebench.report import build_report  # noqa: E402
 
+# The history inputs exist only when rules/history.smk is included (report.smk asks for
+# them then); results/history/ is the history rule's append-only side effect.
+run_info = snakemake.input.get("run_info")
 build_report(
     list(snakemake.input.measurements),
     summary_path=snakemake.output.summary,
@@ -17,7 +20,14 @@ build_report(
     provenance_path=snakemake.output.provenance,
     code_dir=snakemake.scriptdir,
     html_path=snakemake.output.html,
+    markdown_path=snakemake.output.markdown,
+    json_path=snakemake.output.json,
     plots_dir=snakemake.output.plots,
+    resource_paths=list(snakemake.input.resources),
+    run_info_path=run_info,
+    baseline_comparison_path=snakemake.input.get("baseline_comparison"),
+    regressions_path=snakemake.input.get("regressions"),
+    history_dir=snakemake.params.history_dir if run_info else None,
     statistics=snakemake.params.statistics,
     comparisons=snakemake.params.comparisons,
     targets=snakemake.params.targets,

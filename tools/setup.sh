@@ -44,7 +44,8 @@ extras=""
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
 
 if ((with_tests)); then
-  # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests
-  apt_install sockperf slurmctld slurmd slurm-client munge postgresql
+  # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests;
+  # chromium + chromium-driver: the report's render test
+  apt_install sockperf slurmctld slurmd slurm-client munge postgresql chromium chromium-driver
 fi
 echo "setup: done (.venv ready)"

@@ -1,0 +1,474 @@
+"""The report from stored results: sections, figures, summaries, byte-identical rebuilds.
+
+Inputs are real: the module fixture runs two real benchmarks (loopback echo latency and
+the sampler-overhead A/B) through forgebench.runner with seconds of work. Hand-written
+record frames appear only in unit tests of formatting and plotting, never as results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgebench import analysis, plots, record, report
+from forgebench.record import Recorder
+from forgebench.runner import run_benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+STATS = {"confidence": 0.95, "bootstrap_resamples": 200, "practical_threshold": 0.05, "alpha": 0.05}
+CONFIG = {
+    "seed": 7,
+    "sampler": {"interval_s": 0.05},
+    "statistics": STATS,
+    "suites": {
+        "network": {
+            "benchmarks": {
+                "echo_latency": {
+                    "scenarios": ["persistent", "concurrent"],
+                    "payload_sizes": [64],
+                    "concurrency": [2],
+                    "warmup_requests": 5,
+                    "min_duration_s": 0.05,
+                    "min_requests": 100,
+                    "max_requests": 300,
+                    "timeout_s": 2.0,
+                    "repetitions": 1,
+                }
+            }
+        },
+        "harness": {
+            "benchmarks": {
+                "sampler_overhead": {
+                    "interval_s": 0.05,
+                    "rounds": 4,
+                    "warmup_rounds": 1,
+                    "workload_iterations": 20000,
+                }
+            }
+        },
+    },
+}
+COMPARISONS = [
+    {
+        "name": "sampler overhead",
+        "suite": "harness",
+        "benchmark": "sampler_overhead",
+        "metric": "workload_time",
+        "baseline": "without_sampler",
+        "candidate": "with_sampler",
+    }
+]
+TARGETS = [
+    {
+        "name": "sampler overhead under 1%",
+        "comparison": "sampler overhead",
+        "statistic": "improvement",
+        "op": ">",
+        "threshold": -0.01,
+    },
+    {
+        "name": "persistent 64 B p50 under 1 s",
+        "suite": "network",
+        "benchmark": "echo_latency",
+        "case": "persistent_64B",
+        "metric": "rtt",
+        "statistic": "p50",
+        "op": "<",
+        "threshold": 1.0,
+    },
+    {"name": "UI under 50 ms", "statistic": "p95", "op": "<", "threshold": 0.05},
+]
+
+
+def run_real(raw_dir: Path, suite: str, name: str) -> str:
+    """Run one registered benchmark for real into ``raw_dir``; return its raw table."""
+    path = raw_dir / suite / f"{name}.parquet"
+    run_benchmark(
+        suite,
+        name,
+        CONFIG,
+        measurements_path=path,
+        resources_path=raw_dir / suite / f"{name}.resources.parquet",
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> list[str]:
+    raw_dir = tmp_path_factory.mktemp("results") / "raw"
+    return [
+        run_real(raw_dir, "network", "echo_latency"),
+        run_real(raw_dir, "harness", "sampler_overhead"),
+    ]
+
+
+def build(raw_paths: list[str], out: Path, **kwargs) -> dict:
+    return report.build_report(
+        raw_paths,
+        summary_path=out / "summary" / "summary.parquet",
+        verdicts_path=out / "summary" / "verdicts.parquet",
+        html_path=out / "report" / "index.html",
+        plots_dir=out / "report" / "plots",
+        provenance_path=out / "report" / "provenance.json",
+        statistics=STATS,
+        comparisons=COMPARISONS,
+        targets=TARGETS,
+        seed=7,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(raw, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("built")
+    return out, build(raw, out)
+
+
+TABLES = [
+    "summary/summary.parquet",
+    "summary/verdicts.parquet",
+    "report/summary.json",
+    "report/summary.md",
+    "report/index.html",
+]
+
+
+def test_regenerating_twice_gives_byte_identical_tables(raw, built, tmp_path):
+    """Must show: two rebuilds from the same stored results, in other directories, with
+    the inputs listed in another order, give the same bytes; so does a rebuild in place."""
+    first, _ = built
+    build(list(reversed(raw)), tmp_path)
+    for name in TABLES:
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+    pngs = sorted(p.name for p in (first / "report" / "plots").glob("*.png"))
+    assert pngs == sorted(p.name for p in (tmp_path / "report" / "plots").glob("*.png"))
+    for name in pngs:
+        a = (first / "report" / "plots" / name).read_bytes()
+        assert a == (tmp_path / "report" / "plots" / name).read_bytes(), name
+    before = {name: (tmp_path / name).read_bytes() for name in TABLES}
+    build(raw, tmp_path)
+    assert {name: (tmp_path / name).read_bytes() for name in TABLES} == before
+    assert not re.search(rb"\d{4}-\d\d-\d\dT\d\d:\d\d", before["report/summary.json"])
+    assert not re.search(rb"\d{4}-\d\d-\d\dT\d\d:\d\d", before["report/summary.md"])
+
+
+def test_report_has_every_section_and_every_figure_it_names(built):
+    out, _ = built
+    html = (out / "report" / "index.html").read_text()
+    for anchor in ("overview", "suite-network", "suite-harness", "audit", "history", "environment"):
+        assert f'id="{anchor}"' in html
+    assert "No history yet" in html
+    assert "Optimization audit" in html
+    assert "harness (within run)" in html  # the BH family named in the rules
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    written = sorted((out / "report" / "plots").glob("*.png"))
+    assert sorted(sources) == sorted(f"plots/{p.name}" for p in written)
+    kinds = {p.name.split("_")[0] for p in written}
+    assert {"cdf", "percentiles", "ab", "resources"} <= kinds
+    assert "accuracy" not in kinds and "trend" not in kinds  # no such metric, no history
+    for p in written:
+        assert p.read_bytes().startswith(b"\x89PNG")
+        assert b"Software" not in p.read_bytes()[:4096]
+    assert "cdf_network_echo_latency_persistent.png" in {p.name for p in written}
+
+
+def test_summaries_agree_with_the_verdict_table(built):
+    out, doc = built
+    assert doc == json.loads((out / "report" / "summary.json").read_text())
+    verdicts = pd.read_parquet(out / "summary" / "verdicts.parquet")
+    for kind, group in verdicts.groupby("kind"):
+        assert doc["verdict_counts"][kind] == group["verdict"].value_counts().to_dict()
+    targets = {t["name"]: t["verdict"] for t in doc["targets"]}
+    assert targets["persistent 64 B p50 under 1 s"] == "met"
+    assert targets["UI under 50 ms"] == "not measured"
+    assert doc["audit"]["overall"]["verdict"] in ("PASSED", "FAILED")
+    assert doc["families"] == ["harness (within run)"]
+    assert doc["history"] is None
+    summary = pd.read_parquet(out / "summary" / "summary.parquet")
+    assert len(doc["summary"]) == len(summary)
+    md = (out / "report" / "summary.md").read_text()
+    assert "Overall: " + doc["audit"]["overall"]["verdict"] in md
+    assert "| sampler overhead |" in md
+    assert "No history yet." in md
+
+
+def _frame_with_failures() -> pd.DataFrame:
+    """Unit-test input (not a result): a case whose candidate failed 3 operations."""
+    rec = Recorder("database", "pooling", 1)
+    rng = np.random.default_rng(0)
+    for case in ("connect", "pooled"):
+        for i, v in enumerate(rng.lognormal(np.log(1e-3), 0.1, 20)):
+            rec.add(case, {"scenario": "s"}, "latency", "s", False, float(v), sample=i)
+    for i in range(3):
+        rec.add(
+            "pooled",
+            {"scenario": "s"},
+            "latency",
+            "s",
+            False,
+            None,
+            sample=20 + i,
+            status="error:OperationalError",
+        )
+    return rec.frame()
+
+
+def test_failed_operations_are_counted_everywhere(tmp_path):
+    path = tmp_path / "raw" / "database" / "pooling.parquet"
+    record.write_measurements(_frame_with_failures(), path, {"seed": 0})
+    comparison = {
+        **COMPARISONS[0],
+        "name": "pool",
+        "suite": "database",
+        "benchmark": "pooling",
+        "metric": "latency",
+        "baseline": "connect",
+        "candidate": "pooled",
+    }
+    doc = report.build_report(
+        [str(path)],
+        summary_path=tmp_path / "s.parquet",
+        verdicts_path=tmp_path / "v.parquet",
+        html_path=tmp_path / "report" / "index.html",
+        plots_dir=tmp_path / "report" / "plots",
+        statistics=STATS,
+        comparisons=[comparison],
+        targets=[
+            {
+                "name": "pool 50%",
+                "comparison": "pool",
+                "statistic": "improvement",
+                "op": ">=",
+                "threshold": 0.5,
+            }
+        ],
+        seed=0,
+    )
+    assert doc["failed_operations"] == {"total": 3, "by_status": {"error:OperationalError": 3}}
+    assert doc["comparisons"][0]["verdict"] == "failed"
+    assert doc["comparisons"][0]["n_failed_candidate"] == 3
+    assert doc["audit"]["overall"]["verdict"] == "FAILED"
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "error:OperationalError: 3" in html
+    assert 'class="verdict verdict-failed"' in html
+    figures = plots.comparison_boxes(
+        _frame_with_failures(),
+        pd.DataFrame([{**comparison, "kind": "comparison", "verdict": "failed"}]),
+        tmp_path / "boxes",
+    )
+    assert [f.title for f in figures] == [
+        "pool: failed\nfailed operations: baseline 0, candidate 3"
+    ]
+
+
+def test_accuracy_and_compression_figures_only_where_their_metrics_exist(tmp_path):
+    """Unit-test input: the generic figures for later suites, on a hand-written frame."""
+    rec = Recorder("eval", "tasks", 1)
+    for task, acc, chance in (("arc", 0.61, 0.25), ("boolq", 0.7, 0.5)):
+        params = {"chance": chance, "n_items": 200, "scenario": task}
+        rec.add(task, params, "acc", "fraction", True, acc)
+        for i, ratio in enumerate((3.9, 4.0, 4.1)):
+            rec.add(task, params, "compression_ratio", "x", True, ratio, sample=i)
+    frame = rec.frame()
+    acc = plots.accuracy_plots(frame, tmp_path, n_resamples=200)
+    assert [f.path.name for f in acc] == ["accuracy_eval_tasks_acc.png"]
+    summary = analysis.summarize_measurements(frame, STATS, seed=0)
+    comp = plots.compression_plots(summary, tmp_path)
+    assert [f.path.name for f in comp] == ["compression_eval_tasks_acc.png"]
+    none = _frame_with_failures()
+    assert plots.accuracy_plots(none, tmp_path / "n") == []
+    assert (
+        plots.compression_plots(
+            analysis.summarize_measurements(none, STATS, seed=0), tmp_path / "n"
+        )
+        == []
+    )
+
+
+def _store_run(history: Path, run_id: str, raw_path: str, started: str) -> None:
+    frame = record.read_measurements(raw_path)
+    frame["started_at"] = pd.Timestamp(started, tz="UTC")  # order the stored runs
+    run_dir = history / f"run_id={run_id}"
+    record.write_measurements(frame, run_dir / "measurements.parquet", {"run_id": run_id})
+    (run_dir / "provenance.json").write_text(json.dumps({"host": "h", "cpu_model": "c"}))
+
+
+def test_history_is_shown_when_stored(raw, tmp_path):
+    """Stored runs hold the fixture's real rows; the history rule's tables are hand-made
+    here in the columns forgebench.history writes (run.json, change_points, change_at)."""
+    results = tmp_path / "results"
+    history = results / "history"
+    _store_run(history, "aaaa1111", raw[0], "2026-01-01")
+    _store_run(history, "bbbb2222", raw[0], "2026-01-02")
+    summary = results / "summary"
+    summary.mkdir(parents=True)
+    (summary / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": "bbbb2222",
+                "baseline_id": "aaaa1111",
+                "method": "pairwise",
+                "comparability_rule": "Compared only on the same machine.",
+            }
+        )
+    )
+    key = {
+        "suite": "network",
+        "benchmark": "echo_latency",
+        "case": "persistent_64B",
+        "metric": "rtt",
+    }
+    pd.DataFrame(
+        [
+            {
+                **key,
+                "verdict": "no significant change",
+                "improvement": 0.01,
+                "improvement_ci_low": -0.02,
+                "improvement_ci_high": 0.03,
+                "family": "network (vs baseline aaaa1111)",
+                "reason": "same rows",
+            }
+        ]
+    ).to_parquet(summary / "baseline_comparison.parquet")
+    pd.DataFrame(
+        [
+            {
+                **key,
+                "method": "change-point",
+                "change_points": '["bbbb2222"]',
+                "change_at": "bbbb2222",
+                "verdict": "regression",
+                "reason": "step",
+            }
+        ]
+    ).to_parquet(summary / "regressions.parquet")
+    doc = build(
+        raw,
+        results,
+        run_info_path=summary / "run.json",
+        baseline_comparison_path=summary / "baseline_comparison.parquet",
+        regressions_path=summary / "regressions.parquet",
+        history_dir=history,
+    )
+    html = (results / "report" / "index.html").read_text()
+    assert "No history yet" not in html
+    assert "Stored runs" in html and "aaaa1111" in html and "this run" in html
+    assert "Compared only on the same machine." in html  # the history rule's own statement
+    assert doc["verdict_counts"]["baseline comparison"] == {"no significant change": 1}
+    assert doc["verdict_counts"]["regression detection"] == {"regression": 1}
+    assert doc["history"]["runs"] == ["aaaa1111", "bbbb2222"]
+    assert doc["history"]["regressions"][0]["change_at"] == "bbbb2222"
+    trends = sorted((results / "report" / "plots").glob("trend_*.png"))
+    assert [p.name for p in trends] == [
+        "trend_network_echo_latency_rtt.png",
+        "trend_network_echo_latency_throughput.png",
+    ]
+    assert f'src="plots/{trends[0].name}"' in html
+    again = tmp_path / "again"
+    build(
+        raw,
+        again,
+        run_info_path=summary / "run.json",
+        baseline_comparison_path=summary / "baseline_comparison.parquet",
+        regressions_path=summary / "regressions.parquet",
+        history_dir=history,
+    )
+    for name in TABLES:
+        assert (again / name).read_bytes() == (results / name).read_bytes(), name
+    changes = report.detected_changes(pd.read_parquet(summary / "regressions.parquet"))
+    assert changes.to_dict("records") == [{**key, "run_id": "bbbb2222"}]
+
+
+def test_detected_changes_accepts_a_flag_and_a_run_column():
+    table = pd.DataFrame(
+        {
+            "metric": ["s/b/c/m", "s/b/c/n"],
+            "change_detected": [True, False],
+            "change_run": ["r2", "r3"],
+        }
+    )
+    assert report.detected_changes(table).to_dict("records") == [
+        {"suite": "", "benchmark": "", "case": "", "metric": "s/b/c/m", "run_id": "r2"}
+    ]
+    assert report.detected_changes(None).empty
+    assert report.detected_changes(pd.DataFrame({"verdict": ["x"]})).empty
+
+
+def test_stale_figures_are_removed_and_other_files_kept(tmp_path):
+    (tmp_path / "cdf_old_gone.png").write_bytes(b"x")
+    (tmp_path / "notes.png").write_bytes(b"x")
+    plots.remove_stale(tmp_path, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png"]
+
+
+def test_run_medians_give_a_distribution_free_interval():
+    rows = Recorder("s", "b", 1)
+    for i, v in enumerate(np.linspace(1.0, 2.0, 41)):
+        rows.add("c", {}, "latency", "s", False, float(v), sample=i)
+    medians = plots.run_medians([("r1", rows.frame())])
+    row = medians.iloc[0]
+    assert row["median"] == pytest.approx(1.5)
+    assert row["ci_low"] < 1.5 < row["ci_high"]
+    few = Recorder("s", "b", 1)
+    for i in range(3):
+        few.add("c", {}, "latency", "s", False, 1.0 + i, sample=i)
+    assert np.isnan(plots.run_medians([("r1", few.frame())])["ci_low"].iloc[0])
+
+
+def test_snakemake_report_categories_mirror_the_figure_kinds():
+    text = (REPO / "rules" / "report.smk").read_text()
+    for kind, (category, _) in plots.KINDS.items():
+        assert f'"{kind}": "{category}"' in text
+    name = plots._name("cdf", "my_suite", "bench", "x y")
+    assert name == "cdf_my-suite_bench_x_y.png"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (2.5e-5, "s", "25 µs"),
+        (0.0123, "s", "12.3 ms"),
+        (3 * 2**20, "bytes", "3 MiB"),
+        (0.613, "fraction", "61.3%"),
+        (51420.4, "requests/s", "51420 requests/s"),
+        (float("nan"), "s", "—"),
+        (None, "s", "—"),
+        (1.5, "", "1.5"),
+    ],
+)
+def test_format_value(value, unit, text):
+    assert report.format_value(value, unit) == text
+
+
+def test_overall_line_names_the_unmeasured_targets():
+    overall = {"verdict": "PASSED", "met": 4, "measured": 5, "share_met": 0.8, "pass_share": 0.8}
+    line = report.overall_line(overall, ["UI under 50 ms"])
+    assert line.startswith("Overall: PASSED. 4 of 5 measured targets met (80%)")
+    assert line.endswith("Not measured, left out of the share: UI under 50 ms.")
+    assert report.format_change(-0.0123) == "-1.2%"
+    assert report.format_interval(0.01, None) == "—"
+
+
+def test_a_report_without_comparisons_or_targets(raw, tmp_path):
+    doc = report.build_report(
+        raw[:1],
+        summary_path=tmp_path / "summary.parquet",
+        verdicts_path=tmp_path / "verdicts.parquet",
+        html_path=tmp_path / "report" / "index.html",
+        plots_dir=tmp_path / "report" / "plots",
+        statistics=STATS,
+        comparisons=[],
+        targets=[],
+        seed=7,
+    )
+    assert doc["comparisons"] == [] and doc["targets"] == []
+    assert doc["audit"]["overall"]["verdict"] == "not measured"
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "No comparisons or targets configured." in html
+    assert "No targets are set on comparisons." in html
