@@ -18,6 +18,7 @@ localrules:
 
 include: "rules/benchmarks.smk"
 include: "rules/report.smk"
+include: "rules/history.smk"
 
 
 rule all:

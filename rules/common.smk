@@ -4,11 +4,17 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from forgebench.config import check_config, coerce_limits
+from forgebench.errors import ForgebenchError
 from forgebench.registry import BENCHMARKS
 from forgebench import sizing
 from forgebench import workflow as fw
 
 coerce_limits(config)
+if workflow.non_local_exec and not config.get("limits"):
+    raise ForgebenchError(
+        "a cluster run needs config `limits` (profiles/slurm sets them); a --config on the "
+        "command line replaces the profile's config list: repeat limits={...} there"
+    )
 check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
 validate(config, "../config/schema.yaml")
 fw.check_references(config)
@@ -28,9 +34,11 @@ def get_benchmark_config(wildcards):
 
 
 def get_benchmark_threads(wildcards):
-    # Timing-sensitive benchmarks claim every core so nothing runs beside a timing.
+    # Timing-sensitive benchmarks claim every core so nothing runs beside a timing. On a
+    # cluster a node's size is limits.cpus: workflow.cores is the submitting host's.
     spec = BENCHMARKS.get(wildcards.suite, wildcards.benchmark)
-    return sizing.threads(spec.timing_sensitive, workflow.cores, config["limits"])
+    cores = None if workflow.non_local_exec else workflow.cores
+    return sizing.threads(spec.timing_sensitive, cores, config["limits"])
 
 
 def get_benchmark_resource(name):
@@ -45,6 +53,15 @@ def get_benchmark_resource(name):
 def get_report_resource(name):
     def resource(wildcards, input, attempt):
         return sizing.report_resources(input.size_mb, attempt, config["limits"])[name]
+
+    return resource
+
+
+def get_history_resource(name):
+    # Holds the current and the baseline run's rows: twice the report's input.
+    def resource(wildcards, input, attempt):
+        sizes = sizing.report_resources(2 * input.size_mb, attempt, config["limits"])
+        return sizes[name]
 
     return resource
 

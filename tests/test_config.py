@@ -140,3 +140,13 @@ def test_snakemake_stops_before_any_job(tmp_path, repo, name):
     key = message.split("'")[1].replace("\\", "")
     assert key in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_every_suite_fragment_is_referenced_and_declares_its_dialect():
+    """snakemake.utils.validate cannot read a fragment without $schema (the run stops)."""
+    schema = load_yaml(SCHEMA_PATH)
+    refs = {v["$ref"] for v in schema["properties"]["suites"]["properties"].values()}
+    for fragment in sorted((SCHEMA_PATH.parent / "schemas").glob("*.schema.yaml")):
+        assert "$schema" in load_yaml(fragment), fragment.name
+    for ref in refs:
+        assert (SCHEMA_PATH.parent / ref).is_file(), ref

@@ -25,13 +25,13 @@ import pytest
 import yaml
 
 from forgebench import record
+from forgebench.registry import BENCHMARKS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 GENERIC_PROFILE = REPO / "profiles" / "cluster-generic"
-RUN_TIMEOUT = 300  # seconds per Snakemake run; the tiny config takes about 30 s on SLURM
-SLURM_JOBS = 3  # benchmark network/echo_latency, benchmark harness/sampler_overhead, report
+RUN_TIMEOUT = 300  # seconds per Snakemake run; the tiny config takes about 70 s on SLURM
 FAIL = "harness/sampler_overhead"
 
 pytestmark = [pytest.mark.workflow, pytest.mark.needs("slurm")]
@@ -58,39 +58,51 @@ def cluster(tmp_path_factory):
         yield running
 
 
-def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None):
-    """Snakemake on the tiny config in ``workdir``, stopped by SIGINT after RUN_TIMEOUT."""
-    cmd = [
-        "timeout",
-        "-s",
-        "INT",
-        "-k",
-        "30",
-        str(RUN_TIMEOUT),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(TINY),
-        *args,
-    ]
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT + 60
-    )
-    proc.output = proc.stdout + proc.stderr
-    assert proc.returncode not in (124, 137), (
-        f"snakemake still ran after {RUN_TIMEOUT} s (hung?):\n{proc.output[-4000:]}"
-    )
-    return proc
+class Snakemake:
+    """Snakemake on the tiny config in ``workdir``, started at once, stopped by SIGINT after
+    RUN_TIMEOUT; its output goes to a file (a pipe could fill while another run is awaited).
+    """
+
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        bound = ["timeout", "-s", "INT", "-k", "30", str(RUN_TIMEOUT)]
+        smk = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+        cmd = [*bound, *smk, "--directory", str(workdir), "--configfile", str(TINY), *args]
+        self.workdir = workdir
+        self.log = workdir.with_name(workdir.name + ".out")
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+            )
+        self.returncode: int | None = None
+        self.output = ""
+
+    def wait(self) -> Snakemake:
+        try:
+            self.returncode = self.proc.wait(timeout=RUN_TIMEOUT + 60)
+        finally:
+            if self.proc.poll() is None:  # `timeout` itself hung: end it (snakemake is its child)
+                self.proc.kill()
+                self.proc.wait()
+        self.output = self.log.read_text(errors="replace")
+        assert self.returncode not in (124, 137), (
+            f"snakemake still ran after {RUN_TIMEOUT} s (hung?):\n{self.output[-4000:]}"
+        )
+        return self
+
+
+def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Snakemake:
+    return Snakemake(workdir, *args, env=env).wait()
 
 
 def profile_config_entries(profile: Path) -> list[str]:
     """The profile's `config:` list: a `--config` on the command line replaces it."""
     return yaml.safe_load((profile / "config.yaml").read_text())["config"]
+
+
+def profile_limits(profile: Path) -> dict[str, int]:
+    """The profile's `limits` (what one node offers), as the workflow reads them."""
+    entry = next(e for e in profile_config_entries(profile) if e.startswith("limits="))
+    return yaml.safe_load(entry.split("=", 1)[1])
 
 
 def raw_tables(workdir: Path) -> list[Path]:
@@ -106,45 +118,79 @@ def job_records(workdir: Path) -> dict[str, dict]:
     return out
 
 
-def assert_ran_as_slurm_jobs(workdir: Path, submitted: list[str], cluster) -> None:
-    """Every job's provenance names its own SLURM job, one Snakemake submitted, on the node."""
+def planned_cluster_jobs(output: str) -> int:
+    """Jobs Snakemake planned ("Job stats" table), less those of localrules (`all`)."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE))
+    local = set(re.findall(r"^localrule (\w+):$", output, re.MULTILINE))
+    assert "all" in local, output[-4000:]  # the aggregation target stays on this host
+    return sum(int(n) for rule, n in counts.items() if rule not in local)
+
+
+def assert_ran_as_slurm_jobs(workdir: Path, output: str, submitted: list[str], cluster, profile):
+    """Each planned job was its own SLURM job, COMPLETED on the node, as provenance records."""
+    assert len(submitted) == len(set(submitted)) == planned_cluster_jobs(output), output[-4000:]
     records = job_records(workdir)
-    assert len(records) == SLURM_JOBS, sorted(records)
     ids = {where: prov.get("slurm_job_id") for where, prov in records.items()}
     assert all(ids.values()), f"a job ran outside SLURM: {ids}"
-    assert len(set(ids.values())) == SLURM_JOBS, f"jobs share a SLURM job: {ids}"
+    assert len(set(ids.values())) == len(ids), f"jobs share a SLURM job: {ids}"
     assert set(ids.values()) <= set(submitted), (ids, submitted)
     nodes = {where: prov.get("slurm_node") for where, prov in records.items()}
     assert set(nodes.values()) == {cluster.node_name}, nodes
     squeue = cluster.client(
-        "squeue", "--noheader", "--states=all", "--format=%i %T", f"--jobs={','.join(ids.values())}"
+        "squeue",
+        "--noheader",
+        "--states=all",
+        "--format=%i %T %C %m",
+        f"--jobs={','.join(submitted)}",
     )
-    states = dict(line.split() for line in squeue.stdout.splitlines())
-    assert states == dict.fromkeys(ids.values(), "COMPLETED"), squeue.stdout + squeue.stderr
+    jobs = {job: rest for job, *rest in map(str.split, squeue.stdout.splitlines())}
+    assert {job: state for job, (state, *_) in jobs.items()} == dict.fromkeys(
+        submitted, "COMPLETED"
+    ), squeue.stdout + squeue.stderr
+    # The rule's threads reached sbatch: every core of a node (limits.cpus) for a
+    # timing-sensitive benchmark, else one; memory within limits.mem_mb.
+    limits = profile_limits(profile)
+    for where, job in ids.items():
+        bench = records[where].get("benchmark")
+        whole_node = bench and BENCHMARKS.get(bench["suite"], bench["name"]).timing_sensitive
+        cpus, mem = jobs[job][1], jobs[job][2]
+        assert int(cpus) == (limits["cpus"] if whole_node else 1), (where, jobs[job])
+        assert mem.endswith("M") and 0 < int(mem[:-1]) <= limits["mem_mb"], (where, mem)
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("slurm-run")
-    proc = snakemake(workdir, "--profile", str(SLURM_PROFILE), env=cluster.env())
-    assert proc.returncode == 0, proc.output[-6000:]
-    return workdir, proc
+def runs(cluster, tmp_path_factory):
+    """The tiny config through profiles/slurm and, at the same time, locally.
+
+    The local run only gives the reference outputs (schemas, row keys), so it may share the
+    cores: it overlaps the SLURM run, whose executor mostly waits between status checks.
+    """
+    local = Snakemake(tmp_path_factory.mktemp("local-run"), "--cores", "2")
+    try:
+        workdir = tmp_path_factory.mktemp("slurm-run")
+        slurm = snakemake(workdir, "--profile", str(SLURM_PROFILE), env=cluster.env())
+    finally:
+        local.wait()
+    assert slurm.returncode == 0, slurm.output[-6000:]
+    assert local.returncode == 0, local.output[-6000:]
+    return workdir, slurm, local.workdir
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("local-run")
-    proc = snakemake(workdir, "--cores", "2")
-    assert proc.returncode == 0, proc.output[-6000:]
-    return workdir
+def slurm_run(runs):
+    return runs[0], runs[1]
+
+
+@pytest.fixture(scope="module")
+def local_run(runs):
+    return runs[2]
 
 
 def test_slurm_profile_runs_every_job_as_its_own_slurm_job(slurm_run, cluster):
     workdir, proc = slurm_run
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", proc.output)
-    assert len(submitted) == SLURM_JOBS, proc.output[-4000:]
-    assert_ran_as_slurm_jobs(workdir, submitted, cluster)
-    assert "localrule all:" in proc.output  # the aggregation target stays on this host
+    assert_ran_as_slurm_jobs(workdir, proc.output, submitted, cluster, SLURM_PROFILE)
 
 
 def _outputs(workdir: Path) -> set[str]:
@@ -179,18 +225,17 @@ def test_failing_job_is_reported_not_hung(cluster, tmp_path_factory):
     # Snakemake parses `{fail_benchmarks: [a/b]}` with YAML, so the list arrives as a list.
     # A `--config` replaces the profile's `config:` list, so its limits are given again.
     config = [*profile_config_entries(SLURM_PROFILE), f"testing={{fail_benchmarks: [{FAIL}]}}"]
-    proc = snakemake(
-        workdir, "--profile", str(SLURM_PROFILE), "--config", *config, env=cluster.env()
-    )
+    target = f"results/raw/{FAIL}.parquet"  # only the failing job: quick
+    # --retries 0: the profile's retry would double the time, and after a failure the
+    # plugin only exits once its (growing) status-check interval has run out.
+    args = ["--profile", str(SLURM_PROFILE), "--retries", "0", "--config", *config, "--", target]
+    proc = snakemake(workdir, *args, env=cluster.env())
     assert proc.returncode != 0, proc.output[-4000:]
-    assert re.search(r"Error in rule benchmark:", proc.output), proc.output[-4000:]
-    assert "wildcards: suite=harness, benchmark=sampler_overhead" in proc.output
+    assert "Error in rule benchmark:" in proc.output, proc.output[-4000:]
+    assert f"wildcards: suite={FAIL.split('/')[0]}, benchmark={FAIL.split('/')[1]}" in proc.output
     assert "failing on purpose" in proc.output  # show-failed-logs printed the job's log
-    # keep-going: the other benchmark still ran, as a SLURM job; nothing downstream did
-    echo = workdir / "results" / "raw" / "network" / "echo_latency.parquet"
-    assert record.read_provenance(echo).get("slurm_job_id")
-    assert not (workdir / "results" / "raw" / "harness" / "sampler_overhead.parquet").exists()
-    assert not (workdir / "results" / "summary" / "summary.parquet").exists()
+    assert re.search(r"SLURM-job '\d+' failed, SLURM status is: 'FAILED'", proc.output)
+    assert not (workdir / target).exists()
 
 
 def test_cluster_generic_profile(cluster, tmp_path_factory):
@@ -200,7 +245,6 @@ def test_cluster_generic_profile(cluster, tmp_path_factory):
     proc = snakemake(workdir, "--profile", str(GENERIC_PROFILE), env=cluster.env())
     assert proc.returncode == 0, proc.output[-6000:]
     submitted = re.findall(r"with external jobid '(\d+)'", proc.output)
-    assert len(submitted) == SLURM_JOBS, proc.output[-4000:]
-    assert_ran_as_slurm_jobs(workdir, submitted, cluster)
+    assert_ran_as_slurm_jobs(workdir, proc.output, submitted, cluster, GENERIC_PROFILE)
     logs = sorted(p.stem for p in (workdir / "logs" / "slurm").rglob("*.log"))
     assert logs == sorted(submitted)  # sbatch --output=logs/slurm/{rule}/%j.log

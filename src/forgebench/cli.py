@@ -1,6 +1,8 @@
-"""The ``forgebench`` command: run one benchmark outside the workflow, or rebuild the report.
+"""The ``forgebench`` command: run one benchmark outside the workflow, rebuild the report,
+list the stored run history, or compare two stored runs.
 
-User mistakes (ForgebenchError) print ``ERROR: ...`` and exit 1; bugs keep their traceback.
+`report`, `history` and `compare` read stored results only: no benchmark runs. User
+mistakes (ForgebenchError) print ``ERROR: ...`` and exit 1; bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -98,6 +100,63 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """List the runs stored in RESULTS/history/, oldest first: run id, start time, rows,
+    host, CPU model and git commit. Each workflow run is appended there once (its id is a
+    hash of its raw rows, so an unchanged run is never added twice); use the ids (or a
+    unique prefix, 'latest', 'previous') with `forgebench compare`."""
+    from forgebench.history import format_runs, list_runs
+
+    for line in format_runs(list_runs(Path(args.results, "history"))):
+        print(line)
+    return 0
+
+
+def _statistics(config_path: str | None) -> tuple[dict, int]:
+    """The config's statistics section and seed; schema defaults without a config file."""
+    path = config_path or "config/config.yaml"
+    if config_path is None and not Path(path).exists():
+        return {}, 0
+    config = _load_config(path)
+    return dict(config["statistics"]), int(config["seed"])
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare every metric of stored run RUN_B (candidate) against stored run RUN_A
+    (baseline), through the statistics core: Mann-Whitney U (or a bootstrap CI for small
+    samples) on the successful non-warm-up values, Benjamini-Hochberg across each family
+    (the metrics of one suite), the practical threshold from the config's statistics
+    section. A metric whose benchmark version, workload parameters or machine differ is
+    'not comparable' unless --cross-machine / --cross-version allow it."""
+    from forgebench.history import (
+        compare_runs,
+        format_comparison,
+        list_runs,
+        load_run,
+        resolve_run,
+    )
+
+    root = Path(args.results, "history")
+    statistics, seed = _statistics(args.config)
+    base_id, cand_id = resolve_run(root, args.run_a), resolve_run(root, args.run_b)
+    base_rows, base_prov = load_run(root, base_id)
+    cand_rows, cand_prov = load_run(root, cand_id)
+    table = compare_runs(
+        cand_rows,
+        base_rows,
+        cand_prov,
+        base_prov,
+        statistics,
+        seed=seed,
+        cross_machine=args.cross_machine,
+        cross_version=args.cross_version,
+    )
+    runs = list_runs(root).set_index("run_id", drop=False)
+    for line in format_comparison(table, runs.loc[base_id].to_dict(), runs.loc[cand_id].to_dict()):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forgebench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -117,6 +176,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--results", default="results", help="results folder (default: %(default)s)")
     rep.set_defaults(func=cmd_report)
+    hist = sub.add_parser(
+        "history",
+        help="List the stored runs (results/history/), oldest first.",
+        description=cmd_history.__doc__,
+    )
+    hist.add_argument("--results", default="results", help="results folder (default: %(default)s)")
+    hist.set_defaults(func=cmd_history)
+    comp = sub.add_parser(
+        "compare",
+        help="Compare two stored runs, metric by metric.",
+        description=cmd_compare.__doc__,
+    )
+    comp.add_argument("run_a", metavar="RUN_A", help="baseline run: id, unique prefix, 'previous'")
+    comp.add_argument("run_b", metavar="RUN_B", help="candidate run: id, unique prefix, 'latest'")
+    comp.add_argument("--results", default="results", help="results folder (default: %(default)s)")
+    comp.add_argument(
+        "--config",
+        default=None,
+        help="config whose statistics section (alpha, thresholds, resamples) and seed are "
+        "used (default: config/config.yaml if present, else the schema defaults)",
+    )
+    comp.add_argument(
+        "--cross-machine",
+        action="store_true",
+        help="compare metrics measured on different machines (host or CPU model) too",
+    )
+    comp.add_argument(
+        "--cross-version",
+        action="store_true",
+        help="compare metrics of different benchmark versions too",
+    )
+    comp.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -104,6 +104,21 @@ for _spec in (
         "W worker threads x Q short queries: connect per query vs a connection pool",
     ),
     BenchmarkSpec(
+        "system",
+        "import_time",
+        "forgebench.system.import_time:run",
+        True,
+        "fresh-interpreter import time and slowest modules; warm vs cold bytecode cache; "
+        "lazy vs eager CLI",
+    ),
+    BenchmarkSpec(
+        "system",
+        "parallel_tests",
+        "forgebench.system.parallel_tests:run",
+        True,
+        "a pytest suite sequential vs pytest-xdist -n 2 / auto, same outcomes checked",
+    ),
+    BenchmarkSpec(
         "harness",
         "sampler_overhead",
         "forgebench.harness.sampler_overhead:run",

@@ -71,12 +71,33 @@ def _database_connection_pooling(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return seconds, len(cfg["backends"]) * 2 * cfg["repetitions"] * (per_phase + 1)
 
 
+def _import_time(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # Per run at most ~15 s warm (torch 5.6 s on loaded 2 cores), ~45 s cold (torch 19 s),
+    # 20 s per CLI run (eager warm-up 13 s); each run is capped by timeout_s.
+    modules = len(set(cfg["modules"]) | set(cfg["cache_modules"]))
+    compared = cfg["rounds"] if (cfg["cache_modules"] or cfg["cli"]) else 0
+    warm = modules * (1 + max(cfg["repetitions"], compared))  # warm-up round included
+    cold = len(cfg["cache_modules"]) * cfg["rounds"]
+    cli = 2 * (1 + cfg["rounds"]) if cfg["cli"] else 0
+    runs = warm + cold + cli
+    seconds = min(warm * 15 + cold * 45 + cli * 20, runs * cfg["timeout_s"]) + 30
+    return seconds, runs * (3 + 2 * cfg["top_modules"])
+
+
+def _parallel_tests(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # One pytest process per case and round, each stopped at timeout_s; 5 rows a run.
+    runs = (cfg["warmup_rounds"] + cfg["rounds"]) * (1 + len(cfg["workers"]))
+    return runs * cfg["timeout_s"] + 30, runs * 5
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
     "harness/sampler_overhead": _sampler_overhead,
     "database/n_plus_one": _database_n_plus_one,
     "database/connection_pooling": _database_connection_pooling,
+    "system/import_time": _import_time,
+    "system/parallel_tests": _parallel_tests,
 }
 
 

@@ -15,6 +15,7 @@ from forgebench.registry import BENCHMARKS, BenchmarkSpec
 RAW = "results/raw/{suite}/{benchmark}.parquet"
 RAW_RESOURCES = "results/raw/{suite}/{benchmark}.resources.parquet"
 SUMMARY = "results/summary/summary.parquet"
+RUN = "results/summary/run.json"
 REPORT = "results/report/index.html"
 
 
@@ -40,8 +41,9 @@ def raw_outputs(config: Mapping[str, Any]) -> list[str]:
 
 
 def final_outputs(config: Mapping[str, Any]) -> list[str]:
-    """Targets of ``rule all``: the raw results of each enabled suite and the report."""
-    return [*raw_outputs(config), SUMMARY, REPORT]
+    """Targets of ``rule all``: the raw results of each enabled suite, the run's entry in
+    the history and the report."""
+    return [*raw_outputs(config), SUMMARY, RUN, REPORT]
 
 
 def check_references(config: Mapping[str, Any]) -> None:
