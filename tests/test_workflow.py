@@ -73,7 +73,11 @@ def test_summary_and_report(tiny_run):
         "persistent 64 B p50 under 1 s",
         "sqlite JOIN vs N+1",
         "JOIN at least 80% faster than N+1 (SQLite)",
+        "grokfast steps to generalise",
+        "Grokfast: at least 60% fewer steps to generalise",
     }
+    grok = verdicts.set_index("name").loc["grokfast steps to generalise"]
+    assert grok["method"] == "kaplan-meier"
     assert verdicts.set_index("name").loc["persistent 64 B p50 under 1 s", "verdict"] == "met"
     html = (results / "report" / "index.html").read_text()
     plots = sorted((results / "report" / "plots").glob("*.png"))
@@ -86,6 +90,8 @@ def test_summary_and_report(tiny_run):
         assert f'src="plots/{plot.name}"' in html
         assert plot.read_bytes().startswith(b"\x89PNG")
     assert "persistent_64B" in html
+    for name in ("summary.md", "summary.json"):
+        assert (results / "report" / name).stat().st_size > 100
 
 
 def test_rerun_is_a_fast_no_op(tiny_run):

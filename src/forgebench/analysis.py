@@ -92,6 +92,9 @@ def compare_cases(
     for comp in comparisons:
         base = _rows(frame, comp["suite"], comp["benchmark"], comp["baseline"], comp["metric"])
         cand = _rows(frame, comp["suite"], comp["benchmark"], comp["candidate"], comp["metric"])
+        if comp.get("method") == "survival":
+            rows.append(_survival_row(comp, base, cand, statistics, opts))
+            continue
         base_ok = base.loc[base["status"] == "ok", "value"].to_numpy()
         cand_ok = cand.loc[cand["status"] == "ok", "value"].to_numpy()
         row: dict[str, Any] = {"kind": "comparison", **{k: comp[k] for k in comp}}
@@ -114,6 +117,7 @@ def compare_cases(
             result = dataclasses.replace(result, verdict=failure[0], reason=failure[1])
         rows.append(row)
         results.append(result)
+    rows, survival = [r for r in rows if "family" in r], [r for r in rows if "family" not in r]
     for family in sorted({r["family"] for r in rows}):
         members = [i for i, r in enumerate(rows) if r["family"] == family]
         corrected = stats.correct_family([results[i] for i in members], alpha=alpha)
@@ -121,7 +125,39 @@ def compare_cases(
             results[i] = result
     for row, result in zip(rows, results, strict=True):
         row.update(result.as_dict())
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + survival)
+
+
+def _survival_row(
+    comp: Mapping[str, Any],
+    base: pd.DataFrame,
+    cand: pd.DataFrame,
+    statistics: Mapping[str, Any],
+    opts: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A time-to-event comparison: ``censored`` rows are runs that did not reach the event
+    within their budget (value = the budget) and enter Kaplan-Meier medians; failed runs
+    are left out and counted. Runs pair up by repetition (same seed on both sides)."""
+    row: dict[str, Any] = {"kind": "comparison", **dict(comp)}
+    usable = {"ok", "censored"}
+    row["n_failed_baseline"] = int((~base["status"].isin(usable)).sum())
+    row["n_failed_candidate"] = int((~cand["status"].isin(usable)).sum())
+    b = base[base["status"].isin(usable)].set_index("repetition")
+    c = cand[cand["status"].isin(usable)].set_index("repetition")
+    paired = sorted(set(b.index) & set(c.index))
+    b, c = b.loc[paired], c.loc[paired]
+    result = stats.km_median_ratio_ci(
+        b["value"].to_numpy(),
+        (b["status"] == "ok").to_numpy(),
+        c["value"].to_numpy(),
+        (c["status"] == "ok").to_numpy(),
+        paired=True,
+        threshold=float(statistics.get("practical_threshold", 0.05)),
+        **opts,
+    )
+    row.update(result.as_dict())
+    row["method"] = "kaplan-meier"
+    return row
 
 
 def _statistic_fn(statistic: str) -> Any:
@@ -166,6 +202,22 @@ def check_targets(
                 else comparisons
             )
             failed = bool(len(match)) and match["verdict"].iloc[0] == "failed"
+            if len(match) and match["method"].iloc[0] == "kaplan-meier":
+                survival = match.iloc[0]
+                result = stats.SurvivalComparison(
+                    **{
+                        f.name: survival[f.name]
+                        for f in dataclasses.fields(stats.SurvivalComparison)
+                    }
+                )
+                row["evidence"] = f"comparison {target['comparison']!r}: {survival['reason']}"
+                row["estimate"] = survival["improvement"]
+                row["ci_low"], row["ci_high"] = survival["improvement_ci"]
+                row["verdict"] = stats.check_survival_target(
+                    result, op=target["op"], threshold=target["threshold"]
+                )
+                rows.append(row)
+                continue
             if len(match) and match["verdict"].iloc[0] not in ("undetermined", "failed"):
                 estimate = float(match["improvement"].iloc[0])
                 low, high = (float(x) for x in match["improvement_ci"].iloc[0])

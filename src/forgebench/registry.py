@@ -119,6 +119,13 @@ for _spec in (
         "a pytest suite sequential vs pytest-xdist -n 2 / auto, same outcomes checked",
     ),
     BenchmarkSpec(
+        "training",
+        "grokfast",
+        "forgebench.training.grokfast:run",
+        True,
+        "steps to generalise on a+b mod 97 with and without the Grokfast EMA gradient filter",
+    ),
+    BenchmarkSpec(
         "harness",
         "sampler_overhead",
         "forgebench.harness.sampler_overhead:run",

@@ -90,6 +90,21 @@ def _parallel_tests(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return runs * cfg["timeout_s"] + 30, runs * 5
 
 
+def _grokfast(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # Every run to its budget at 4x the slowest CPU rate measured (~25 ps per multiply-add
+    # plus ~8 ms per step); rows: the curve at every evaluation, 3 per run, 2 warm-up.
+    n_eq = cfg["modulus"] ** 2
+    macs_per_token = 12 * cfg["dim"] ** 2 * cfg["layers"]  # qkv 3d², out d², MLP 8d²
+    batch = min(cfg["batch_size"], n_eq)
+    step_s = 4 * (0.008 + 25e-12 * 3 * batch * 4 * macs_per_token)  # forward + backward
+    eval_s = 4 * (0.005 + 25e-12 * n_eq * 4 * macs_per_token)  # every held-out equation
+    evals = cfg["max_steps"] // cfg["eval_every"] + 1
+    runs = 2 * cfg["seeds"]
+    seconds = runs * (cfg["max_steps"] * step_s + evals * eval_s) + 60
+    rows = runs * (2 * evals + 3) + 2
+    return seconds, rows
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -98,7 +113,12 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "database/connection_pooling": _database_connection_pooling,
     "system/import_time": _import_time,
     "system/parallel_tests": _parallel_tests,
+    "training/grokfast": _grokfast,
 }
+
+
+# Memory a benchmark holds beyond its rows: torch and the model (measured ~0.5 GB peak).
+EXTRA_MEM_MB = {"training/grokfast": 512}
 
 
 def _cap(value: int, limits: Mapping[str, Any], key: str) -> int:
@@ -111,7 +131,7 @@ def benchmark_resources(
 ) -> dict[str, int]:
     """``mem_mb`` and ``runtime`` (minutes) of one benchmark job on its ``attempt``."""
     seconds, rows = ESTIMATES[key](cfg)
-    mem_mb = BASE_MEM_MB + math.ceil(rows / 1e6 * MB_PER_MILLION_ROWS)
+    mem_mb = BASE_MEM_MB + EXTRA_MEM_MB.get(key, 0) + math.ceil(rows / 1e6 * MB_PER_MILLION_ROWS)
     runtime = math.ceil(seconds / 60) + 1
     return {
         "mem_mb": _cap(mem_mb * attempt, limits, "mem_mb"),

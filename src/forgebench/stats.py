@@ -1148,17 +1148,31 @@ def kaplan_meier(
     )
 
 
-def _first_at_or_below_half(times: np.ndarray, curve: np.ndarray) -> float:
-    """Median read off a step curve: the first time it is <= 0.5; where it sits at exactly
-    0.5, the midpoint to the next time it drops (as R's ``survfit`` and as ``np.median``
-    for uncensored data); NaN if it never drops below 0.5 within the data."""
-    for i, value in enumerate(curve):
-        if abs(value - 0.5) <= _HALF_TOL:
-            later = [j for j in range(i + 1, curve.size) if curve[j] < 0.5 - _HALF_TOL]
-            return (times[i] + times[later[0]]) / 2.0 if later else math.nan
-        if value < 0.5:
-            return float(times[i])
-    return math.nan
+def _median_bounds(times: Sequence[float], events: Sequence[bool]) -> tuple[float, float]:
+    """Core of :func:`km_median_bounds` on checked data, in plain Python: the bootstrap
+    calls it thousands of times on a few runs, where numpy's per-call cost dominates."""
+    pairs = sorted(zip(times, events, strict=True), key=lambda p: (p[0], not p[1]))
+    n = len(pairs)
+    if n == 0:
+        return (0.0, math.inf)
+    s, half_at, i = 1.0, math.nan, 0
+    while i < n:
+        t, j, d = pairs[i][0], i, 0
+        while j < n and pairs[j][0] == t:
+            d += bool(pairs[j][1])
+            j += 1
+        if d:
+            s *= 1.0 - d / (n - i)
+            if not math.isnan(half_at):
+                if s < 0.5 - _HALF_TOL:  # the end of a plateau at exactly 0.5: midpoint
+                    m = (half_at + t) / 2.0
+                    return (m, m)
+            elif abs(s - 0.5) <= _HALF_TOL:
+                half_at = float(t)
+            elif s < 0.5:
+                return (float(t), float(t))
+        i = j
+    return (half_at if not math.isnan(half_at) else float(pairs[-1][0]), math.inf)
 
 
 def km_median_bounds(
@@ -1167,20 +1181,14 @@ def km_median_bounds(
     """Where the Kaplan-Meier median lies: ``(m, m)`` when it is defined, otherwise
     ``(lowest value it can take, inf)``.
 
-    The median is undefined when the curve never drops below 0.5 within the data. If it
+    The median is the first time S(t) <= 0.5; where S sits at exactly 0.5, the midpoint to
+    the next time it drops (as R's ``survfit``, and as ``np.median`` for uncensored data).
+    It is undefined when the curve never drops below 0.5 within the data. If the curve
     ends above 0.5 the median lies beyond the largest observed time; if it ends at exactly
     0.5 it lies at or beyond the time the curve reached 0.5. With no data, ``(0, inf)``.
     """
     t, e = _survival_data(times, events, "km_median_bounds")
-    if t.size == 0:
-        return (0.0, math.inf)
-    et, n, d = _km_steps(t, e)
-    s = np.cumprod(1.0 - d / n) if et.size else np.empty(0)
-    m = _first_at_or_below_half(et, s)
-    if math.isfinite(m):
-        return (m, m)
-    half = np.flatnonzero(np.abs(s - 0.5) <= _HALF_TOL)
-    return (float(et[half[0]]) if half.size else float(t.max()), math.inf)
+    return _median_bounds(t.tolist(), e.tolist())
 
 
 def km_median(times: Sequence[float] | np.ndarray, events: Sequence[bool] | np.ndarray) -> float:
@@ -1265,6 +1273,7 @@ def km_median_ratio_ci(
     cand_events: Sequence[bool] | np.ndarray,
     *,
     paired: bool = False,
+    threshold: float = 0.05,
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
@@ -1292,8 +1301,10 @@ def km_median_ratio_ci(
       them. The interval is reported only when the observed medians are defined.
 
     Verdict (:data:`VERDICTS`): ``"undetermined"`` when a median is undefined or a side
-    has no runs; else ``"improvement"`` if the CI lies above 0, ``"regression"`` if below,
-    ``"no significant change"`` otherwise. Targets use :func:`check_survival_target`.
+    has no runs; else ``"improvement"`` if the CI lies above 0 and the improvement exceeds
+    the practical ``threshold``, ``"regression"`` if the CI lies below 0 and the improvement
+    is below ``-threshold``, ``"no significant change"`` otherwise (the same rule as
+    :func:`compare`). Targets use :func:`check_survival_target`.
 
     Raises:
         ValueError: bad input (NaN/inf/negative times, lengths, parameters); ``paired``
@@ -1367,18 +1378,19 @@ def km_median_ratio_ci(
     lows = np.empty(int(n_resamples))
     highs = np.empty(int(n_resamples))
     n_undefined = 0
+    b_t, b_e, c_t, c_e = bt.tolist(), be.tolist(), ct.tolist(), ce.tolist()
     for k in range(int(n_resamples)):
-        bi = rng.integers(0, bt.size, bt.size)
-        ci = bi if paired else rng.integers(0, ct.size, ct.size)
-        rb = km_median_bounds(bt[bi], be[bi])
-        rc = km_median_bounds(ct[ci], ce[ci])
+        bi = rng.integers(0, bt.size, bt.size).tolist()
+        ci = bi if paired else rng.integers(0, ct.size, ct.size).tolist()
+        rb = _median_bounds([b_t[i] for i in bi], [b_e[i] for i in bi])
+        rc = _median_bounds([c_t[i] for i in ci], [c_e[i] for i in ci])
         lows[k], highs[k] = _improvement_range(rb, rc)
         n_undefined += rb[0] != rb[1] or rc[0] != rc[1]
     tail = (1.0 - confidence) / 2.0 * 100.0
     ci = (_tail(lows, tail), _tail(highs, 100.0 - tail))
-    if ci[0] > 0.0:
+    if ci[0] > 0.0 and improvement > threshold:
         verdict = "improvement"
-    elif ci[1] < 0.0:
+    elif ci[1] < 0.0 and improvement < -threshold:
         verdict = "regression"
     else:
         verdict = "no significant change"
@@ -1406,14 +1418,13 @@ def check_survival_target(result: SurvivalComparison, *, op: str, threshold: flo
     As :func:`check_target` on ``improvement_ci``, except that a comparison whose median
     is undefined because of censoring is ``"inconclusive"`` (it was measured, the runs
     just did not reach the event within their budget), and one with a side without runs
-    is ``"not measured"``.
+    (or other unusable data, e.g. times <= 0) is ``"not measured"``.
     """
-    if result.n_baseline == 0 or result.n_candidate == 0:
-        return "not measured"
+    if op not in _TARGET_OPS:
+        raise ValueError(f"op must be one of {_TARGET_OPS}, got {op!r}")
     if math.isnan(result.improvement):
-        if op not in _TARGET_OPS:
-            raise ValueError(f"op must be one of {_TARGET_OPS}, got {op!r}")
-        return "inconclusive"
+        censored = not math.isnan(result.improvement_bounds[0])
+        return "inconclusive" if censored else "not measured"
     return check_target(*result.improvement_ci, op=op, threshold=threshold)
 
 

@@ -1,0 +1,1 @@
+"""Training benchmarks: optimisation tricks measured on small models (forgebench.training)."""
