@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forgebench import record, stats
-from forgebench.atomic import atomic_path, write_text_atomic
+from forgebench.atomic import write_text_atomic
 from forgebench.errors import ForgebenchError
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,9 @@ def append_run(
     try:
         summary = {k: v for k, v in provenance.items() if k != "files"}
         record.write_measurements(frame, tmp / MEASUREMENTS, summary)
-        _write_table(run_metrics(frame, files), tmp / METRICS, {"kind": "run metrics", **summary})
+        record.write_derived_table(
+            run_metrics(frame, files), tmp / METRICS, {"kind": "run metrics", **summary}
+        )
         for entry in files:
             source = entry["_source"]
             resources = Path(source[: -len(".parquet")] + ".resources.parquet")
@@ -878,35 +880,6 @@ def detect_regressions(
 # ------------------------------------------------------------------ the rule
 
 
-def _flatten(frame: pd.DataFrame) -> pd.DataFrame:
-    """Pairs (CIs) as ``_low``/``_high`` columns, so the table has plain Parquet types."""
-    out = frame.copy()
-    for col in [c for c in out.columns if c.endswith("_ci")]:
-        pairs = out[col].map(
-            lambda v: v if isinstance(v, (tuple, list)) and len(v) == 2 else (None, None)
-        )
-        out[f"{col}_low"] = [p[0] for p in pairs]
-        out[f"{col}_high"] = [p[1] for p in pairs]
-        out = out.drop(columns=col)
-    return out
-
-
-def _write_table(
-    frame: pd.DataFrame, path: str | os.PathLike[str], meta: Mapping[str, Any]
-) -> None:
-    """A derived table, atomically, with what it is in the forgebench metadata (no clock)."""
-    table = pa.Table.from_pandas(_flatten(frame), preserve_index=False)
-    doc = {"schema_version": record.SCHEMA_VERSION, **meta}
-    table = table.replace_schema_metadata(
-        {
-            **(table.schema.metadata or {}),
-            record.METADATA_KEY: json.dumps(doc, sort_keys=True, default=str).encode(),
-        }
-    )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-
-
 def _method_summary(regressions: pd.DataFrame) -> tuple[str, dict[str, int]]:
     counts = {str(k): int(v) for k, v in regressions["method"].value_counts().sort_index().items()}
     if not counts:
@@ -978,8 +951,8 @@ def update_history(
     info["comparison_verdicts"] = _counts(comparison)
     info["regression_verdicts"] = _counts(regressions)
     meta = {"kind": "history", "run_id": rid, "baseline_id": baseline_id}
-    _write_table(comparison, comparison_path, meta)
-    _write_table(regressions, regressions_path, meta)
+    record.write_derived_table(comparison, comparison_path, meta)
+    record.write_derived_table(regressions, regressions_path, meta)
     write_text_atomic(run_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
     log.info("run %s, baseline %s, method %s", rid, baseline_id, info["method"])
     return info

@@ -284,6 +284,35 @@ def read_resources(path: str | Path) -> pd.DataFrame:
     return validate_resources(_read(path, "resources"))
 
 
+def flatten_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Pairs in ``*_ci`` columns (confidence intervals) as ``*_ci_low``/``*_ci_high``
+    columns, so a derived table has plain Parquet types."""
+    out = frame.copy()
+    for col in [c for c in out.columns if c.endswith("_ci")]:
+        pairs = out[col].map(
+            lambda v: v if isinstance(v, (tuple, list)) and len(v) == 2 else (None, None)
+        )
+        out[f"{col}_low"] = [p[0] for p in pairs]
+        out[f"{col}_high"] = [p[1] for p in pairs]
+        out = out.drop(columns=col)
+    return out
+
+
+def write_derived_table(frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any]) -> None:
+    """A table computed from records (summary, verdicts, history), atomically, with what it
+    is in the forgebench metadata and no clock, so equal input gives equal bytes."""
+    table = pa.Table.from_pandas(flatten_pairs(frame), preserve_index=False)
+    doc = {"schema_version": SCHEMA_VERSION, **meta}
+    table = table.replace_schema_metadata(
+        {
+            **(table.schema.metadata or {}),
+            METADATA_KEY: json.dumps(doc, sort_keys=True, default=str).encode(),
+        }
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
 def concat_measurements(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Read many measurement files into one frame (empty frame with the columns if none)."""
     frames = [read_measurements(p) for p in paths]

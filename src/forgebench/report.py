@@ -20,11 +20,10 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forgebench import analysis, plots, record
-from forgebench.atomic import atomic_path, write_text_atomic
+from forgebench.atomic import write_text_atomic
 from forgebench.provenance import collect_provenance
 from forgebench.runner import JOB_CASE
 
@@ -138,24 +137,6 @@ def _relative_to_results(path: str) -> str:
         if "raw" in parts
         else path
     )
-
-
-def _write_table(frame: pd.DataFrame, path: str | Path, inputs: Sequence[str]) -> None:
-    """Write a derived table with its inputs in the metadata (no clock: reproducible)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = {
-        record.METADATA_KEY: json.dumps(
-            {
-                "schema_version": record.SCHEMA_VERSION,
-                "kind": "summary",
-                "inputs": [_relative_to_results(p) for p in inputs],
-            },
-            sort_keys=True,
-        ).encode()
-    }
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
 
 
 def _jsonable(value: Any) -> Any:
@@ -827,8 +808,9 @@ def build_report(
         prov = collect_provenance(seed=seed, code_dir=code_dir)
         prov["inputs"] = [_relative_to_results(p) for p in paths]
         write_text_atomic(provenance_path, json.dumps(prov, indent=2, sort_keys=True) + "\n")
-    _write_table(summary, summary_path, paths)
-    _write_table(_flatten(verdicts), verdicts_path, paths)
+    inputs = {"inputs": [_relative_to_results(p) for p in paths]}
+    record.write_derived_table(summary, summary_path, {"kind": "summary", **inputs})
+    record.write_derived_table(verdicts, verdicts_path, {"kind": "summary", **inputs})
     confidence = float(statistics.get("confidence", 0.95))
     history = load_history(
         run_info_path=run_info_path,
@@ -1055,19 +1037,6 @@ def _context(
         "per_input": per_input,
         "links": {k: v for k, v in links.items() if v},
     }
-
-
-def _flatten(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Tuples (CIs) as two columns, so the verdict table has plain Parquet types."""
-    out = verdicts.copy()
-    for col in [c for c in out.columns if c.endswith("_ci")]:
-        pairs = out[col].map(
-            lambda v: v if isinstance(v, (tuple, list)) and len(v) == 2 else (None, None)
-        )
-        out[f"{col}_low"] = [p[0] for p in pairs]
-        out[f"{col}_high"] = [p[1] for p in pairs]
-        out = out.drop(columns=col)
-    return out
 
 
 def format_summary(summary: pd.DataFrame) -> list[str]:
