@@ -211,7 +211,9 @@ def test_memory_growth_matches_known_rate():
     summary = s.summary()
     slope, (low, high) = summary["memory_growth_mb_per_hour"], summary["memory_growth_ci"]
     assert slope == pytest.approx(expected, rel=0.05)
-    assert low <= expected <= high
+    # The grower paces itself by its own clock, so its true rate is the nominal one only to
+    # about 1%; the interval must reach that band (a 95% CI misses a point value 1 in 20).
+    assert low <= expected * 1.01 and high >= expected * 0.99
     assert high - low < 0.2 * expected
 
 
