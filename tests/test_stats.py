@@ -630,3 +630,12 @@ def test_compare_handles_large_samples_without_overflow():
     result = stats.compare(rng.random(10_000) + 1, rng.random(10_000), higher_is_better=False)
     assert result.verdict == "improvement"
     assert result.method == "mann-whitney-u"
+
+
+def test_flip_rate_counts_changed_items_by_direction():
+    a = [True, True, False, False, True]
+    b = [True, False, True, False, True]
+    assert stats.flip_rate(a, b) == {"flip_rate": 0.4, "gained": 0.2, "lost": 0.2}
+    assert stats.flip_rate(a, a)["flip_rate"] == 0.0
+    with pytest.raises(ValueError, match="equal-length"):
+        stats.flip_rate([True], [True, False])

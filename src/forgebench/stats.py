@@ -41,11 +41,15 @@ __all__ = [
     "bootstrap_ci",
     "check_target",
     "compare",
+    "correct_family",
+    "failure_verdict",
+    "flip_rate",
     "instability_warnings",
     "mad",
     "mcnemar",
     "outliers_iqr",
     "outliers_mad",
+    "overall_verdict",
     "paired_bootstrap",
     "percentile",
     "summarize",
@@ -809,6 +813,31 @@ def _bool_array(values: Any, name: str) -> np.ndarray:
             raise ValueError(f"{name} must hold booleans (or 0/1)")
         arr = arr.astype(bool)
     return arr
+
+
+def flip_rate(
+    a_correct: Sequence[bool] | np.ndarray, b_correct: Sequence[bool] | np.ndarray
+) -> dict[str, float]:
+    """How often two models disagree on the same items, split by direction.
+
+    Two models with equal accuracy can still answer different items right; the flip rate
+    (share of items whose correctness differs) shows that churn, which an accuracy
+    difference hides. Returns ``flip_rate``, ``gained`` (b right where a was wrong) and
+    ``lost`` (b wrong where a was right), each a share of all items.
+
+    Raises:
+        ValueError: empty input or sides of different length.
+    """
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(
+            f"flip_rate needs two equal-length non-empty 1-D arrays, got {a.shape}, {b.shape}"
+        )
+    n = float(a.size)
+    gained = float(np.sum(~a & b)) / n
+    lost = float(np.sum(a & ~b)) / n
+    return {"flip_rate": gained + lost, "gained": gained, "lost": lost}
 
 
 def mcnemar(
