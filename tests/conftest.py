@@ -43,6 +43,18 @@ def require_executable(name: str) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def pg(request: pytest.FixtureRequest):
+    """A running throwaway PostgreSQL server (tests/postgres_server.py), one per session."""
+    pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg_pool")
+    from postgres_server import find_binaries, session_server
+
+    if find_binaries() is None:
+        pytest.skip("PostgreSQL binaries not found (Debian package postgresql)")
+    return session_server(request.config)
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

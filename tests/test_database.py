@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from postgres_server import find_binaries, session_server
 
 from forgebench import analysis
 from forgebench.config import check_config
@@ -44,15 +43,6 @@ TINY = {
 }
 KEY = "suites.database.benchmarks.n_plus_one"
 STATISTICS = {"bootstrap_resamples": 200}
-
-
-@pytest.fixture(scope="session")
-def pg(request: pytest.FixtureRequest):
-    """A running throwaway PostgreSQL server, shared by the session's test modules."""
-    pytest.importorskip("psycopg")
-    if find_binaries() is None:
-        pytest.skip("PostgreSQL binaries not found (Debian package postgresql)")
-    return session_server(request.config)
 
 
 def tiny(**changes) -> dict:

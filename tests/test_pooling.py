@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-from postgres_server import find_binaries, session_server
 
 from forgebench import analysis
 from forgebench.database import connection_pooling
@@ -45,16 +44,6 @@ TARGET = {
     "op": ">=",
     "threshold": 0.5,
 }
-
-
-@pytest.fixture(scope="session")
-def pg(request: pytest.FixtureRequest):
-    """A running throwaway PostgreSQL server, shared by the session's test modules."""
-    pytest.importorskip("psycopg")
-    pytest.importorskip("psycopg_pool")
-    if find_binaries() is None:
-        pytest.skip("PostgreSQL binaries not found (Debian package postgresql)")
-    return session_server(request.config)
 
 
 def tiny(**changes) -> dict:

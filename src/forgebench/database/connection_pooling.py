@@ -43,7 +43,15 @@ import pandas as pd
 from forgebench.database.backends import Target, check_postgres, open_target
 from forgebench.database.dataset import generate
 from forgebench.database.pools import Pool, open_pool, query_status
-from forgebench.database.settings import SUITE, Common, WallClock, common, config_key, positive
+from forgebench.database.settings import (
+    SUITE,
+    Common,
+    WallClock,
+    case_name,
+    common,
+    config_key,
+    positive,
+)
 from forgebench.errors import ForgebenchError
 from forgebench.record import Recorder
 
@@ -82,11 +90,6 @@ def plan(cfg: Mapping[str, Any]) -> Plan:
         pool_size=positive(cfg, NAME, "pool_size"),
         repetitions=positive(cfg, NAME, "repetitions"),
     )
-
-
-def case_name(backend: str, mode: str) -> str:
-    """``sqlite_connect_per_query``, ``postgres_pooled``, ..."""
-    return f"{backend}_{mode}"
 
 
 @dataclass

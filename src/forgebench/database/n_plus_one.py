@@ -50,7 +50,15 @@ from forgebench.database.page_methods import (
     check_results,
     first_difference,
 )
-from forgebench.database.settings import SUITE, Common, WallClock, common, config_key, positive
+from forgebench.database.settings import (
+    SUITE,
+    Common,
+    WallClock,
+    case_name,
+    common,
+    config_key,
+    positive,
+)
 from forgebench.errors import ForgebenchError
 from forgebench.record import Recorder, status_for
 
@@ -92,11 +100,6 @@ def plan(cfg: Mapping[str, Any]) -> Plan:
         executions=positive(cfg, NAME, "executions"),
         warmup=positive(cfg, NAME, "warmup"),
     )
-
-
-def case_name(backend: str, method: str) -> str:
-    """``sqlite_n_plus_one``, ``postgres_batched_in``, ..."""
-    return f"{backend}_{method}"
 
 
 @dataclass

@@ -20,6 +20,11 @@ from forgebench.record import utcnow
 SUITE = "database"
 
 
+def case_name(backend: str, variant: str) -> str:
+    """A case of the database suite: ``sqlite_n_plus_one``, ``postgres_pooled``, ..."""
+    return f"{backend}_{variant}"
+
+
 def config_key(benchmark: str, key: str) -> str:
     """The dotted path of ``key`` in the workflow config, for messages."""
     return f"suites.{SUITE}.benchmarks.{benchmark}.{key}"
