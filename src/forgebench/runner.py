@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,42 @@ def resource_rows(rec: record.Recorder, summary: Mapping[str, Any], interval_s: 
         rec.add(JOB_CASE, params, metric, unit, higher, float(value))
 
 
+def run_measured(
+    fn: Callable[[], pd.DataFrame],
+    *,
+    suite: str,
+    name: str,
+    version: int,
+    config: Mapping[str, Any],
+    measurements_path: str | Path,
+    resources_path: str | Path,
+    code_dir: str | None = None,
+    extra_provenance: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Run ``fn`` under one resource sampler; write its rows plus job rows, and the samples.
+
+    Every job that measures (registered benchmarks, model builds, evaluations, compression)
+    goes through here, so each has the same job rows and resource table.
+    """
+    seed = int(config.get("seed", 0))
+    interval_s = float(config.get("sampler", {}).get("interval_s", 0.1))
+    provenance = collect_provenance(config, seed=seed, code_dir=code_dir)
+    provenance["benchmark"] = {"suite": suite, "name": name, "version": version}
+    provenance["benchmark"].update(extra_provenance or {})
+    with ResourceSampler(interval_s=interval_s) as sampler:
+        frame = fn()
+    summary = sampler.summary()
+    provenance["resources"] = summary
+    rec = record.Recorder(suite, name, version)
+    resource_rows(rec, summary, interval_s)
+    frame = pd.concat([record.validate_measurements(frame), rec.frame()], ignore_index=True)
+    frame = record.write_measurements(frame, measurements_path, provenance)
+    record.write_resources(sampler.samples(), resources_path, provenance)
+    failed = int((frame["status"] != "ok").sum())
+    log.info("%s/%s: %d rows written, %d failed", suite, name, len(frame), failed)
+    return frame
+
+
 def run_benchmark(
     suite: str,
     name: str,
@@ -58,19 +94,15 @@ def run_benchmark(
     fn, version = spec.load()
     section = benchmark_config(config, suite, name)
     seed = int(config.get("seed", 0))
-    interval_s = float(config.get("sampler", {}).get("interval_s", 0.1))
-    provenance = collect_provenance(config, seed=seed, code_dir=code_dir)
-    provenance["benchmark"] = {"suite": suite, "name": name, "version": version, "config": section}
     log.info("running %s (version %d)", spec.key, version)
-    with ResourceSampler(interval_s=interval_s) as sampler:
-        frame = fn(section, seed=seed)
-    summary = sampler.summary()
-    provenance["resources"] = summary
-    rec = record.Recorder(suite, name, version)
-    resource_rows(rec, summary, interval_s)
-    frame = pd.concat([record.validate_measurements(frame), rec.frame()], ignore_index=True)
-    frame = record.write_measurements(frame, measurements_path, provenance)
-    record.write_resources(sampler.samples(), resources_path, provenance)
-    failed = int((frame["status"] != "ok").sum())
-    log.info("%s: %d rows written, %d failed", spec.key, len(frame), failed)
-    return frame
+    return run_measured(
+        lambda: fn(section, seed=seed),
+        suite=suite,
+        name=name,
+        version=version,
+        config=config,
+        measurements_path=measurements_path,
+        resources_path=resources_path,
+        code_dir=code_dir,
+        extra_provenance={"config": section},
+    )
