@@ -2,6 +2,9 @@
 
 
 rule benchmark:
+    input:
+        unpack(get_benchmark_inputs),
+        datasets=get_benchmark_dataset_inputs,
     output:
         measurements="results/raw/{suite}/{benchmark}.parquet",
         resources="results/raw/{suite}/{benchmark}.resources.parquet",
@@ -18,5 +21,6 @@ rule benchmark:
         seed=config["seed"],
         sampler=config["sampler"],
         fail=get_fail_switch,
+        datasets_dir=fw.DATASETS_ROOT,
     script:
         "../scripts/run_benchmark.py"

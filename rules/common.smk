@@ -33,6 +33,14 @@ def get_benchmark_config(wildcards):
     return fw.benchmark_config(config, wildcards.suite, wildcards.benchmark)
 
 
+def get_benchmark_inputs(wildcards):
+    return fw.benchmark_inputs(config, wildcards.suite, wildcards.benchmark)
+
+
+def get_benchmark_dataset_inputs(wildcards):
+    return fw.benchmark_dataset_inputs(config, wildcards.suite, wildcards.benchmark)
+
+
 def get_benchmark_threads(wildcards):
     # Timing-sensitive benchmarks claim every core so nothing runs beside a timing. On a
     # cluster a node's size is limits.cpus: workflow.cores is the submitting host's.

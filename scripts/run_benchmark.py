@@ -14,14 +14,14 @@ from forgebench.runner import run_benchmark  # noqa: E402
 if snakemake.params.fail:
     raise ForgebenchError("failing on purpose: config testing.fail_benchmarks names this job")
 
+# Where the workflow outputs it reads live (model_dir, datasets_dir), beside its settings.
+section = {**snakemake.params.section, "datasets_dir": snakemake.params.datasets_dir}
+if hasattr(snakemake.input, "model_dir"):
+    section["model_dir"] = snakemake.input.model_dir
 config = {
     "seed": snakemake.params.seed,
     "sampler": snakemake.params.sampler,
-    "suites": {
-        snakemake.wildcards.suite: {
-            "benchmarks": {snakemake.wildcards.benchmark: snakemake.params.section}
-        }
-    },
+    "suites": {snakemake.wildcards.suite: {"benchmarks": {snakemake.wildcards.benchmark: section}}},
 }
 run_benchmark(
     snakemake.wildcards.suite,

@@ -31,6 +31,9 @@ class BenchmarkSpec:
     target: str  # "package.module:function"
     timing_sensitive: bool  # claims every core so nothing runs beside its timings
     description: str
+    # Workflow outputs it reads: "model" (the section's `model`, as results/models/<name>,
+    # passed in as `model_dir`) and/or "datasets" (results/datasets, as `datasets_dir`).
+    needs: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

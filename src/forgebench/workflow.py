@@ -13,6 +13,29 @@ from forgebench.errors import ForgebenchError
 from forgebench.registry import BENCHMARKS, BenchmarkSpec
 
 RAW = "results/raw/{suite}/{benchmark}.parquet"
+DATASET_DIR = "results/datasets/{dataset}"
+DATASETS_ROOT = "results/datasets"
+MODEL_DIR = "results/models/{model}"
+MODEL_RAW = "results/raw/models/build/{model}.parquet"
+EVAL_RAW = "results/raw/eval/{model}/{task}.parquet"
+EVAL_SAMPLES = "results/raw/eval/{model}/{task}.samples.parquet"
+SUITE_RAW = "results/raw/suites/{model}/{suite}.parquet"
+
+# The nine evaluation datasets (forgebench.datasets.catalog) and those whose training
+# split is the builder's text (eval splits never are).
+DATASET_NAMES = (
+    "arc_challenge",
+    "arc_easy",
+    "boolq",
+    "gsm8k",
+    "hellaswag",
+    "humaneval",
+    "mbpp",
+    "piqa",
+    "winogrande",
+)
+TRAINING_DATASETS = ("arc_challenge", "arc_easy", "gsm8k")
+TASK_PREFIX = "fb_"  # our lm-eval tasks over the prepared datasets (suites/tasks/)
 RAW_RESOURCES = "results/raw/{suite}/{benchmark}.resources.parquet"
 SUMMARY = "results/summary/summary.parquet"
 RUN = "results/summary/run.json"
@@ -35,9 +58,78 @@ def benchmark_config(config: Mapping[str, Any], suite: str, name: str) -> dict[s
     return {k: v for k, v in section.items() if k != "enabled"}
 
 
+def benchmark_inputs(config: Mapping[str, Any], suite: str, name: str) -> dict[str, str]:
+    """The model a benchmark reads (its spec ``needs`` one), as ``model_dir``."""
+    if "model" not in BENCHMARKS.get(suite, name).needs:
+        return {}
+    return {"model_dir": MODEL_DIR.format(model=benchmark_config(config, suite, name)["model"])}
+
+
+def benchmark_dataset_inputs(config: Mapping[str, Any], suite: str, name: str) -> list[str]:
+    """The prepared datasets a ``datasets``-needing benchmark reads (all nine)."""
+    if "datasets" not in BENCHMARKS.get(suite, name).needs:
+        return []
+    return [DATASET_DIR.format(dataset=d) for d in DATASET_NAMES]
+
+
+def task_dataset(task: str) -> str | None:
+    """The prepared dataset an evaluation task reads; None for a task read from the hub."""
+    name = task.removeprefix(TASK_PREFIX)
+    return name if task.startswith(TASK_PREFIX) and name in DATASET_NAMES else None
+
+
+def model_names(config: Mapping[str, Any]) -> list[str]:
+    """Models the config defines (built, fetched or read from a path)."""
+    return list(config.get("models", {}))
+
+
+def model_build_inputs(config: Mapping[str, Any], model: str) -> list[str]:
+    """A locally built model trains on the training datasets; others read nothing here."""
+    spec = config["models"][model]
+    if spec.get("source") != "build":
+        return []
+    return [DATASET_DIR.format(dataset=d) for d in TRAINING_DATASETS]
+
+
+def evaluation_enabled(config: Mapping[str, Any]) -> bool:
+    return bool(config.get("evaluation", {}).get("enabled", False))
+
+
+def evaluated_models(config: Mapping[str, Any]) -> list[str]:
+    """Every model the evaluation stage scores, in config order, without repeats."""
+    if not evaluation_enabled(config):
+        return []
+    return list(dict.fromkeys(config["evaluation"]["models"]))
+
+
+def evaluation_tasks(config: Mapping[str, Any]) -> list[str]:
+    """Distinct tasks of the configured suites: a task several suites share runs once."""
+    if not evaluation_enabled(config):
+        return []
+    from forgebench.evaluation.suites import tasks_for
+
+    ev = config["evaluation"]
+    return tasks_for(ev["suites"], allow_online=config["datasets"]["allow_online"])
+
+
+def eval_outputs(config: Mapping[str, Any]) -> list[str]:
+    """Measurement files of every (model, task) evaluation and every (model, suite) score."""
+    models = evaluated_models(config)
+    tasks = evaluation_tasks(config)
+    suites = config.get("evaluation", {}).get("suites", []) if models else []
+    return [
+        *(EVAL_RAW.format(model=m, task=t) for m in models for t in tasks),
+        *(SUITE_RAW.format(model=m, suite=s) for m in models for s in suites),
+    ]
+
+
 def raw_outputs(config: Mapping[str, Any]) -> list[str]:
-    """Measurement files of every enabled benchmark: the report's inputs."""
-    return [RAW.format(suite=s.suite, benchmark=s.name) for s in enabled_benchmarks(config)]
+    """Measurement files of every enabled benchmark and model stage: the report's inputs."""
+    return [
+        *(RAW.format(suite=s.suite, benchmark=s.name) for s in enabled_benchmarks(config)),
+        *(MODEL_RAW.format(model=m) for m in model_names(config)),
+        *eval_outputs(config),
+    ]
 
 
 def final_outputs(config: Mapping[str, Any]) -> list[str]:
