@@ -1,0 +1,1 @@
+"""EvoMerge: evolutionary merging of models of one architecture, suite scores as fitness."""
