@@ -16,6 +16,7 @@ localrules:
     all,
 
 
+include: "rules/datasets.smk"
 include: "rules/benchmarks.smk"
 include: "rules/report.smk"
 include: "rules/history.smk"

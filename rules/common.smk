@@ -33,6 +33,11 @@ def get_benchmark_config(wildcards):
     return fw.benchmark_config(config, wildcards.suite, wildcards.benchmark)
 
 
+def get_datasets_config():
+    # A relative mirror is taken from the repository root, wherever --directory points.
+    return fw.resolve_mirror(config["datasets"], workflow.basedir)
+
+
 def get_benchmark_inputs(wildcards):
     return fw.benchmark_inputs(config, wildcards.suite, wildcards.benchmark)
 

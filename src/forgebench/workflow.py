@@ -7,6 +7,7 @@ pandas) so that an up-to-date workflow starts in well under the 5 s budget.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from forgebench.errors import ForgebenchError
@@ -70,6 +71,15 @@ def benchmark_dataset_inputs(config: Mapping[str, Any], suite: str, name: str) -
     if "datasets" not in BENCHMARKS.get(suite, name).needs:
         return []
     return [DATASET_DIR.format(dataset=d) for d in DATASET_NAMES]
+
+
+def resolve_mirror(section: Mapping[str, Any], basedir: str) -> dict[str, Any]:
+    """The ``datasets`` section with a relative ``mirror`` made absolute from ``basedir``."""
+    out = dict(section)
+    mirror = out.get("mirror")
+    if mirror is not None and not Path(mirror).is_absolute():
+        out["mirror"] = str((Path(basedir) / mirror).resolve())
+    return out
 
 
 def task_dataset(task: str) -> str | None:

@@ -1,0 +1,39 @@
+"""HumanEval and MBPP scoring for the fb_* tasks, offline.
+
+lm-eval's built-in humaneval/mbpp utils load the hub metric `code_eval` at import, which
+fails offline. These keep the built-ins' metric names (pass_at_k, pass_at_1), signatures
+and return values, and score through forgebench.evaluation.code_exec (a sandboxed process
+per candidate). The prediction filter is a copy of lm-eval 0.4.13's
+lm_eval/tasks/humaneval/utils.py::build_predictions (tests check they agree).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forgebench.evaluation.code_exec import humaneval_pass_at_k, mbpp_pass_at_1
+
+# MBPP's canonical few-shot examples (the original paper's prompt; lm-eval's
+# mbpp/utils.py::list_fewshot_samples hard-codes these three, in this order).
+MBPP_FEWSHOT_TASK_IDS = (2, 3, 4)
+
+
+def pass_at_k(references: list[str], predictions: list[list[str]], k: list[int] | None = None):
+    """lm_eval.tasks.humaneval.utils.pass_at_k, scored offline in a sandbox."""
+    return humaneval_pass_at_k(references, predictions, k)
+
+
+def pass_at_1(references: str | list[str], predictions: str | list[list[str]]) -> float:
+    """lm_eval.tasks.mbpp.utils.pass_at_1, scored offline in a sandbox."""
+    return mbpp_pass_at_1(references, predictions)
+
+
+def build_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """The HumanEval candidate program: prompt plus completion (lm-eval's, verbatim)."""
+    return [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs, strict=False)]
+
+
+def mbpp_fewshot_docs(dataset: Any) -> list[dict]:
+    """The built-in's three few-shot documents, read from the prompt split (task_id 1-10)."""
+    by_id = {row["task_id"]: row for row in dataset}
+    return [dict(by_id[task_id], is_fewshot=True) for task_id in MBPP_FEWSHOT_TASK_IDS]
