@@ -142,3 +142,27 @@ def test_summary_counts_failures_and_excludes_warmup():
     assert (summary["n_ok"], summary["n_failed"], summary["n_warmup"]) == (10, 1, 1)
     assert summary["max"] == pytest.approx(1e-2)
     assert summary["failures"] == '{"timeout": 1}'
+
+
+def test_value_targets_use_the_jobs_own_interval_or_an_exact_value():
+    rec = Recorder("service", "soak", 1)
+    rec.add("server", {}, "memory_growth", "MB/hour", False, 0.4)
+    rec.add("server", {}, "memory_growth_ci_low", "MB/hour", False, -0.5)
+    rec.add("server", {}, "memory_growth_ci_high", "MB/hour", False, 2.0)
+    rec.add("model", {}, "parameters", "count", True, 25_083_000.0)
+    frame = rec.frame()
+    growth = {"suite": "service", "benchmark": "soak", "case": "server", "metric": "memory_growth"}
+    params = {"suite": "service", "benchmark": "soak", "case": "model", "metric": "parameters"}
+    targets = [
+        {"name": "growth", **growth, "statistic": "value", "op": "<", "threshold": 1.0},
+        {"name": "growth loose", **growth, "statistic": "value", "op": "<", "threshold": 5.0},
+        {"name": "size", **params, "statistic": "value", "op": ">=", "threshold": 2.5e7},
+        {"name": "size big", **params, "statistic": "value", "op": ">=", "threshold": 2.6e7},
+    ]
+    v = analysis.check_targets(targets, pd.DataFrame(), frame, STATS, seed=0).set_index("name")
+    assert v.loc["growth", "verdict"] == "inconclusive"  # the interval straddles 1 MB/h
+    assert (v.loc["growth", "ci_low"], v.loc["growth", "ci_high"]) == (-0.5, 2.0)
+    assert v.loc["growth loose", "verdict"] == "met"
+    assert v.loc["size", "verdict"] == "met"
+    assert "one exact value" in v.loc["size", "evidence"]
+    assert v.loc["size big", "verdict"] == "not met"

@@ -639,3 +639,13 @@ def test_flip_rate_counts_changed_items_by_direction():
     assert stats.flip_rate(a, a)["flip_rate"] == 0.0
     with pytest.raises(ValueError, match="equal-length"):
         stats.flip_rate([True], [True, False])
+
+
+def test_proportion_ci_is_exact_and_never_zero_width_at_zero_failures():
+    low, high = stats.proportion_ci(0, 2000)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 2000), rel=1e-9)
+    low, high = stats.proportion_ci(5, 10)
+    assert low < 0.5 < high and low == pytest.approx(1 - high)
+    assert stats.proportion_ci(10, 10)[1] == 1.0
+    with pytest.raises(ValueError):
+        stats.proportion_ci(3, 2)

@@ -45,7 +45,7 @@ extras=""
 
 if ((with_tests)); then
   # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests;
-  # chromium + chromium-driver: the report's render test
-  apt_install sockperf slurmctld slurmd slurm-client munge postgresql chromium chromium-driver
+  # chromium + chromium-driver: the report's render test; wrk: the HTTP load anchor
+  apt_install sockperf slurmctld slurmd slurm-client munge postgresql chromium chromium-driver wrk
 fi
 echo "setup: done (.venv ready)"

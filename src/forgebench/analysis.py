@@ -234,8 +234,12 @@ def check_targets(
                 f"metric {target['metric']!r}: {len(ok)} ok rows, "
                 f"{int((sel['status'] != 'ok').sum())} failed"
             )
+            if target["statistic"] == "value":
+                estimate, low, high = _value_with_interval(frame, target, ok)
+                if estimate is not None and low == high:
+                    row["evidence"] += "; one exact value, no interval"
             # One value has no interval: the target stays "not measured", never "met".
-            if len(ok) >= 2:
+            elif len(ok) >= 2:
                 fn = _statistic_fn(target["statistic"])
                 estimate = float(fn(ok, axis=None))
                 low, high = stats.bootstrap_ci(ok, fn, **opts)
@@ -247,6 +251,27 @@ def check_targets(
         )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _value_with_interval(
+    frame: pd.DataFrame, target: Mapping[str, Any], ok: Any
+) -> tuple[float | None, float | None, float | None]:
+    """A figure a job computed once, with the interval it computed (rows ``<metric>_ci_low``
+    and ``<metric>_ci_high`` of the same case) or, without those, as an exact value: for
+    counts and sizes (parameters, bits per weight), not for timings that vary."""
+    if len(ok) != 1:
+        return None, None, None
+    value = float(ok[0])
+    bounds = []
+    for suffix in ("_ci_low", "_ci_high"):
+        sel = _rows(
+            frame, target["suite"], target["benchmark"], target["case"], target["metric"] + suffix
+        )
+        vals = sel.loc[sel["status"] == "ok", "value"].to_numpy()
+        bounds.append(float(vals[0]) if len(vals) == 1 else None)
+    if bounds[0] is None or bounds[1] is None:
+        return value, value, value
+    return value, bounds[0], bounds[1]
 
 
 AUDIT_COLUMNS = [

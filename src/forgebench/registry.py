@@ -135,5 +135,26 @@ for _spec in (
         True,
         "slowdown of a fixed CPU-bound workload under the resource sampler",
     ),
+    BenchmarkSpec(
+        "service",
+        "responsiveness",
+        "forgebench.service.responsiveness:run",
+        True,
+        "a real Starlette/uvicorn service: every endpoint in closed loop, grades, error rates",
+    ),
+    BenchmarkSpec(
+        "service",
+        "load_scenarios",
+        "forgebench.service.load_scenarios:run",
+        True,
+        "load, stress, spike and endurance with SLAs; open loop without coordinated omission",
+    ),
+    BenchmarkSpec(
+        "service",
+        "wrk_compare",
+        "forgebench.service.wrk_compare:run",
+        True,
+        "our HTTP load generator against wrk on /health, interleaved rounds",
+    ),
 ):
     BENCHMARKS.register(_spec)

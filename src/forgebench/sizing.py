@@ -105,6 +105,47 @@ def _grokfast(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return seconds, rows
 
 
+_SERVICE_CLIENT_RPS = 30_000  # requests/s our client reaches on /health, idle machine
+
+
+def _service_responsiveness(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    cases = len(cfg["endpoints"]) * len(cfg["users"])
+    rag = cfg["startup_timeout_s"] if "rag" in cfg["endpoints"] else 0
+    seconds = 30 + rag + cases * 2 * cfg["max_duration_s"]
+    per_case = (
+        cfg["warmup_queries"] + cfg["min_queries"] + _SERVICE_CLIENT_RPS * cfg["min_duration_s"]
+    )
+    return seconds, cases * (per_case + 20)
+
+
+def _service_load_scenarios(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    s, e, sp = cfg["stress"], cfg["endurance"], cfg["spike"]
+    steps = 1 + int(math.log(s["max_rate"] / s["start_rate"], s["factor"]))
+    spike_s = sp["pre_s"] + sp["spike_s"] + sp["post_s"]
+    load_cases = len(cfg["load"]["users"]) + len(cfg["load"]["rates"])
+    seconds = (
+        180
+        + load_cases * cfg["max_duration_s"]
+        + steps * (s["step_duration_s"] + cfg["timeout_s"])
+        + spike_s
+        + e["duration_s"]
+        + e["warmup_s"]
+    )
+    rows = (
+        _SERVICE_CLIENT_RPS * len(cfg["load"]["users"]) * cfg["min_duration_s"]
+        + sum(cfg["load"]["rates"]) * cfg["min_duration_s"]
+        + s["max_rate"] * s["step_duration_s"] * 2
+        + sp["rate"] * (sp["pre_s"] + sp["post_s"] + sp["multiplier"] * sp["spike_s"])
+        + e["rate"] * (e["duration_s"] + e["warmup_s"])
+        + 5000
+    )
+    return seconds, rows
+
+
+def _service_wrk_compare(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    return 30 + 2.2 * cfg["rounds"] * max(1, round(cfg["duration_s"])), 40 * cfg["rounds"]
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -114,6 +155,9 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "system/import_time": _import_time,
     "system/parallel_tests": _parallel_tests,
     "training/grokfast": _grokfast,
+    "service/responsiveness": _service_responsiveness,
+    "service/load_scenarios": _service_load_scenarios,
+    "service/wrk_compare": _service_wrk_compare,
 }
 
 

@@ -205,6 +205,21 @@ def mad(values: Sequence[float] | np.ndarray) -> float:
     return float(np.median(np.abs(x - np.median(x))))
 
 
+def proportion_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval of a share k/n.
+
+    A bootstrap of 0/1 outcomes with no failures gives (0, 0): zero errors in 2,000
+    requests would prove an error rate of exactly 0. The exact interval's upper bound
+    (about 0.18% there) is what the sample supports.
+    """
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    alpha = 1.0 - confidence
+    low = 0.0 if k == 0 else float(_sps.beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(_sps.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     statistic: Statistic = "median",

@@ -1,0 +1,129 @@
+"""The load generator: HTTP parsing, seeded schedules, stopping rules, and failure accounting
+against a real service process (and against nothing at all)."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from forgebench.errors import ForgebenchError
+from forgebench.service import loadgen as lg
+from forgebench.service.server import service_process
+
+SMALL_DB = {"users": 50, "posts": 200, "comments": 500, "page_size": 10}
+
+
+def test_parse_response_content_length_and_partial() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhelloHTTP/1.1"
+    status, body, used, close = lg.parse_response(bytearray(raw))
+    assert (status, body, close) == (200, b"hello", False)
+    assert raw[used:] == b"HTTP/1.1"
+    assert lg.parse_response(bytearray(raw[:30])) is None
+    assert lg.parse_response(bytearray(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")) is None
+
+
+def test_parse_response_chunked_close_and_garbage() -> None:
+    raw = (
+        b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    status, body, used, close = lg.parse_response(bytearray(raw))
+    assert (status, body, used, close) == (503, b"abcde", len(raw), True)
+    with pytest.raises(lg.ProtocolError):
+        lg.parse_response(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"))
+
+
+def test_poisson_schedule_is_seeded_and_meets_both_minimums() -> None:
+    a = lg.poisson_schedule(500.0, 2.0, 100, seed=3)
+    assert np.array_equal(a, lg.poisson_schedule(500.0, 2.0, 100, seed=3))
+    assert not np.array_equal(a, lg.poisson_schedule(500.0, 2.0, 100, seed=4))
+    assert a[-1] >= 2.0e9 and len(a) >= 100 and np.all(np.diff(a) >= 0)
+    assert len(a) / (a[-1] * 1e-9) == pytest.approx(500.0, rel=0.1)
+    b = lg.poisson_schedule(10.0, 0.1, 300, seed=3)  # the count, not the duration, decides
+    assert len(b) >= 300
+    with pytest.raises(ForgebenchError):
+        lg.poisson_schedule(0.0, 1.0, 1, seed=0)
+
+
+def test_piecewise_schedule_rates_follow_the_phases() -> None:
+    s = lg.piecewise_schedule([(2.0, 100.0), (1.0, 1000.0), (2.0, 100.0)], seed=1) * 1e-9
+    counts = [np.sum((s >= lo) & (s < hi)) for lo, hi in ((0, 2), (2, 3), (3, 5))]
+    assert counts[0] == pytest.approx(200, rel=0.3)
+    assert counts[1] == pytest.approx(1000, rel=0.15)
+    assert counts[2] == pytest.approx(200, rel=0.3)
+
+
+@pytest.fixture(scope="module")
+def service():
+    faults = [{"path_prefix": "/status", "stall_share": 1.0, "stall_s": 0.2}]
+    with service_process({"db": SMALL_DB, "faults": faults}, startup_timeout_s=60) as addr:
+        yield addr
+
+
+def test_closed_loop_stops_when_both_minimums_are_met(service) -> None:
+    req = [lg.HttpRequest("GET", "/health", expect=b"ok")]
+    res = lg.run_async(
+        lg.closed_loop(service.host, service.port, req, 2, lg.Limits(0.3, 50, 10, 5))
+    )
+    assert res.n >= 50 and res.wall_s >= 0.3 and res.n_ok == res.n
+    assert res.stop_reason == "target met"
+    assert 0 < res.cpu_percent < 200 and res.connections == 2
+
+
+def test_wrong_content_and_non_2xx_are_failures(service) -> None:
+    reqs = [
+        lg.HttpRequest("GET", "/health", expect=b"not this"),
+        lg.HttpRequest("GET", "/no/such/path"),
+    ]
+    res = lg.run_async(lg.closed_loop(service.host, service.port, reqs, 1, lg.Limits(0, 40, 10, 5)))
+    fails = res.failures()
+    assert res.n_ok == 0 and set(fails) == {"mismatch", "error:HTTP404"}
+    assert sum(fails.values()) == res.n
+
+
+def test_open_loop_measures_from_the_scheduled_time(service) -> None:
+    """One connection, a 0.2 s stall per request, arrivals every ~50 ms: requests queue, and
+    the queueing shows in their latency (a generator timing from the actual send would
+    report ~0.2 s for each: coordinated omission)."""
+    req = [lg.HttpRequest("GET", "/status", expect=b'"status":"ok"')]
+    sched = lg.poisson_schedule(20.0, 0.5, 10, seed=0)[:10]
+    res = lg.run_async(
+        lg.open_loop(service.host, service.port, req, sched, 10.0, max_connections=1)
+    )
+    lat = res.latencies_s()
+    sent_late = (np.asarray(res.send_ns) - np.asarray(res.sched_ns)) * 1e-9
+    assert res.n_ok == 10
+    assert lat[-1] > 1.0  # ten 0.2 s services behind one connection
+    assert np.all(lat >= sent_late + 0.19)
+    assert lat.mean() > 0.5
+
+
+def test_open_loop_timeout_counts_from_schedule(service) -> None:
+    req = [lg.HttpRequest("GET", "/status")]
+    sched = np.arange(6, dtype=np.int64) * 10_000_000
+    res = lg.run_async(lg.open_loop(service.host, service.port, req, sched, 0.5, max_connections=1))
+    assert res.n == 6
+    assert res.failures().get("timeout", 0) >= 3
+    assert res.n_ok + res.failures()["timeout"] == 6
+
+
+def test_connection_refused_is_a_failure_not_a_success() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    req = [lg.HttpRequest("GET", "/health")]
+    res = lg.run_async(lg.closed_loop("127.0.0.1", port, req, 1, lg.Limits(0, 10, 5, 1)))
+    assert res.n_ok == 0 and res.n >= 10
+    assert set(res.failures()) == {"error:ConnectionRefusedError"}
+    sched = np.zeros(5, dtype=np.int64)
+    res = lg.run_async(lg.open_loop("127.0.0.1", port, req, sched, 1.0))
+    assert res.failures() == {"error:ConnectionRefusedError": 5}
+
+
+def test_saturation_flag_reads_the_generator_cpu() -> None:
+    res = lg.RunResult(mode="open", start_ns=0, stop_ns=1_000_000_000, cpu_s=0.95)
+    assert res.saturated and res.cpu_percent == pytest.approx(95.0)
+    res.cpu_s = 0.5
+    assert not res.saturated
