@@ -58,3 +58,15 @@ def pg(request: pytest.FixtureRequest):
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def prepared_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All nine datasets prepared from the mirror as the workflow's `dataset` jobs do
+    (results/datasets layout), once per session."""
+    from forgebench.datasets import DATASET_NAMES, prepare
+
+    root = tmp_path_factory.mktemp("datasets")
+    for name in DATASET_NAMES:
+        prepare(name, mirror=SHARED_DATASETS, allow_online=False, out_dir=root / name)
+    return root

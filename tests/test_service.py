@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHARED_DATASETS
 
 from forgebench import analysis
 from forgebench.service import grades, load_scenarios, responsiveness, scenarios
@@ -213,12 +212,10 @@ def test_schema_fragment_defaults_and_keys() -> None:
 
 
 @pytest.mark.slow
-def test_rag_endpoint_serves_the_pipeline() -> None:
+def test_rag_endpoint_serves_the_pipeline(prepared_datasets: Path) -> None:
     """Builds a real (tiny) pipeline, embedding model included: slow."""
-    if not (SHARED_DATASETS / "boolq" / "val.jsonl").is_file():
-        pytest.skip("dataset mirror missing")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pipeline = {"mirror": str(SHARED_DATASETS), "max_passages": 12, "max_queries": 6}
+    pipeline = {"datasets_dir": str(prepared_datasets), "max_passages": 12, "max_queries": 6}
     cfg = _resp_cfg(
         endpoints=["rag"], users=[1], startup_timeout_s=600,
         rag={"mode": "bm25", "k": 3, "max_request_queries": 6, "pipeline": pipeline},

@@ -141,6 +141,7 @@ for _spec in (
         "forgebench.service.responsiveness:run",
         True,
         "a real Starlette/uvicorn service: every endpoint in closed loop, grades, error rates",
+        needs=("datasets",),
     ),
     BenchmarkSpec(
         "service",
@@ -148,6 +149,16 @@ for _spec in (
         "forgebench.service.load_scenarios:run",
         True,
         "load, stress, spike and endurance with SLAs; open loop without coordinated omission",
+        needs=("datasets",),
+    ),
+    BenchmarkSpec(
+        "rag",
+        "retrieval",
+        "forgebench.rag.retrieval:run",
+        True,
+        "BM25, dense (exact + HNSW) and RRF hybrid retrieval over BoolQ: stage latency, "
+        "concurrent throughput, index build cost, recall@k/MRR/nDCG@10",
+        needs=("datasets",),
     ),
     BenchmarkSpec(
         "service",

@@ -146,6 +146,38 @@ def _service_wrk_compare(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 30 + 2.2 * cfg["rounds"] * max(1, round(cfg["duration_s"])), 40 * cfg["rounds"]
 
 
+_RAG_METHODS = ["bm25", "dense_exact", "dense_hnsw", "hybrid", "hybrid_hnsw"]
+
+
+def _rag_retrieval(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # Idle 2-core figures x ~2.5: imports + model load ~8 s, ~40 ms per passage embedded,
+    # ~20 ms per query through all stages, per throughput query ~20 ms x clients/min(c, 2).
+    q = int(cfg.get("max_queries", 200)) or 3270
+    p = int(cfg.get("max_passages", 400)) or 2939
+    w = min(int(cfg.get("warmup_queries", 10)), q)
+    n = int(cfg.get("throughput_queries", 80))
+    reps = int(cfg.get("repetitions", 2))
+    conc = list(cfg.get("concurrency", [1, 2, 4]))
+    builds = int(cfg.get("build_repetitions", 3))
+    methods = list(cfg.get("methods", _RAG_METHODS))
+    ks = len(cfg.get("recall_ks", [1, 5, 10, 20]))
+    m = len(methods)
+    hnsw = bool({"dense_hnsw", "hybrid_hnsw"} & set(methods)) or cfg.get("dense_index") == "hnsw"
+    seconds = (
+        25 + 0.1 * p + 0.05 * (w + q) + 0.05 * n * (1 + reps * sum(c / min(c, 2) for c in conc))
+    )
+    rows = (
+        7
+        + (2 + hnsw) * (2 * builds + 1)
+        + (w + q) * (1 + 2 * m)
+        + q * m * (ks + 2)
+        + m * (ks + 2) * 3
+        + ((q + 3) if "dense_hnsw" in methods else 0)
+        + len(conc) * reps * (n + 1)
+    )
+    return seconds, rows
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -158,11 +190,12 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "service/responsiveness": _service_responsiveness,
     "service/load_scenarios": _service_load_scenarios,
     "service/wrk_compare": _service_wrk_compare,
+    "rag/retrieval": _rag_retrieval,
 }
 
 
 # Memory a benchmark holds beyond its rows: torch and the model (measured ~0.5 GB peak).
-EXTRA_MEM_MB = {"training/grokfast": 512}
+EXTRA_MEM_MB = {"training/grokfast": 512, "rag/retrieval": 768}
 
 
 def _cap(value: int, limits: Mapping[str, Any], key: str) -> int:

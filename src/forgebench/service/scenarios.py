@@ -474,8 +474,10 @@ def server_settings(cfg: Mapping[str, Any], seed: int, *, rag: bool) -> dict[str
     db = cfg["db"]
     rag_cfg = cfg.get("rag", {})
     pipeline = dict(rag_cfg.get("pipeline", {}))
-    if "mirror" in pipeline:
-        pipeline["mirror"] = str(Path(pipeline["mirror"]).resolve())
+    if "datasets_dir" in cfg:  # injected by the workflow: the prepared datasets
+        pipeline["datasets_dir"] = str(Path(cfg["datasets_dir"]).resolve())
+    # BM25-only queries need no embedding model: don't load one or embed every passage.
+    pipeline.setdefault("dense", rag_cfg.get("mode", "bm25") != "bm25")
     return {
         "seed": seed,
         "db": {k: int(db[k]) for k in ("users", "posts", "comments", "page_size")},
