@@ -93,6 +93,14 @@ for _spec in (
         "our echo client/server against sockperf ping-pong, interleaved rounds",
     ),
     BenchmarkSpec(
+        "network",
+        "p2p_mesh",
+        "forgebench.network.p2p_mesh:run",
+        True,
+        "N loopback peers broadcasting by full mesh and by gossip, with churn: per-pair "
+        "latency, delivery accounting, throughput",
+    ),
+    BenchmarkSpec(
         "database",
         "n_plus_one",
         "forgebench.database.n_plus_one:run",

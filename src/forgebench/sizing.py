@@ -178,9 +178,35 @@ def _rag_retrieval(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return seconds, rows
 
 
+def _p2p_mesh(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # Per process set: ~0.4 s to start and stop each peer process (64 took 16 s on a loaded
+    # 2-core VM). Per phase: setup, link and report (~1 s + 50 ms per process), the send
+    # window, then the deadline; a burst ends when nothing is in flight (~10k frames/s or
+    # better) or at its deadline. Twice that, as a bound.
+    seconds, rows = 30.0, 0
+    for n in cfg["peer_counts"]:
+        for placement in cfg["peer_processes"]:
+            procs = n if placement == 0 or placement >= n else placement
+            overhead = 1.0 + 0.05 * procs
+            seconds += 0.4 * procs
+            frames = {"mesh": n - 1, "gossip": n * cfg["fanout"]}
+            for mode in cfg["modes"]:
+                warm = cfg["warmup_messages"]
+                if warm:
+                    seconds += overhead + warm / cfg["rate_per_s"] + cfg["deadline_s"]
+                    rows += warm * (n + 1) + 10
+                paced = overhead + cfg["messages"] / cfg["rate_per_s"] + cfg["deadline_s"]
+                burst = cfg["burst_messages"]
+                burst_s = overhead + min(burst * frames[mode] * 1e-4, cfg["burst_deadline_s"])
+                seconds += cfg["repetitions"] * (paced + (burst_s if burst else 0))
+                rows += cfg["repetitions"] * (cfg["messages"] * (n + 1) + burst * n + 20)
+    return 2 * seconds, rows
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
+    "network/p2p_mesh": _p2p_mesh,
     "harness/sampler_overhead": _sampler_overhead,
     "database/n_plus_one": _database_n_plus_one,
     "database/connection_pooling": _database_connection_pooling,
