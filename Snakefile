@@ -17,6 +17,7 @@ localrules:
 
 
 include: "rules/datasets.smk"
+include: "rules/models.smk"
 include: "rules/benchmarks.smk"
 include: "rules/report.smk"
 include: "rules/history.smk"

@@ -63,6 +63,23 @@ def get_benchmark_resource(name):
     return resource
 
 
+def get_model_build_inputs(wildcards):
+    return fw.model_build_inputs(config, wildcards.model)
+
+
+def get_model_threads(wildcards):
+    cores = None if workflow.non_local_exec else workflow.cores
+    return sizing.threads(True, cores, config["limits"])
+
+
+def get_model_resource(name):
+    def resource(wildcards, attempt):
+        spec = config["models"][wildcards.model]
+        return sizing.model_build_resources(spec, attempt, config["limits"])[name]
+
+    return resource
+
+
 def get_report_resource(name):
     def resource(wildcards, input, attempt):
         return sizing.report_resources(input.size_mb, attempt, config["limits"])[name]

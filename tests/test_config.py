@@ -96,9 +96,10 @@ def test_defaults_are_filled_inside_suite_fragments():
 
 def test_reference_to_unknown_comparison_is_rejected():
     config = copy.deepcopy(DEFAULT)
-    config["targets"][0]["comparison"] = "nope"
+    i = next(i for i, t in enumerate(config["targets"]) if "comparison" in t)
+    config["targets"][i]["comparison"] = "nope"
     with pytest.raises(
-        ForgebenchError, match=r"targets\.0\.comparison.*no comparison named 'nope'"
+        ForgebenchError, match=rf"targets\.{i}\.comparison.*no comparison named 'nope'"
     ):
         check_references(config)
 

@@ -28,11 +28,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from forgebench.atomic import atomic_path
+from forgebench.runner import is_job_case
 
 LATENCY_METRICS = ("rtt", "latency")
 ACCURACY_METRICS = ("acc", "acc_norm", "accuracy", "exact_match")
 QUALITY_METRICS = (*ACCURACY_METRICS, "f1", "bleu", "rouge", "perplexity", "ppl", "quality")
-JOB_CASE = "job"  # the runner's job-level rows (forgebench.runner.JOB_CASE)
 
 # kind -> (category in the Snakemake report, what the figure shows)
 KINDS: dict[str, tuple[str, str]] = {
@@ -101,7 +101,7 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
     """Non-warm-up rows outside the runner's job-level case."""
     if frame.empty:
         return frame
-    return frame[~frame["warmup"].astype(bool) & (frame["case"] != JOB_CASE)]
+    return frame[~frame["warmup"].astype(bool) & ~frame["case"].map(is_job_case)]
 
 
 def _ok_values(rows: pd.DataFrame) -> np.ndarray:
@@ -177,7 +177,7 @@ def percentile_bars(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure
         index=summary.index,
         dtype=bool,
     )
-    sel = summary[(summary["case"] != JOB_CASE) & (summary["n_ok"] > 0) & latency]
+    sel = summary[~summary["case"].map(is_job_case) & (summary["n_ok"] > 0) & latency]
     figures = []
     for (suite, benchmark, metric), group in sel.groupby(
         ["suite", "benchmark", "metric"], sort=True
@@ -368,7 +368,7 @@ def compression_plots(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figu
     writer = _Writer(plots_dir)
     if summary.empty or "median" not in summary:
         return []
-    sel = summary[(summary["case"] != JOB_CASE) & (summary["n_ok"] > 0)]
+    sel = summary[~summary["case"].map(is_job_case) & (summary["n_ok"] > 0)]
     figures = []
     for (suite, benchmark), group in sel.groupby(["suite", "benchmark"], sort=True):
         ratio_metrics = sorted(m for m in group["metric"].unique() if "compression_ratio" in m)

@@ -160,6 +160,14 @@ for _spec in (
         needs=("datasets",),
     ),
     BenchmarkSpec(
+        "models",
+        "cognate_validation",
+        "forgebench.models.cognate_validation:run",
+        True,
+        "the cognate model: parameter count vs 25,083,528, seeds, memory, inference and "
+        "training tokens/s",
+    ),
+    BenchmarkSpec(
         "rag",
         "retrieval",
         "forgebench.rag.retrieval:run",

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from forgebench import analysis, plots, record
 from forgebench.atomic import write_text_atomic
 from forgebench.provenance import collect_provenance
-from forgebench.runner import JOB_CASE
+from forgebench.runner import is_job_case
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def _target_row(t: Mapping[str, Any], unit: str) -> dict[str, Any]:
 def _summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for s in summary.to_dict("records"):
-        if s["case"] == JOB_CASE:  # shown per job in the resources table
+        if is_job_case(s["case"]):  # shown per job in the resources table
             continue
         unit = s["unit"]
         has = s["n_ok"] > 0

@@ -28,14 +28,26 @@ _JOB_METRICS = (
 )
 
 
-def resource_rows(rec: record.Recorder, summary: Mapping[str, Any], interval_s: float) -> None:
+def job_case(subject: str | None = None) -> str:
+    """The case of a job's own rows: ``job``, or ``job:<subject>`` where several jobs share
+    one suite/benchmark (one evaluation job per model and task), so theirs stay apart."""
+    return JOB_CASE if subject is None else f"{JOB_CASE}:{subject}"
+
+
+def is_job_case(case: str) -> bool:
+    return case == JOB_CASE or case.startswith(JOB_CASE + ":")
+
+
+def resource_rows(
+    rec: record.Recorder, summary: Mapping[str, Any], interval_s: float, case: str = JOB_CASE
+) -> None:
     """Append the sampler's job-level figures to ``rec``; absent figures are left out."""
     params = {"sampler_interval_s": interval_s, "peak_rss_source": summary.get("peak_rss_source")}
     for key, metric, unit, higher in _JOB_METRICS:
         value = summary.get(key)
         if value is None or not record.is_finite(float(value)):
             continue
-        rec.add(JOB_CASE, params, metric, unit, higher, float(value))
+        rec.add(case, params, metric, unit, higher, float(value))
 
 
 def run_measured(
@@ -49,6 +61,7 @@ def run_measured(
     resources_path: str | Path,
     code_dir: str | None = None,
     extra_provenance: Mapping[str, Any] | None = None,
+    job_subject: str | None = None,
 ) -> pd.DataFrame:
     """Run ``fn`` under one resource sampler; write its rows plus job rows, and the samples.
 
@@ -65,7 +78,7 @@ def run_measured(
     summary = sampler.summary()
     provenance["resources"] = summary
     rec = record.Recorder(suite, name, version)
-    resource_rows(rec, summary, interval_s)
+    resource_rows(rec, summary, interval_s, job_case(job_subject))
     frame = pd.concat([record.validate_measurements(frame), rec.frame()], ignore_index=True)
     frame = record.write_measurements(frame, measurements_path, provenance)
     record.write_resources(sampler.samples(), resources_path, provenance)

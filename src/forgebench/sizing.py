@@ -203,6 +203,13 @@ def _p2p_mesh(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 2 * seconds, rows
 
 
+def _cognate_validation(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    from forgebench.models.estimates import validation_estimate
+
+    seconds, rows, _ = validation_estimate(cfg)
+    return seconds, rows
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -217,11 +224,16 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "service/load_scenarios": _service_load_scenarios,
     "service/wrk_compare": _service_wrk_compare,
     "rag/retrieval": _rag_retrieval,
+    "models/cognate_validation": _cognate_validation,
 }
 
 
 # Memory a benchmark holds beyond its rows: torch and the model (measured ~0.5 GB peak).
-EXTRA_MEM_MB = {"training/grokfast": 512, "rag/retrieval": 768}
+EXTRA_MEM_MB = {
+    "training/grokfast": 512,
+    "rag/retrieval": 768,
+    "models/cognate_validation": 1300,  # three 25M-parameter models and their optimiser
+}
 
 
 def _cap(value: int, limits: Mapping[str, Any], key: str) -> int:
@@ -239,6 +251,20 @@ def benchmark_resources(
     return {
         "mem_mb": _cap(mem_mb * attempt, limits, "mem_mb"),
         "runtime": _cap(runtime * attempt, limits, "runtime"),
+    }
+
+
+def model_build_resources(
+    spec: Mapping[str, Any], attempt: int, limits: Mapping[str, Any]
+) -> dict[str, int]:
+    """``mem_mb`` and ``runtime`` (minutes) of materializing one model (a build trains)."""
+    from forgebench.models.estimates import build_estimate
+
+    seconds, rows, extra_mb = build_estimate(spec)
+    mem_mb = BASE_MEM_MB + extra_mb + math.ceil(rows / 1e6 * MB_PER_MILLION_ROWS)
+    return {
+        "mem_mb": _cap(mem_mb * attempt, limits, "mem_mb"),
+        "runtime": _cap((math.ceil(seconds / 60) + 1) * attempt, limits, "runtime"),
     }
 
 

@@ -1,0 +1,1 @@
+"""Model evaluation: lm-eval tasks over the prepared datasets, suites, sandboxed code scoring."""
