@@ -183,5 +183,31 @@ for _spec in (
         True,
         "our HTTP load generator against wrk on /health, interleaved rounds",
     ),
+    BenchmarkSpec(
+        "knowledge",
+        "creativity",
+        "forgebench.knowledge.creativity:run",
+        False,
+        "RAT and cross-domain bridges (embedding, model rerank, random) against known "
+        "answers, a calibrated Guardian gate, hidden-link recovery",
+        needs=("model", "datasets"),
+    ),
+    BenchmarkSpec(
+        "knowledge",
+        "personalization",
+        "forgebench.knowledge.personalization:run",
+        False,
+        "users with latent preferences: base, PPR, alpha and in-context rescoring against a "
+        "random floor and an oracle; MAP, NDCG@10, Recall@20, token-cost delta",
+        needs=("model",),
+    ),
+    BenchmarkSpec(
+        "knowledge",
+        "repair",
+        "forgebench.knowledge.repair_bench:run",
+        False,
+        "an SQLite medical graph with seven injected violation kinds and look-alikes: detect, "
+        "propose, Guardian, repair, detect again; throughput by size",
+    ),
 ):
     BENCHMARKS.register(_spec)

@@ -210,6 +210,29 @@ def _cognate_validation(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return seconds, rows
 
 
+def _knowledge_creativity(c: Mapping[str, Any]) -> tuple[float, float]:
+    seconds = (
+        60
+        + 0.005 * (c["max_unigrams"] + c["max_bigrams"])
+        + 2.7 * c["shortlist"]
+        + 2 * c["link_repetitions"]
+        + 0.02 * c["graph_nodes"]
+    )
+    rows = 40 * 27 * len(c["finders"]) + 4 * c["link_repetitions"] * (len(c["link_ks"]) + 1) + 200
+    return seconds, rows
+
+
+def _knowledge_personalization(c: Mapping[str, Any]) -> tuple[float, float]:
+    return 60 + c["users"] * (0.2 * c["shortlist"] + 0.1) + 0.002 * c["items"], c[
+        "users"
+    ] * 30 + 100
+
+
+def _knowledge_repair(c: Mapping[str, Any]) -> tuple[float, float]:
+    per_record = 3e-4 + (c["repetitions"] + 17 + c["validity_sample"]) * 3e-5
+    return 30 + sum(n * per_record for n in c["sizes"]), 80 * len(c["sizes"])
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -225,6 +248,9 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "service/wrk_compare": _service_wrk_compare,
     "rag/retrieval": _rag_retrieval,
     "models/cognate_validation": _cognate_validation,
+    "knowledge/creativity": _knowledge_creativity,
+    "knowledge/personalization": _knowledge_personalization,
+    "knowledge/repair": _knowledge_repair,
 }
 
 
@@ -233,6 +259,8 @@ EXTRA_MEM_MB = {
     "training/grokfast": 512,
     "rag/retrieval": 768,
     "models/cognate_validation": 1300,  # three 25M-parameter models and their optimiser
+    "knowledge/creativity": 1024,  # the embedding model and the evaluation model
+    "knowledge/personalization": 768,
 }
 
 

