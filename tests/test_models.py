@@ -283,6 +283,14 @@ def test_build_is_seeded(datasets_dir, tiny_model_dir, tmp_path):
     assert all((wa[k] == wb[k]).all() for k in wa)
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
     assert (a / "tokenizer.json").read_text() == (out / "tokenizer.json").read_text()
+    # init_seed changes the weights only: the tokenizer (and corpus split) stay the run's
+    c = tmp_path / "c"
+    materialize(
+        "tiny", {**spec, "init_seed": 11}, datasets_dir=datasets_dir, out_dir=c, seed=3, threads=1
+    )
+    wc = load_file(c / "model.safetensors")
+    assert any(not (wa[k] == wc[k]).all() for k in wa)
+    assert (c / "tokenizer.json").read_text() == (a / "tokenizer.json").read_text()
 
 
 # --------------------------------------------------------------------- hub and path

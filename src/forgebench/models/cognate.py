@@ -72,9 +72,14 @@ def build_cognate(
     arch = Architecture.from_config(spec.get("architecture") or {}, f"models.{name}.architecture")
     settings = TrainingSettings.from_config(spec.get("training") or {}, f"models.{name}.training")
     tok_cfg = _tokenizer_settings(spec.get("tokenizer") or {}, f"models.{name}.tokenizer")
+    # The corpus split and the tokenizer follow the run's seed; init_seed varies only the
+    # initial weights and the training order, so seeds of one run share a tokenizer and
+    # can be merged (EvoMerge).
+    init_seed = int(spec.get("init_seed", seed))
     params = {
         "source": "build",
         "seed": int(seed),
+        "init_seed": init_seed,
         "architecture": arch.as_dict(),
         "training": settings.as_dict(),
         "tokenizer": tok_cfg,
@@ -106,7 +111,9 @@ def build_cognate(
     add("tokenizer_vocab_size", "count", True, float(vocab))
     log.info("model %s: tokenizer trained, %d tokens (configured %d)", name, vocab, arch.vocab_size)
     eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
-    model = build_model(arch, seed, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
+    model = build_model(
+        arch, init_seed, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id
+    )
     n_params = count_parameters(model)
     if n_params != arch.param_count():
         raise RuntimeError(f"built {n_params} parameters, formula says {arch.param_count()}")
@@ -121,7 +128,7 @@ def build_cognate(
     add("corpus_train_documents", "count", True, float(len(corpus.train)))
     add("corpus_heldout_documents", "count", True, float(len(corpus.heldout)))
 
-    result = train(model, train_ids, heldout_ids, settings, seed=seed, label=f"model {name}")
+    result = train(model, train_ids, heldout_ids, settings, seed=init_seed, label=f"model {name}")
     uniform = math.log(vocab)
     add("uniform_nll", "nats", False, uniform)
     add("heldout_nll_before", "nats", False, result.heldout_nll_before)

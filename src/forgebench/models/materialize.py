@@ -31,7 +31,7 @@ BUILD_VERSION = 1
 SOURCES = ("build", "hub", "path")
 #: Keys each source reads; any other key is a mistake the config check names.
 SOURCE_KEYS = {
-    "build": {"source", "description", "architecture", "tokenizer", "training"},
+    "build": {"source", "description", "init_seed", "architecture", "tokenizer", "training"},
     "hub": {"source", "description", "repo_id", "revision", "allow_online"},
     "path": {"source", "description", "path"},
 }
