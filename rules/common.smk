@@ -80,6 +80,21 @@ def get_model_resource(name):
     return resource
 
 
+def get_task_dataset(wildcards):
+    dataset = fw.task_dataset(wildcards.task)
+    return [fw.DATASET_DIR.format(dataset=dataset)] if dataset else []
+
+
+def get_eval_resource(name):
+    def resource(wildcards, attempt):
+        cfg = config["evaluation"]
+        return sizing.eval_resources(cfg, wildcards.task, attempt, config["limits"])[
+            name
+        ]
+
+    return resource
+
+
 def get_report_resource(name):
     def resource(wildcards, input, attempt):
         return sizing.report_resources(input.size_mb, attempt, config["limits"])[name]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_models import make_tiny_llama
 
 from forgebench.evomerge.evolution import (
     Individual,
@@ -19,7 +20,6 @@ from forgebench.evomerge.evolution import (
 )
 from forgebench.evomerge.genome import METHODS, Genome, crossover, mutate, random_genome
 from forgebench.evomerge.merge import merge_config, run_merge
-from tiny_models import make_tiny_llama
 
 CFG = {
     "population": 4,
@@ -55,7 +55,8 @@ def test_crossover_takes_every_gene_from_a_parent_and_mutation_stays_in_range() 
     for _ in range(200):
         child = crossover(rng, a, b)
         assert child.method in (a.method, b.method)
-        assert all(w in (x, y) for w, x, y in zip(child.weights, a.weights, b.weights))
+        pairs = zip(child.weights, a.weights, b.weights, strict=True)
+        assert all(w in (x, y) for w, x, y in pairs)
         assert child.t in (a.t, b.t) and child.pair in (a.pair, b.pair)
         m, changed = mutate(rng, child, 0.5, METHODS)  # validated by Genome itself
         unchanged = {"t"} - set(changed)

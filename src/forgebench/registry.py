@@ -184,6 +184,15 @@ for _spec in (
         "our HTTP load generator against wrk on /health, interleaved rounds",
     ),
     BenchmarkSpec(
+        "eval",
+        "overhead",
+        "forgebench.evaluation.overhead:run",
+        True,
+        "our lm-eval job vs lm_eval.simple_evaluate called directly: arc_easy, limit 200, "
+        "interleaved, identical answers required",
+        needs=("model", "datasets"),
+    ),
+    BenchmarkSpec(
         "knowledge",
         "creativity",
         "forgebench.knowledge.creativity:run",

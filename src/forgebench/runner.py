@@ -70,12 +70,13 @@ def run_measured(
     """
     seed = int(config.get("seed", 0))
     interval_s = float(config.get("sampler", {}).get("interval_s", 0.1))
-    provenance = collect_provenance(config, seed=seed, code_dir=code_dir)
-    provenance["benchmark"] = {"suite": suite, "name": name, "version": version}
-    provenance["benchmark"].update(extra_provenance or {})
     with ResourceSampler(interval_s=interval_s) as sampler:
         frame = fn()
     summary = sampler.summary()
+    # After the run: ``extra_provenance`` may be a dict ``fn`` filled in.
+    provenance = collect_provenance(config, seed=seed, code_dir=code_dir)
+    provenance["benchmark"] = {"suite": suite, "name": name, "version": version}
+    provenance["benchmark"].update(extra_provenance or {})
     provenance["resources"] = summary
     rec = record.Recorder(suite, name, version)
     resource_rows(rec, summary, interval_s, job_case(job_subject))

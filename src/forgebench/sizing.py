@@ -233,6 +233,11 @@ def _knowledge_repair(c: Mapping[str, Any]) -> tuple[float, float]:
     return 30 + sum(n * per_record for n in c["sizes"]), 80 * len(c["sizes"])
 
 
+def _eval_overhead(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    runs = 2 * (cfg["rounds"] + cfg["warmup_rounds"])
+    return 60 + runs * min(cfg["timeout_s"], 4 * (10 + 0.2 * cfg["limit"])), runs * 3
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -251,6 +256,7 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "knowledge/creativity": _knowledge_creativity,
     "knowledge/personalization": _knowledge_personalization,
     "knowledge/repair": _knowledge_repair,
+    "eval/overhead": _eval_overhead,
 }
 
 
@@ -290,6 +296,49 @@ def model_build_resources(
 
     seconds, rows, extra_mb = build_estimate(spec)
     mem_mb = BASE_MEM_MB + extra_mb + math.ceil(rows / 1e6 * MB_PER_MILLION_ROWS)
+    return {
+        "mem_mb": _cap(mem_mb * attempt, limits, "mem_mb"),
+        "runtime": _cap((math.ceil(seconds / 60) + 1) * attempt, limits, "runtime"),
+    }
+
+
+# Documents per task and measured seconds per document on a 25M-parameter model (one
+# thread, 20-document subsets, loaded 2-core VM); the estimate takes 4x.
+_EVAL_DOCS = {
+    "fb_arc_easy": 2376,
+    "fb_arc_challenge": 1172,
+    "fb_boolq": 3270,
+    "fb_piqa": 1838,
+    "fb_winogrande": 1267,
+    "fb_hellaswag": 10042,
+    "fb_gsm8k": 1319,
+    "fb_mbpp": 500,
+    "fb_humaneval": 164,
+}
+_EVAL_S_PER_DOC = {
+    "fb_arc_easy": 0.94,
+    "fb_arc_challenge": 0.93,
+    "fb_boolq": 0.86,
+    "fb_piqa": 0.39,
+    "fb_winogrande": 0.71,
+    "fb_hellaswag": 1.15,
+    "fb_gsm8k": 8.7,
+    "fb_mbpp": 1.15,
+    "fb_humaneval": 1.6,
+}
+_GENERATIVE = ("fb_gsm8k", "fb_mbpp", "fb_humaneval")
+
+
+def eval_resources(
+    cfg: Mapping[str, Any], task: str, attempt: int, limits: Mapping[str, Any]
+) -> dict[str, int]:
+    """``mem_mb`` and ``runtime`` (minutes) of one (model, task) evaluation."""
+    c = {**cfg, **(cfg.get("per_task") or {}).get(task, {})}
+    n = _EVAL_DOCS.get(task, 20000)
+    docs = min(n, c.get("limit") or c.get("subset_size") or n)
+    gen = max(1.0, (c.get("max_gen_toks") or 1024) / 64) if task in _GENERATIVE else 1.0
+    seconds = 60 + 4 * docs * _EVAL_S_PER_DOC.get(task, 9.0) * gen
+    mem_mb = BASE_MEM_MB + 1536 + math.ceil(docs * 8 / 1e6 * MB_PER_MILLION_ROWS)
     return {
         "mem_mb": _cap(mem_mb * attempt, limits, "mem_mb"),
         "runtime": _cap((math.ceil(seconds / 60) + 1) * attempt, limits, "runtime"),

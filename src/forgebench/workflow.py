@@ -21,6 +21,8 @@ MODEL_RAW = "results/raw/models/build/{model}.parquet"
 EVAL_RAW = "results/raw/eval/{model}/{task}.parquet"
 EVAL_SAMPLES = "results/raw/eval/{model}/{task}.samples.parquet"
 SUITE_RAW = "results/raw/suites/{model}/{suite}.parquet"
+PAIR_RAW = "results/raw/eval_pairs/{baseline}/{candidate}.parquet"
+COMPRESSED = "{model}__{method}"  # the model a compression method makes of a model
 
 # The nine evaluation datasets (forgebench.datasets.catalog) and those whose training
 # split is the builder's text (eval splits never are).
@@ -36,6 +38,7 @@ DATASET_NAMES = (
     "winogrande",
 )
 TRAINING_DATASETS = ("arc_challenge", "arc_easy", "gsm8k")
+EVAL_SUITES = ("coding", "general", "logic", "math", "writing")  # suites/<name>.yaml
 TASK_PREFIX = "fb_"  # our lm-eval tasks over the prepared datasets (suites/tasks/)
 RAW_RESOURCES = "results/raw/{suite}/{benchmark}.resources.parquet"
 SUMMARY = "results/summary/summary.parquet"
@@ -105,32 +108,78 @@ def evaluation_enabled(config: Mapping[str, Any]) -> bool:
     return bool(config.get("evaluation", {}).get("enabled", False))
 
 
+def derived_models(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Models later stages make (compressed, merged), with the suites each is scored on."""
+    out: dict[str, list[str]] = {}
+    comp = config.get("suites", {}).get("compression", {})
+    if comp.get("enabled", False):
+        for base in comp.get("models", []):
+            for method, mcfg in comp.get("methods", {}).items():
+                if mcfg.get("enabled", True):
+                    out[COMPRESSED.format(model=base, method=method)] = list(
+                        comp.get("evaluate_suites", [])
+                    )
+    return out
+
+
 def evaluated_models(config: Mapping[str, Any]) -> list[str]:
     """Every model the evaluation stage scores, in config order, without repeats."""
     if not evaluation_enabled(config):
         return []
-    return list(dict.fromkeys(config["evaluation"]["models"]))
+    derived = [m for m, suites in derived_models(config).items() if suites]
+    return list(dict.fromkeys([*config["evaluation"]["models"], *derived]))
+
+
+def model_suites(config: Mapping[str, Any], model: str) -> list[str]:
+    """Suites ``model`` is scored on: the evaluation's for configured models, its own
+    stage's for a derived one (a smaller set keeps the default run in budget)."""
+    derived = derived_models(config)
+    if model in derived and model not in config["evaluation"]["models"]:
+        return derived[model]
+    return list(config["evaluation"]["suites"])
+
+
+def model_tasks(config: Mapping[str, Any], model: str) -> list[str]:
+    """Distinct tasks of the model's suites: a task several suites share runs once."""
+    from forgebench.evaluation.suites import tasks_for
+
+    return tasks_for(model_suites(config, model), allow_online=config["datasets"]["allow_online"])
 
 
 def evaluation_tasks(config: Mapping[str, Any]) -> list[str]:
-    """Distinct tasks of the configured suites: a task several suites share runs once."""
+    """Every task some evaluated model runs."""
     if not evaluation_enabled(config):
         return []
-    from forgebench.evaluation.suites import tasks_for
-
-    ev = config["evaluation"]
-    return tasks_for(ev["suites"], allow_online=config["datasets"]["allow_online"])
+    tasks = [t for m in evaluated_models(config) for t in model_tasks(config, m)]
+    return list(dict.fromkeys(tasks))
 
 
 def eval_outputs(config: Mapping[str, Any]) -> list[str]:
-    """Measurement files of every (model, task) evaluation and every (model, suite) score."""
+    """Measurement files of every (model, task) evaluation, every (model, suite) score and
+    every paired comparison of a model with its baseline."""
+    from forgebench.evaluation.paired import pairs_for
+
     models = evaluated_models(config)
-    tasks = evaluation_tasks(config)
-    suites = config.get("evaluation", {}).get("suites", []) if models else []
-    return [
-        *(EVAL_RAW.format(model=m, task=t) for m in models for t in tasks),
-        *(SUITE_RAW.format(model=m, suite=s) for m in models for s in suites),
-    ]
+    out = []
+    for m in models:
+        out += [EVAL_RAW.format(model=m, task=t) for t in model_tasks(config, m)]
+        out += [SUITE_RAW.format(model=m, suite=s) for s in model_suites(config, m)]
+    for baseline, candidate in pairs_for(config.get("evaluation", {}), models):
+        out.append(PAIR_RAW.format(baseline=baseline, candidate=candidate))
+    return out
+
+
+def suite_tasks(config: Mapping[str, Any], suite: str) -> list[str]:
+    """Tasks a suite's score reads (those with data under the config's online setting)."""
+    from forgebench.evaluation.suites import tasks_for
+
+    return tasks_for([suite], allow_online=config["datasets"]["allow_online"])
+
+
+def pair_tasks(config: Mapping[str, Any], baseline: str, candidate: str) -> list[str]:
+    """Tasks both models of a pair were evaluated on."""
+    theirs = set(model_tasks(config, baseline))
+    return [t for t in model_tasks(config, candidate) if t in theirs]
 
 
 def raw_outputs(config: Mapping[str, Any]) -> list[str]:

@@ -1,0 +1,95 @@
+# Model evaluation through lm-eval: one job per (model, task), one per (model, suite) for
+# the suite's score, and one per compared pair of models (forgebench.evaluation).
+
+
+rule evaluate_task:
+    input:
+        model="results/models/{model}",
+        dataset=get_task_dataset,
+    output:
+        record="results/raw/eval/{model}/{task}.parquet",
+        resources="results/raw/eval/{model}/{task}.resources.parquet",
+        samples="results/raw/eval/{model}/{task}.samples.parquet",
+        results="results/eval/{model}/{task}/results.json",
+    log:
+        "logs/eval/{model}/{task}.log",
+    wildcard_constraints:
+        task=fw.wildcard_pattern(fw.evaluation_tasks(config)) or "$^",
+    conda:
+        "../envs/forgebench.yaml"
+    # One thread each: two evaluations side by side beat one with two threads on 2 cores.
+    threads: 1
+    resources:
+        mem_mb=get_eval_resource("mem_mb"),
+        runtime=get_eval_resource("runtime"),
+    params:
+        evaluation=config.get("evaluation", {}),
+        datasets_dir=fw.DATASETS_ROOT,
+        results_dir="results",
+        seed=config["seed"],
+        sampler=config["sampler"],
+    script:
+        "../scripts/evaluate_task.py"
+
+
+rule score_suite:
+    input:
+        records=lambda w: [
+            fw.EVAL_RAW.format(model=w.model, task=t)
+            for t in fw.suite_tasks(config, w.suite)
+        ],
+        samples=lambda w: [
+            fw.EVAL_SAMPLES.format(model=w.model, task=t)
+            for t in fw.suite_tasks(config, w.suite)
+        ],
+    output:
+        record="results/raw/suites/{model}/{suite}.parquet",
+        resources="results/raw/suites/{model}/{suite}.resources.parquet",
+        table="results/eval/{model}/suite_{suite}.parquet",
+    log:
+        "logs/suites/{model}/{suite}.log",
+    wildcard_constraints:
+        suite=fw.wildcard_pattern(list(fw.EVAL_SUITES)),
+    conda:
+        "../envs/forgebench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        allow_online=config["datasets"]["allow_online"],
+        statistics=config["statistics"],
+        seed=config["seed"],
+        sampler=config["sampler"],
+    script:
+        "../scripts/score_suite.py"
+
+
+rule compare_models:
+    input:
+        baseline=lambda w: [
+            fw.EVAL_SAMPLES.format(model=w.baseline, task=t)
+            for t in fw.pair_tasks(config, w.baseline, w.candidate)
+        ],
+        candidate=lambda w: [
+            fw.EVAL_SAMPLES.format(model=w.candidate, task=t)
+            for t in fw.pair_tasks(config, w.baseline, w.candidate)
+        ],
+    output:
+        measurements="results/raw/eval_pairs/{baseline}/{candidate}.parquet",
+        resources="results/raw/eval_pairs/{baseline}/{candidate}.resources.parquet",
+    log:
+        "logs/eval_pairs/{baseline}/{candidate}.log",
+    conda:
+        "../envs/forgebench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        tasks=lambda w: fw.pair_tasks(config, w.baseline, w.candidate),
+        statistics=config["statistics"],
+        seed=config["seed"],
+        sampler=config["sampler"],
+    script:
+        "../scripts/compare_models.py"

@@ -1,0 +1,54 @@
+"""Rule entry point: a candidate model against its baseline on the same documents of every
+task both were evaluated on (forgebench.evaluation.paired), under the resource sampler."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(
+    stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+)
+
+import pandas as pd  # noqa: E402
+
+from forgebench.evaluation.paired import SUITE, VERSION, compare_samples  # noqa: E402
+from forgebench.evaluation.samples import read_samples  # noqa: E402
+from forgebench.runner import run_measured  # noqa: E402
+
+stats = snakemake.params.statistics
+seed = int(snakemake.params.seed)
+baseline, candidate = snakemake.wildcards.baseline, snakemake.wildcards.candidate
+
+
+def compare():
+    frames = []
+    for task, a, b in zip(
+        snakemake.params.tasks, snakemake.input.baseline, snakemake.input.candidate, strict=True
+    ):
+        frames.append(
+            compare_samples(
+                read_samples(a),
+                read_samples(b),
+                task=task,
+                baseline_name=baseline,
+                candidate_name=candidate,
+                confidence=float(stats["confidence"]),
+                n_resamples=int(stats["bootstrap_resamples"]),
+                seed=seed,
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+run_measured(
+    compare,
+    suite=SUITE,
+    name="pairs",
+    version=VERSION,
+    config={"seed": seed, "sampler": snakemake.params.sampler},
+    measurements_path=snakemake.output.measurements,
+    resources_path=snakemake.output.resources,
+    code_dir=snakemake.scriptdir,
+    extra_provenance={"baseline": baseline, "candidate": candidate},
+    job_subject=f"{candidate} vs {baseline}",
+)

@@ -1,0 +1,505 @@
+"""One (model, task) evaluation through lm-eval's Python API, and its outputs.
+
+``evaluate`` runs lm-eval's ``simple_evaluate`` (the ``hf`` backend unless the config
+names another) and writes:
+
+* results/eval/<model>/<task>/results.json and samples_<subtask>.jsonl: lm-eval's own
+  results and per-sample log, as its EvaluationTracker writes them (fixed names);
+* results/raw/eval/<model>/<task>.parquet: the measurement record (suite ``eval``,
+  benchmark = task, case = model). Each task metric is a row named ``<metric>`` (filter
+  ``none``) or ``<metric>.<filter>`` (``@`` and ``-`` spelt ``_at_`` and ``_``; params keep
+  lm-eval's key); its standard error is a row of its own, ``<metric>_stderr``; beside them
+  ``chance_acc`` (multiple choice: mean over the evaluated documents of 1 / choices),
+  ``n_docs`` and ``wall_time``. A task that cannot run is one ``evaluation`` row with its
+  status (``unavailable`` for missing data or hub data while offline, else
+  ``error:<Class>``) and the reason in params, never an exception that stops the others;
+* results/raw/eval/<model>/<task>.samples.parquet: per-document values keyed by document
+  hash (forgebench.evaluation.samples).
+
+The default config evaluates a seeded subset of each task's documents: indices drawn
+from the document count and the seed only, so every model sees the same documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forgebench.errors import ForgebenchError
+from forgebench.evaluation.samples import (
+    chance_accuracy,
+    empty_samples,
+    samples_frame,
+    write_lm_eval_results,
+    write_samples,
+)
+from forgebench.record import Recorder, status_for, validate_measurements, write_measurements
+
+log = logging.getLogger(__name__)
+
+BENCHMARK_VERSION = 1
+SUITE = "eval"
+OFFLINE_PREFIX = "fb_"
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+#: lm-eval's generation length for a task that sets none (TemplateLM/HFLM max_gen_toks).
+LM_EVAL_MAX_GEN_TOKS = 256
+#: Metrics that are proportions of documents (unit "fraction"); any other is a "score".
+_FRACTIONS = re.compile(r"^(acc|acc_norm|acc_mutual_info|exact_match|em|mcc|pass@\d+|pass_at_\d+)$")
+
+
+class TaskUnavailable(Exception):
+    """The task's data cannot be had here (not prepared, or on the Hub while offline)."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The ``evaluation:`` config section, checked."""
+
+    backend: str = "hf"
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    device: str | None = "cpu"
+    batch_size: int | str = 16
+    num_fewshot: int | None = None
+    limit: int | None = None
+    subset_size: int | None = None
+    max_gen_toks: int | None = None
+    bootstrap_iters: int = 1000
+    allow_online: bool = False
+    confirm_run_unsafe_code: bool = True
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> EvalSettings:
+        known = {f for f in cls.__dataclass_fields__}
+        settings = cls(**{k: v for k, v in cfg.items() if k in known})
+        if settings.limit is not None and settings.subset_size is not None:
+            raise ForgebenchError(
+                "evaluation.limit and evaluation.subset_size are exclusive (first N documents "
+                f"vs a seeded subset); got limit={settings.limit}, "
+                f"subset_size={settings.subset_size}: set one of them to null"
+            )
+        for key in ("limit", "subset_size", "max_gen_toks"):
+            value = getattr(settings, key)
+            if value is not None and int(value) < 1:
+                raise ForgebenchError(f"evaluation.{key} must be >= 1 or null, got {value}")
+        if not (
+            isinstance(settings.batch_size, int) or str(settings.batch_size).startswith("auto")
+        ):
+            raise ForgebenchError(
+                f"evaluation.batch_size must be an integer or 'auto', got {settings.batch_size!r}"
+            )
+        return settings
+
+
+@dataclass(frozen=True)
+class EvalPaths:
+    """Where one (model, task) evaluation writes."""
+
+    record: Path
+    samples: Path
+    lm_eval_dir: Path
+
+    @property
+    def results_json(self) -> Path:
+        return self.lm_eval_dir / "results.json"
+
+
+def output_paths(out_dir: str | Path, model: str, task: str) -> EvalPaths:
+    """Paths under the results folder ``out_dir`` (normally ``results``)."""
+    out = Path(out_dir)
+    return EvalPaths(
+        record=out / "raw" / "eval" / model / f"{task}.parquet",
+        samples=out / "raw" / "eval" / model / f"{task}.samples.parquet",
+        lm_eval_dir=out / "eval" / model / task,
+    )
+
+
+def metric_name(metric: str, filt: str) -> str:
+    """The record's name for lm-eval's ``metric,filter`` key: ``acc``,
+    ``exact_match.strict_match``, ``pass_at_1.create_test``."""
+    name = metric if filt == "none" else f"{metric}.{filt}"
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name.replace("@", "_at_"))
+
+
+def select_docs(n_docs: int, size: int | None, seed: int) -> list[int] | None:
+    """Seeded document indices (sorted) from the task's document count and the seed only,
+    so every model gets the same ones; None means all documents."""
+    if size is None or size >= n_docs:
+        return None
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(n_docs, size=size, replace=False))
+
+
+def set_offline_env(allow_online: bool) -> None:
+    """Forbid Hugging Face downloads unless going online is allowed. Read by
+    huggingface_hub / datasets / transformers when first imported, so call it first."""
+    for name in OFFLINE_ENV:
+        if allow_online:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = "1"
+
+
+PER_TASK_KEYS = ("limit", "subset_size", "max_gen_toks", "num_fewshot", "batch_size")
+
+
+def task_config(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """The evaluation section with ``per_task[task]`` applied (e.g. fewer GSM8K documents,
+    whose few-shot prompts cost ~5x an ARC document)."""
+    override = dict((cfg.get("per_task") or {}).get(task) or {})
+    unknown = sorted(set(override) - set(PER_TASK_KEYS))
+    if unknown:
+        raise ForgebenchError(
+            f"evaluation.per_task.{task}: unknown keys {unknown}; allowed: {list(PER_TASK_KEYS)}"
+        )
+    if "limit" in override and "subset_size" not in override:
+        override["subset_size"] = None
+    if "subset_size" in override and "limit" not in override:
+        override["limit"] = None
+    return {**{k: v for k, v in cfg.items() if k != "per_task"}, **override}
+
+
+def check_backend(name: str) -> None:
+    """A ForgebenchError naming the config key if lm-eval has no such model backend."""
+    from lm_eval.api.registry import get_model
+
+    try:
+        get_model(name)
+    except Exception as exc:
+        raise ForgebenchError(
+            f"evaluation.backend: lm-eval has no model backend {name!r} ({exc}); "
+            "use one of lm-eval's model types, e.g. hf, vllm, local-completions"
+        ) from None
+
+
+def _default_task_manager(task: str, datasets_dir: Path) -> Any:
+    if task.startswith(OFFLINE_PREFIX):
+        from forgebench.evaluation.tasks import task_manager
+
+        return task_manager(Path(datasets_dir))
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
+
+
+def _unavailable_cause(exc: BaseException) -> bool:
+    """Whether a task-loading failure means its data is missing (not a bug)."""
+    names = {"FileNotFoundError", "DatasetNotFoundError", "OfflineModeIsEnabled", "ConnectionError"}
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in names or isinstance(seen, ForgebenchError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@dataclass
+class _Outcome:
+    results: dict[str, Any]
+    leaves: dict[str, Any]
+    selection: dict[str, Any]
+    lm_eval_s: float
+
+
+def _run_lm_eval(
+    model_dir: Path,
+    task: str,
+    settings: EvalSettings,
+    datasets_dir: Path,
+    seed: int,
+    task_manager: Any,
+) -> _Outcome:
+    import lm_eval
+
+    try:
+        manager = task_manager or _default_task_manager(task, datasets_dir)
+        loaded = manager.load([task])
+        leaves = loaded["tasks"]
+        top = loaded["groups"].get(task) or leaves[task]
+        n_docs = {name: len(t.eval_docs) for name, t in leaves.items()}
+    except Exception as exc:
+        if _unavailable_cause(exc):
+            raise TaskUnavailable(f"{task}: {exc}") from exc
+        raise
+    samples = None
+    selection: dict[str, Any] = {"mode": "all", "n_docs_total": sum(n_docs.values())}
+    if settings.limit is not None:
+        selection = {**selection, "mode": "limit", "limit": settings.limit}
+    elif settings.subset_size is not None:
+        picks = {name: select_docs(n, settings.subset_size, seed) for name, n in n_docs.items()}
+        if any(p is not None for p in picks.values()):
+            samples = {
+                name: p if p is not None else list(range(n_docs[name])) for name, p in picks.items()
+            }
+            selection = {**selection, "mode": "subset", "subset_size": settings.subset_size}
+    gen_kwargs = None
+    if settings.max_gen_toks is not None:
+        own = [
+            (t.config.generation_kwargs or {}).get("max_gen_toks")
+            for t in leaves.values()
+            if t.config.output_type == "generate_until"
+        ]
+        if own:
+            caps = [settings.max_gen_toks] + [int(v or LM_EVAL_MAX_GEN_TOKS) for v in own]
+            gen_kwargs = {"max_gen_toks": min(caps)}
+    model_args = {"pretrained": str(model_dir), **dict(settings.model_args)}
+    started = time.perf_counter()
+    results = lm_eval.simple_evaluate(
+        model=settings.backend,
+        model_args=model_args,
+        tasks=[top],
+        num_fewshot=settings.num_fewshot,
+        batch_size=settings.batch_size,
+        device=settings.device,
+        limit=settings.limit,
+        samples=samples,
+        bootstrap_iters=settings.bootstrap_iters,
+        log_samples=True,
+        gen_kwargs=gen_kwargs,
+        task_manager=manager,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+        confirm_run_unsafe_code=settings.confirm_run_unsafe_code,
+    )
+    elapsed = time.perf_counter() - started
+    if results is None:
+        raise RuntimeError("lm-eval returned no results (not rank 0)")
+    selection["gen_kwargs"] = gen_kwargs
+    return _Outcome(dict(results), leaves, selection, elapsed)
+
+
+def _n_choices_fn(leaves: Mapping[str, Any]) -> Any:
+    def n_choices(subtask: str, doc: Mapping[str, Any]) -> int | None:
+        t = leaves.get(subtask)
+        if t is None or t.config.output_type != "multiple_choice":
+            return None
+        return len(t.doc_to_choice(doc))
+
+    return n_choices
+
+
+def _metric_rows(
+    rec: Recorder,
+    model: str,
+    task: str,
+    results: Mapping[str, Any],
+    base: Mapping[str, Any],
+    started_at: Any,
+) -> int:
+    """Rows for every numeric metric lm-eval reports for ``task`` (and their stderr)."""
+    res = results["results"][task]
+    hib = results.get("higher_is_better", {}).get(task, {})
+    count = 0
+    for key, value in res.items():
+        if "," not in key:
+            continue
+        metric, filt = key.split(",", 1)
+        if metric.endswith("_stderr") or not isinstance(value, int | float):
+            continue
+        name = metric_name(metric, filt)
+        unit = "fraction" if _FRACTIONS.match(metric) else "score"
+        params = {**base, "lm_eval_key": key, "filter": filt}
+        rec.add(
+            model,
+            params,
+            name,
+            unit,
+            bool(hib.get(metric, True)),
+            float(value),
+            started_at=started_at,
+        )
+        count += 1
+        stderr = res.get(f"{metric}_stderr,{filt}")
+        if isinstance(stderr, int | float) and math.isfinite(stderr):
+            rec.add(
+                model, params, f"{name}_stderr", unit, False, float(stderr), started_at=started_at
+            )
+    return count
+
+
+def evaluate(
+    model_dir: str | Path,
+    model_name: str,
+    task: str,
+    *,
+    cfg: Mapping[str, Any],
+    datasets_dir: str | Path,
+    out_dir: str | Path,
+    seed: int,
+    task_manager: Any = None,
+    provenance: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    write_record: bool = True,
+    provenance_out: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Evaluate ``model_dir`` on ``task``; write the outputs (``output_paths``); return the
+    measurement rows. With ``write_record=False`` the caller writes the rows (the workflow
+    job adds its resource rows first) and ``provenance_out`` receives their provenance.
+    ``cfg`` is the ``evaluation:`` section; ``task_manager`` overrides
+    the default (suites/tasks over ``datasets_dir`` for fb_* tasks, lm-eval's built-ins
+    otherwise). ``threads`` caps torch's CPU threads (the job's share of the cores: more
+    threads than cores slows a CPU evaluation several-fold). Only config mistakes raise;
+    a task that cannot run becomes failed rows.
+    """
+    settings = EvalSettings.from_cfg(task_config(cfg, task))
+    set_offline_env(settings.allow_online)
+    check_backend(settings.backend)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    paths = output_paths(out_dir, model_name, task)
+    rec = Recorder(SUITE, task, BENCHMARK_VERSION)
+    base = {
+        "threads": threads,
+        "task": task,
+        "backend": settings.backend,
+        "batch_size": settings.batch_size,
+        "num_fewshot": settings.num_fewshot,
+        "seed": seed,
+    }
+    from forgebench.record import utcnow
+
+    started_at = utcnow()
+    t0 = time.perf_counter()
+    frame_samples = empty_samples()
+    lm_results: dict[str, Any] = {}
+    try:
+        if not task.startswith(OFFLINE_PREFIX) and not settings.allow_online:
+            raise TaskUnavailable(
+                f"{task} has no offline data and evaluation.allow_online is false"
+            )
+        log.info("%s on %s: evaluating (%s backend)", model_name, task, settings.backend)
+        out = _run_lm_eval(Path(model_dir), task, settings, Path(datasets_dir), seed, task_manager)
+        lm_results = out.results
+        frame_samples = samples_frame(
+            out.results.get("samples") or {},
+            model=model_name,
+            task=task,
+            n_choices=_n_choices_fn(out.leaves),
+        )
+        n_docs = int(frame_samples.drop_duplicates(["subtask", "doc_id"]).shape[0])
+        params = {
+            **base,
+            **out.selection,
+            "n_docs": n_docs,
+            "lm_eval_version": out.results.get("lm_eval_version"),
+        }
+        if not _metric_rows(rec, model_name, task, out.results, params, started_at):
+            raise RuntimeError(f"lm-eval reported no numeric metric for {task}")
+        chance = chance_accuracy(frame_samples)
+        if math.isfinite(chance):
+            rec.add(
+                model_name, params, "chance_acc", "fraction", True, chance, started_at=started_at
+            )
+        rec.add(model_name, params, "n_docs", "docs", True, float(n_docs), started_at=started_at)
+        rec.add(
+            model_name, params, "lm_eval_time", "s", False, out.lm_eval_s, started_at=started_at
+        )
+        rec.add(
+            model_name,
+            params,
+            "wall_time",
+            "s",
+            False,
+            time.perf_counter() - t0,
+            started_at=started_at,
+        )
+        log.info("%s on %s: %d docs in %.1f s", model_name, task, n_docs, time.perf_counter() - t0)
+    except TaskUnavailable as exc:
+        _failed(rec, model_name, base, "unavailable", exc, started_at)
+    except Exception as exc:  # a failing task is a failed row, never a crashed suite
+        log.exception("%s on %s failed", model_name, task)
+        _failed(rec, model_name, base, status_for(exc), exc, started_at)
+        frame_samples = empty_samples()
+    frame = rec.frame()
+    meta = {"model": model_name, "task": task}
+    if lm_results:
+        write_lm_eval_results(lm_results, paths.lm_eval_dir)
+    else:
+        from forgebench.atomic import write_text_atomic
+
+        reason = json.loads(frame["params"].iloc[0]).get("reason", "")
+        write_text_atomic(
+            paths.results_json,
+            json.dumps({"forgebench_status": frame["status"].iloc[0], "reason": reason}, indent=2),
+        )
+    write_samples(frame_samples, paths.samples, meta)
+    prov = dict(provenance or {})
+    prov.update(
+        {
+            "evaluation": {**asdict(settings), "model_args": dict(settings.model_args)},
+            "model": model_name,
+            "model_dir": str(model_dir),
+            "datasets_dir": str(datasets_dir),
+            "seed": seed,
+        }
+    )
+    if lm_results:
+        prov["lm_eval_config"] = json.loads(json.dumps(lm_results.get("config", {}), default=str))
+    if provenance_out is not None:
+        provenance_out.update(prov)
+    if not write_record:
+        return validate_measurements(frame)
+    return write_measurements(frame, paths.record, prov)
+
+
+def _failed(
+    rec: Recorder, model: str, base: Mapping[str, Any], status: str, exc: BaseException, at: Any
+) -> None:
+    reason = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+    log.warning("%s: %s (%s)", base["task"], status, reason)
+    rec.add(
+        model,
+        {**base, "reason": reason},
+        "evaluation",
+        "run",
+        True,
+        math.nan,
+        status=status,
+        started_at=at,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of one evaluation job (the overhead benchmark runs it as a process)."""
+    p = argparse.ArgumentParser(prog="python -m forgebench.evaluation.runner")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--model", required=True, help="model name (the record's case)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--config", required=True, help="the evaluation: section as JSON")
+    p.add_argument("--datasets-dir", required=True)
+    p.add_argument("--out-dir", required=True, help="results folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    frame = evaluate(
+        args.model_dir,
+        args.model,
+        args.task,
+        cfg=json.loads(args.config),
+        datasets_dir=args.datasets_dir,
+        out_dir=args.out_dir,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    return 0 if (frame["status"] == "ok").all() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
