@@ -19,6 +19,7 @@ localrules:
 include: "rules/datasets.smk"
 include: "rules/models.smk"
 include: "rules/benchmarks.smk"
+include: "rules/compression.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
 include: "rules/history.smk"

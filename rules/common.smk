@@ -1,4 +1,5 @@
 # Validation first, then the functions rules use. Logic lives in forgebench.workflow.
+import math
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -93,6 +94,16 @@ def get_eval_resource(name):
         ]
 
     return resource
+
+
+def get_compression_runtime(wildcards, attempt):
+    # SeedLM's search dominates: ~30 ns per (block, seed) pair plus loading and scoring.
+    cfg = fw.compression_method(config, wildcards.method)
+    minutes = 10
+    if wildcards.method == "seedlm":
+        blocks = 25_000_000 / cfg.get("block_size", 8)
+        minutes += math.ceil(blocks * 2 ** cfg.get("lfsr_bits", 16) * 30e-9 / 60)
+    return sizing.cap_runtime(minutes * attempt, config["limits"])
 
 
 def get_report_resource(name):

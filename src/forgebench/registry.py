@@ -184,6 +184,39 @@ for _spec in (
         "our HTTP load generator against wrk on /health, interleaved rounds",
     ),
     BenchmarkSpec(
+        "compression",
+        "seedlm_search",
+        "forgebench.compression.seed_search_bench:run",
+        True,
+        "SeedLM seed search: ns per (block, seed) pair, exhaustive and pruned, against the "
+        "measured GEMM floor",
+    ),
+    BenchmarkSpec(
+        "compression",
+        "lossless_codecs",
+        "forgebench.compression.codecs:run",
+        True,
+        "zlib, lzma, bz2 and zstd on dataset text and model weight bytes: ratio, MB/s, memory",
+        needs=("model", "datasets"),
+    ),
+    BenchmarkSpec(
+        "compression",
+        "pipeline",
+        "forgebench.compression.pipeline:run",
+        False,
+        "the original's BitNet -> SeedLM -> VPTQ -> codec chain: one artifact, its ratio from "
+        "its bytes, error, perplexity",
+        needs=("model", "datasets"),
+    ),
+    BenchmarkSpec(
+        "compression",
+        "selector",
+        "forgebench.compression.selector:run",
+        False,
+        "picks the method that meets a target ratio with the least perplexity loss, by measurement",
+        needs=("model", "datasets"),
+    ),
+    BenchmarkSpec(
         "eval",
         "overhead",
         "forgebench.evaluation.overhead:run",

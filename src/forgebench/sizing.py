@@ -238,6 +238,34 @@ def _eval_overhead(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 60 + runs * min(cfg["timeout_s"], 4 * (10 + 0.2 * cfg["limit"])), runs * 3
 
 
+_CODEC_BYTES_PER_S = {"zlib": 8e6, "lzma": 1.5e6, "bz2": 4e6, "zstd": 1.5e6}
+
+
+def _lossless_codecs(c: Mapping[str, Any]) -> tuple[float, float]:
+    text = 9 * (c["text_bytes_per_dataset"] or 2.3e6) * ("text" in c["inputs"])
+    weights = (c["weight_bytes"] or 1.1e8) * ("weights" in c["inputs"])
+    seconds = 10 + sum(
+        (c["repetitions"] + 2) * (text + weights) / _CODEC_BYTES_PER_S[k["codec"]]
+        for k in c["codecs"]
+    )
+    return seconds, 200 * len(c["codecs"])
+
+
+def _compression_pipeline(c: Mapping[str, Any]) -> tuple[float, float]:
+    return 60 + 60 * len(c.get("stages", [])) + 0.05 * c["perplexity_tokens"], 50
+
+
+def _compression_selector(c: Mapping[str, Any]) -> tuple[float, float]:
+    candidates = len(c.get("candidates", []))
+    return 40 + 60 * candidates + 0.05 * c["perplexity_tokens"], 20 * candidates
+
+
+def _seedlm_search(c: Mapping[str, Any]) -> tuple[float, float]:
+    pairs = c["blocks"] * (2 ** c["lfsr_bits"] - 1)
+    rounds = c["rounds"] + c["warmup_rounds"]
+    return 20 + rounds * pairs * 280e-9 + 0.5 * c["reference_blocks"], 10 + 4 * rounds
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -257,6 +285,10 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "knowledge/personalization": _knowledge_personalization,
     "knowledge/repair": _knowledge_repair,
     "eval/overhead": _eval_overhead,
+    "compression/lossless_codecs": _lossless_codecs,
+    "compression/pipeline": _compression_pipeline,
+    "compression/selector": _compression_selector,
+    "compression/seedlm_search": _seedlm_search,
 }
 
 
@@ -267,12 +299,18 @@ EXTRA_MEM_MB = {
     "models/cognate_validation": 1300,  # three 25M-parameter models and their optimiser
     "knowledge/creativity": 1024,  # the embedding model and the evaluation model
     "knowledge/personalization": 768,
+    "compression/pipeline": 2048,  # the model, its stages' artifacts and calibration
+    "compression/selector": 2048,
 }
 
 
 def _cap(value: int, limits: Mapping[str, Any], key: str) -> int:
     limit = limits.get(key)
     return min(value, int(limit)) if limit else value
+
+
+def cap_runtime(minutes: int, limits: Mapping[str, Any]) -> int:
+    return _cap(minutes, limits, "runtime")
 
 
 def benchmark_resources(

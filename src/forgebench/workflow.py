@@ -23,6 +23,8 @@ EVAL_SAMPLES = "results/raw/eval/{model}/{task}.samples.parquet"
 SUITE_RAW = "results/raw/suites/{model}/{suite}.parquet"
 PAIR_RAW = "results/raw/eval_pairs/{baseline}/{candidate}.parquet"
 COMPRESSED = "{model}__{method}"  # the model a compression method makes of a model
+COMPRESSION_RAW = "results/raw/compression/{model}/{method}.parquet"
+COMPRESSION_METHODS = ("fp16", "int8", "bitnet", "seedlm", "vptq")
 
 # The nine evaluation datasets (forgebench.datasets.catalog) and those whose training
 # split is the builder's text (eval splits never are).
@@ -122,6 +124,24 @@ def derived_models(config: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def compression_method(config: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """A method's settings as its job receives them (without the ``enabled`` switch)."""
+    section = config["suites"]["compression"]["methods"][method]
+    return {k: v for k, v in section.items() if k != "enabled"}
+
+
+def compression_outputs(config: Mapping[str, Any]) -> list[str]:
+    comp = config.get("suites", {}).get("compression", {})
+    if not comp.get("enabled", False):
+        return []
+    return [
+        COMPRESSION_RAW.format(model=m, method=method)
+        for m in comp.get("models", [])
+        for method, mcfg in comp.get("methods", {}).items()
+        if mcfg.get("enabled", True)
+    ]
+
+
 def evaluated_models(config: Mapping[str, Any]) -> list[str]:
     """Every model the evaluation stage scores, in config order, without repeats."""
     if not evaluation_enabled(config):
@@ -187,6 +207,7 @@ def raw_outputs(config: Mapping[str, Any]) -> list[str]:
     return [
         *(RAW.format(suite=s.suite, benchmark=s.name) for s in enabled_benchmarks(config)),
         *(MODEL_RAW.format(model=m) for m in model_names(config)),
+        *compression_outputs(config),
         *eval_outputs(config),
     ]
 
@@ -197,13 +218,22 @@ def final_outputs(config: Mapping[str, Any]) -> list[str]:
     return [*raw_outputs(config), SUMMARY, RUN, REPORT]
 
 
+# Records the workflow's own stages write (not registered benchmarks): targets and
+# comparisons may name them. Suites whose benchmark is a task name match any benchmark.
+STAGE_BENCHMARKS = {"compression/weights", "models/build", "evomerge/evolution"}
+STAGE_SUITES = {"eval", "eval_pairs"}
+
+
+def _known_benchmark(suite: str, benchmark: str) -> bool:
+    key = f"{suite}/{benchmark}"
+    return key in BENCHMARKS or key in STAGE_BENCHMARKS or suite in STAGE_SUITES
+
+
 def check_references(config: Mapping[str, Any]) -> None:
     """Checks the schema cannot express: comparisons and targets name things that exist."""
-    known = {s.key for s in BENCHMARKS}
     comparisons = {c["name"] for c in config.get("comparisons", [])}
     for i, comp in enumerate(config.get("comparisons", [])):
-        key = f"{comp['suite']}/{comp['benchmark']}"
-        if key not in known:
+        if not _known_benchmark(comp["suite"], comp["benchmark"]):
             BENCHMARKS.get(comp["suite"], comp["benchmark"])  # raises with close matches
         if comp["baseline"] == comp["candidate"]:
             raise ForgebenchError(f"config key 'comparisons.{i}': baseline and candidate are equal")
@@ -227,7 +257,7 @@ def check_references(config: Mapping[str, Any]) -> None:
                     f"config key 'targets.{i}.comparison': no comparison named "
                     f"{target['comparison']!r}; defined: {sorted(comparisons)}"
                 )
-        elif f"{target['suite']}/{target['benchmark']}" not in known:
+        elif not _known_benchmark(target["suite"], target["benchmark"]):
             BENCHMARKS.get(target["suite"], target["benchmark"])
 
 

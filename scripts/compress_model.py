@@ -1,0 +1,51 @@
+"""Rule entry point: compress one model with one method, decompress it into a model the
+evaluation stage can score, and record what it cost (forgebench.compression)."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(
+    stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+)
+
+from forgebench.compression.calibration import model_texts  # noqa: E402
+from forgebench.compression.compress_model import (  # noqa: E402
+    BENCHMARK_VERSION,
+    NAME,
+    SUITE,
+    compress_model,
+)
+from forgebench.runner import run_measured  # noqa: E402
+
+model, method = snakemake.wildcards.model, snakemake.wildcards.method
+seed = int(snakemake.params.seed)
+model_dir = Path(snakemake.input.model)
+# Calibration reads the model's training documents, perplexity its held-out ones: the
+# split the model was built with (forgebench_model.json), never an evaluation split.
+calibration, heldout, text_info = model_texts(
+    model_dir, snakemake.params.datasets_dir, seed, key="suites.compression"
+)
+method_cfg = {"method": method, **snakemake.params.method}
+run_measured(
+    lambda: compress_model(
+        model_dir,
+        method_cfg,
+        out_artifact=snakemake.output.artifact,
+        out_model_dir=snakemake.output.model,
+        heldout_texts=heldout,
+        calibration_texts=calibration,
+        seed=seed,
+        **snakemake.params.evaluation,
+    ),
+    suite=SUITE,
+    name=NAME,
+    version=BENCHMARK_VERSION,
+    config={"seed": seed, "sampler": snakemake.params.sampler, "method": method_cfg},
+    measurements_path=snakemake.output.measurements,
+    resources_path=snakemake.output.resources,
+    code_dir=snakemake.scriptdir,
+    extra_provenance={"model": model, "method": method, "texts": text_info},
+    job_subject=f"{model}__{method}",
+)

@@ -1,0 +1,428 @@
+"""SeedLM (Shafipour et al., Apple 2024): weights stored as seeds of a pseudo-random generator.
+
+Each block of C consecutive weights w (row-major over the flattened tensor, zero-padded at
+the end) is approximated as w ~ U(s) t, where U(s) is the C x P matrix an LFSR started at
+seed s generates (forgebench.compression.lfsr; element (c, p) is the value after
+c * P + p + 1 steps) and t holds P coefficients stored as b-bit signed integers q times a
+shared power of two 2^e. The encoder searches every non-zero seed (2^K - 1 of them), fits t
+by least squares, quantises it, reconstructs and keeps the seed with the smallest squared
+error; ties go to the smallest seed. A block costs K + P b + E bits (paper defaults C=8,
+P=3, K=16, b=4, E=4: 32 bits, 4 bits/weight), packed back to back.
+
+The E-bit exponent is an offset from a per-tensor floor ``e_lo`` kept in the header:
+e in [e_lo, e_lo + 2^E - 1] with e_lo = ceil(log2 max|W|) + 2 - (2^E - 1), so coefficients
+up to 7 * 4 * 2^ceil(log2 max|W|) are representable; a block needing less than the floor's
+resolution gets the floor.
+
+Two searches give the same kind of answer:
+
+* ``exhaustive``: for every (block, seed) pair fit (pinv(U) w), quantise, reconstruct and
+  compare, vectorised over chunks of seeds and blocks (one GEMM, one batched GEMM and
+  elementwise work per chunk).
+* ``pruned``: rank all seeds by their unquantised least-squares error, which for a block w
+  is ||w||^2 - w^T H(s) w with H(s) the projection onto U(s)'s columns. w^T H w is linear
+  in the C(C+1)/2 products w_i w_j, so ranking every seed is one GEMM of the blocks'
+  quadratic features against a precomputed (2^K - 1) x C(C+1)/2 table. The ``prune_top``
+  best seeds then get the full quantised evaluation. It is a heuristic: the quantised
+  optimum need not be among them; seed_search_bench measures how often it agrees.
+
+Both run in torch on the configured device (``auto``: CUDA when present). Decoding does
+its arithmetic in float64, where U q 2^e is exact (U's entries have at most K significant
+bits), then rounds to float32: any decoder reproduces a block bit for bit from its seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from forgebench.compression import lfsr
+from forgebench.compression.artifact import ArtifactError, TensorRecord, pack_bits, unpack_bits
+from forgebench.errors import ForgebenchError
+
+log = logging.getLogger(__name__)
+
+SEARCHES = ("exhaustive", "pruned")
+MAX_LFSR_BITS = 20  # 2^20 seeds: the tables reach ~200 MB; beyond that the search is moot
+
+
+@dataclass(frozen=True)
+class SeedLMConfig:
+    """SeedLM parameters (paper defaults) and how the search runs."""
+
+    block_size: int = 8  # C
+    latent_dim: int = 3  # P
+    lfsr_bits: int = 16  # K
+    coeff_bits: int = 4  # b
+    exponent_bits: int = 4  # E
+    search: str = "pruned"
+    prune_top: int = 64
+    seed_chunk: int = 1024
+    block_chunk: int = 128  # exhaustive search; pruned sizes its own steps
+    device: str = "auto"
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any], key: str = "seedlm") -> SeedLMConfig:
+        """Build from a config section, naming the key of any bad value."""
+        known = set(cls.__dataclass_fields__)
+        args = {k: v for k, v in cfg.items() if k in known}
+        out = cls(**args)
+        out.validate(key)
+        return out
+
+    def validate(self, key: str = "seedlm") -> None:
+        checks = [
+            (
+                "lfsr_bits",
+                lfsr.MIN_BITS <= self.lfsr_bits <= MAX_LFSR_BITS,
+                f"{lfsr.MIN_BITS}..{MAX_LFSR_BITS}",
+            ),
+            ("block_size", 1 <= self.block_size <= 64, "1..64"),
+            ("latent_dim", 1 <= self.latent_dim <= self.block_size, "1..block_size"),
+            ("coeff_bits", 2 <= self.coeff_bits <= 8, "2..8"),
+            ("exponent_bits", 1 <= self.exponent_bits <= 6, "1..6"),
+            ("search", self.search in SEARCHES, f"one of {SEARCHES}"),
+            ("prune_top", self.prune_top >= 1, ">= 1"),
+            ("seed_chunk", self.seed_chunk >= 1, ">= 1"),
+            ("block_chunk", self.block_chunk >= 1, ">= 1"),
+            ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ForgebenchError(
+                    f"{key}.{name}: {getattr(self, name)!r} is not allowed ({allowed})"
+                )
+        if self.record_bits > 64:
+            raise ForgebenchError(
+                f"{key}: a block record of {self.record_bits} bits exceeds 64; lower "
+                "lfsr_bits, latent_dim or coeff_bits"
+            )
+
+    @property
+    def n_seeds(self) -> int:
+        return (1 << self.lfsr_bits) - 1
+
+    @property
+    def record_bits(self) -> int:
+        """Bits stored per block: seed, exponent offset, P coefficients."""
+        return self.lfsr_bits + self.exponent_bits + self.latent_dim * self.coeff_bits
+
+    @property
+    def bits_per_weight(self) -> float:
+        """The configuration's nominal bits per weight (K + P b + E) / C."""
+        return self.record_bits / self.block_size
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.coeff_bits - 1))
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.coeff_bits - 1)) - 1
+
+    def as_params(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_device(name: str, key: str = "seedlm.device") -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ForgebenchError(f"{key}: 'cuda' requested but torch sees no CUDA device; use auto")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=4)
+def basis_table(bits: int, block_size: int, latent_dim: int) -> np.ndarray:
+    """U(s) for every seed s = 1 .. 2^K - 1, as float32 (2^K - 1, C, P); row s - 1 is seed s."""
+    seeds = np.arange(1, 1 << bits, dtype=np.uint64)
+    vals = lfsr.uniform_values(seeds, bits, block_size * latent_dim)
+    out = vals.reshape(-1, block_size, latent_dim)
+    out.setflags(write=False)
+    return out
+
+
+class SeedTables:
+    """Per-seed tables of the search on one device: basis, pseudo-inverse, projection features."""
+
+    def __init__(self, cfg: SeedLMConfig, device: torch.device) -> None:
+        c, p = cfg.block_size, cfg.latent_dim
+        u64 = torch.from_numpy(basis_table(cfg.lfsr_bits, c, p).copy()).double()
+        pinv64 = torch.linalg.pinv(u64)  # (S, P, C); rank-deficient bases are handled
+        proj = u64 @ pinv64  # (S, C, C): projection onto the basis' column space
+        iu = torch.triu_indices(c, c)
+        weight = torch.where(iu[0] == iu[1], 1.0, 2.0).double()
+        self.triu = iu.to(device)
+        self.basis = u64.float().to(device)
+        self.pinv = pinv64.float().to(device)
+        self.proj_features = (proj[:, iu[0], iu[1]] * weight).float().to(device)  # (S, F)
+        self.device = device
+
+
+@functools.lru_cache(maxsize=2)
+def _tables(cfg_key: tuple[int, int, int], device: str) -> SeedTables:
+    bits, c, p = cfg_key
+    cfg = SeedLMConfig(block_size=c, latent_dim=p, lfsr_bits=bits)
+    return SeedTables(cfg, torch.device(device))
+
+
+def tables_for(cfg: SeedLMConfig, device: torch.device) -> SeedTables:
+    """Cached tables (building K=16 takes about a second)."""
+    return _tables((cfg.lfsr_bits, cfg.block_size, cfg.latent_dim), str(device))
+
+
+def quantise(
+    t: torch.Tensor, dim: int, e_lo: int, e_hi: int, qmin: int, qmax: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coefficients -> (integer codes as floats, shared exponent) along ``dim``.
+
+    e = ceil(log2(max|t| / qmax)) clamped to [e_lo, e_hi]; q = clamp(round(t / 2^e)).
+    """
+    amax = t.abs().amax(dim=dim)
+    e = torch.ceil(torch.log2(amax / qmax))
+    e = torch.nan_to_num(e, nan=e_lo, neginf=e_lo, posinf=e_hi).clamp_(e_lo, e_hi)
+    q = torch.round(t / torch.exp2(e).unsqueeze(dim)).clamp_(qmin, qmax)
+    return q, e
+
+
+@dataclass
+class SearchResult:
+    """Per block: chosen seed (1-based), integer coefficients, exponent, search error."""
+
+    seeds: torch.Tensor  # (N,) int64
+    codes: torch.Tensor  # (N, P) float (integers)
+    exponents: torch.Tensor  # (N,) float (integers)
+    errors: torch.Tensor  # (N,) float32 squared error as the search computed it
+
+
+def exponent_range(max_abs: float, exponent_bits: int) -> tuple[int, int]:
+    """(e_lo, e_hi) of a tensor whose largest weight magnitude is ``max_abs``."""
+    top = math.ceil(math.log2(max_abs)) + 2 if max_abs > 0 else 0
+    return top - ((1 << exponent_bits) - 1), top
+
+
+def search_exhaustive(
+    blocks: torch.Tensor, cfg: SeedLMConfig, tables: SeedTables, e_lo: int, e_hi: int
+) -> SearchResult:
+    """Fit, quantise, reconstruct and compare every (block, seed) pair; keep the best seed."""
+    n, c = blocks.shape
+    p = cfg.latent_dim
+    s_total = cfg.n_seeds
+    dev = tables.device
+    out_seed = torch.empty(n, dtype=torch.int64, device=dev)
+    out_q = torch.empty(n, p, device=dev)
+    out_e = torch.empty(n, device=dev)
+    out_err = torch.empty(n, device=dev)
+    for b0 in range(0, n, cfg.block_chunk):
+        w = blocks[b0 : b0 + cfg.block_chunk].to(dev, torch.float32)
+        b = w.shape[0]
+        wt = w.T.contiguous()  # (C, B)
+        cols = torch.arange(b, device=dev)
+        best_err = torch.full((b,), float("inf"), device=dev)
+        best_idx = torch.zeros(b, dtype=torch.int64, device=dev)
+        best_q = torch.zeros(b, p, device=dev)
+        best_e = torch.zeros(b, device=dev)
+        for s0 in range(0, s_total, cfg.seed_chunk):
+            s1 = min(s_total, s0 + cfg.seed_chunk)
+            pinv = tables.pinv[s0:s1]
+            t = (pinv.reshape(-1, c) @ wt).view(s1 - s0, p, b)
+            q, e = quantise(t, 1, e_lo, e_hi, cfg.qmin, cfg.qmax)
+            recon = torch.bmm(tables.basis[s0:s1], q * torch.exp2(e).unsqueeze(1))
+            err = (recon - wt).square_().sum(dim=1)  # (s, B)
+            m, a = err.min(dim=0)
+            better = m < best_err
+            if bool(better.any()):
+                best_err = torch.where(better, m, best_err)
+                best_idx = torch.where(better, a + s0, best_idx)
+                best_q = torch.where(better[:, None], q[a, :, cols], best_q)
+                best_e = torch.where(better, e[a, cols], best_e)
+        sl = slice(b0, b0 + b)
+        out_seed[sl], out_q[sl], out_e[sl], out_err[sl] = best_idx + 1, best_q, best_e, best_err
+    return SearchResult(out_seed, out_q, out_e, out_err)
+
+
+def features(w: torch.Tensor, triu: torch.Tensor) -> torch.Tensor:
+    """The C(C+1)/2 products w_i w_j (i <= j) of each block: (B, F)."""
+    return w[:, triu[0]] * w[:, triu[1]]
+
+
+def candidate_seeds(
+    blocks: torch.Tensor, tables: SeedTables, top: int, s0: int = 0, s1: int | None = None
+) -> torch.Tensor:
+    """Indices (0-based, ascending) of the ``top`` seeds with the smallest unquantised
+    least-squares error for each block: (B, top)."""
+    energy = features(blocks, tables.triu) @ tables.proj_features[s0:s1].T  # (B, S)
+    idx = energy.topk(min(top, energy.shape[1]), dim=1, sorted=False).indices
+    return idx.sort(dim=1).values + s0
+
+
+def evaluate_candidates(
+    w: torch.Tensor, idx: torch.Tensor, cfg: SeedLMConfig, tables: SeedTables, e_lo: int, e_hi: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Full quantised evaluation of candidate seeds per block; best (idx, q, e, err)."""
+    # Broadcast multiply-and-sum: torch's batched matmul of tiny matrices is far slower.
+    t = (tables.pinv[idx] * w[:, None, None, :]).sum(dim=-1)  # (B, m, P)
+    q, e = quantise(t, 2, e_lo, e_hi, cfg.qmin, cfg.qmax)
+    qs = q * torch.exp2(e).unsqueeze(2)
+    recon = (tables.basis[idx] * qs[:, :, None, :]).sum(dim=-1)  # (B, m, C)
+    err = (recon - w[:, None, :]).square_().sum(dim=-1)  # (B, m)
+    m, a = err.min(dim=1)
+    rows = torch.arange(w.shape[0], device=w.device)
+    return idx[rows, a], q[rows, a], e[rows, a], m
+
+
+def search_pruned(
+    blocks: torch.Tensor, cfg: SeedLMConfig, tables: SeedTables, e_lo: int, e_hi: int
+) -> SearchResult:
+    """Rank all seeds by unquantised LS error (one GEMM), evaluate the top ``prune_top``."""
+    n = blocks.shape[0]
+    dev = tables.device
+    # Blocks per step: the (B, S) energy matrix holds about 4M floats whatever K is, so a
+    # small seed space is not paid for in per-step overhead.
+    chunk = max(1, (1 << 22) // cfg.n_seeds)
+    seeds, codes, exps, errs = [], [], [], []
+    for b0 in range(0, n, chunk):
+        w = blocks[b0 : b0 + chunk].to(dev, torch.float32)
+        idx = candidate_seeds(w, tables, cfg.prune_top)
+        i, q, e, m = evaluate_candidates(w, idx, cfg, tables, e_lo, e_hi)
+        seeds.append(i + 1)
+        codes.append(q)
+        exps.append(e)
+        errs.append(m)
+    return SearchResult(torch.cat(seeds), torch.cat(codes), torch.cat(exps), torch.cat(errs))
+
+
+def search(
+    blocks: torch.Tensor, cfg: SeedLMConfig, tables: SeedTables, e_lo: int, e_hi: int
+) -> SearchResult:
+    fn = search_pruned if cfg.search == "pruned" else search_exhaustive
+    return fn(blocks, cfg, tables, e_lo, e_hi)
+
+
+def to_blocks(w: torch.Tensor, block_size: int) -> tuple[torch.Tensor, int]:
+    """Flattened, zero-padded (N, C) blocks and the pad length."""
+    flat = w.detach().to("cpu", torch.float32).reshape(-1)
+    pad = (-flat.numel()) % block_size
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    return flat.view(-1, block_size), pad
+
+
+def reconstruct(basis: np.ndarray, codes: np.ndarray, exponents: np.ndarray) -> np.ndarray:
+    """U q 2^e per block in float64 (exact), rounded once to float32: (N, C)."""
+    acc = np.einsum("ncp,np->nc", basis.astype(np.float64), codes.astype(np.float64))
+    return (acc * np.exp2(exponents.astype(np.float64))[:, None]).astype(np.float32)
+
+
+def pack_records(
+    seeds: np.ndarray, codes: np.ndarray, exponents: np.ndarray, cfg: SeedLMConfig, e_lo: int
+) -> bytes:
+    """Block records [seed | exponent offset | coefficients, two's complement] packed."""
+    k, eb, cb = cfg.lfsr_bits, cfg.exponent_bits, cfg.coeff_bits
+    rec = seeds.astype(np.uint64)
+    rec |= (exponents.astype(np.int64) - e_lo).astype(np.uint64) << np.uint64(k)
+    mask = (1 << cb) - 1
+    for i in range(cfg.latent_dim):
+        field = (codes[:, i].astype(np.int64) & mask).astype(np.uint64)
+        rec |= field << np.uint64(k + eb + i * cb)
+    return pack_bits(rec, cfg.record_bits)
+
+
+def unpack_records(
+    data: bytes, count: int, cfg: SeedLMConfig, e_lo: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seeds, codes (N, P) int, exponents) from packed block records."""
+    k, eb, cb = cfg.lfsr_bits, cfg.exponent_bits, cfg.coeff_bits
+    rec = unpack_bits(data, cfg.record_bits, count)
+    seeds = (rec & np.uint64((1 << k) - 1)).astype(np.int64)
+    exps = ((rec >> np.uint64(k)) & np.uint64((1 << eb) - 1)).astype(np.int64) + e_lo
+    codes = np.empty((count, cfg.latent_dim), dtype=np.int64)
+    for i in range(cfg.latent_dim):
+        raw = ((rec >> np.uint64(k + eb + i * cb)) & np.uint64((1 << cb) - 1)).astype(np.int64)
+        codes[:, i] = np.where(raw >= (1 << (cb - 1)), raw - (1 << cb), raw)
+    return seeds, codes, exps
+
+
+def encode(name: str, w: torch.Tensor, cfg_map: Mapping[str, Any]) -> TensorRecord:
+    """Search a seed for every block of ``w`` and pack the block records."""
+    cfg = cfg_map if isinstance(cfg_map, SeedLMConfig) else SeedLMConfig.from_mapping(cfg_map)
+    device = select_device(cfg.device)
+    tables = tables_for(cfg, device)
+    blocks, pad = to_blocks(w, cfg.block_size)
+    e_lo, e_hi = exponent_range(
+        float(blocks.abs().max()) if blocks.numel() else 0.0, cfg.exponent_bits
+    )
+    res = search(blocks, cfg, tables, e_lo, e_hi)
+    payload = pack_records(
+        res.seeds.cpu().numpy(), res.codes.cpu().numpy(), res.exponents.cpu().numpy(), cfg, e_lo
+    )
+    return TensorRecord(
+        name=name,
+        shape=tuple(w.shape),
+        dtype=str(w.dtype).removeprefix("torch."),
+        encoding="seedlm",
+        segments={"blocks": payload},
+        meta={"e_lo": e_lo, "blocks": int(blocks.shape[0]), "pad": pad, **_format(cfg)},
+    )
+
+
+def _format(cfg: SeedLMConfig) -> dict[str, int]:
+    return {
+        "block_size": cfg.block_size,
+        "latent_dim": cfg.latent_dim,
+        "lfsr_bits": cfg.lfsr_bits,
+        "coeff_bits": cfg.coeff_bits,
+        "exponent_bits": cfg.exponent_bits,
+    }
+
+
+def record_config(rec: TensorRecord) -> SeedLMConfig:
+    try:
+        return SeedLMConfig(**{k: int(rec.meta[k]) for k in _format(SeedLMConfig())})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"tensor {rec.name}: seedlm metadata incomplete: {exc}") from None
+
+
+def decode_parts(rec: TensorRecord) -> tuple[SeedLMConfig, np.ndarray, np.ndarray, np.ndarray]:
+    """(format, seeds, codes, exponents) stored for a tensor."""
+    cfg = record_config(rec)
+    count = int(rec.meta["blocks"])
+    seeds, codes, exps = unpack_records(rec.segments["blocks"], count, cfg, int(rec.meta["e_lo"]))
+    if np.any(seeds == 0):
+        raise ArtifactError(f"tensor {rec.name}: seed 0 stored (the LFSR never visits it)")
+    return cfg, seeds, codes, exps
+
+
+def decode(rec: TensorRecord, chunk: int = 1 << 16) -> torch.Tensor:
+    """The float32 tensor regenerated from its seeds and coefficients."""
+    if rec.encoding != "seedlm" or "blocks" not in rec.segments:
+        raise ArtifactError(f"tensor {rec.name}: not a seedlm record")
+    cfg, seeds, codes, exps = decode_parts(rec)
+    table = basis_table(cfg.lfsr_bits, cfg.block_size, cfg.latent_dim)
+    out = np.empty((seeds.size, cfg.block_size), dtype=np.float32)
+    for i in range(0, seeds.size, chunk):
+        sl = slice(i, i + chunk)
+        out[sl] = reconstruct(table[seeds[sl] - 1], codes[sl], exps[sl])
+    flat = out.reshape(-1)
+    pad = int(rec.meta["pad"])
+    if pad:
+        flat = flat[:-pad]
+    if flat.size != rec.numel:
+        raise ArtifactError(
+            f"tensor {rec.name}: {flat.size} weights decoded, shape needs {rec.numel}"
+        )
+    return torch.from_numpy(flat.reshape(rec.shape).copy())
+
+
+def theoretical_bits(cfg_map: Mapping[str, Any], shape: tuple[int, ...]) -> float:
+    """Nominal bits of a tensor: (K + P b + E) / C per weight."""
+    cfg = SeedLMConfig.from_mapping(cfg_map)
+    return cfg.bits_per_weight * float(np.prod(shape))
