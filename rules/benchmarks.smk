@@ -21,6 +21,6 @@ rule benchmark:
         seed=config["seed"],
         sampler=config["sampler"],
         fail=get_fail_switch,
-        datasets_dir=fw.DATASETS_ROOT,
+        datasets_dir=get_benchmark_datasets_dir,
     script:
         "../scripts/run_benchmark.py"

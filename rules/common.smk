@@ -43,6 +43,12 @@ def get_benchmark_inputs(wildcards):
     return fw.benchmark_inputs(config, wildcards.suite, wildcards.benchmark)
 
 
+def get_benchmark_datasets_dir(wildcards):
+    # Only a benchmark that reads the prepared datasets is told where they are.
+    spec = BENCHMARKS.get(wildcards.suite, wildcards.benchmark)
+    return fw.DATASETS_ROOT if "datasets" in spec.needs else None
+
+
 def get_benchmark_dataset_inputs(wildcards):
     return fw.benchmark_dataset_inputs(config, wildcards.suite, wildcards.benchmark)
 

@@ -10,6 +10,8 @@ FIGURE_CATEGORIES = {
     "resources": "Resource timelines",
     "accuracy": "Evaluation accuracy",
     "compression": "Compression",
+    "scaling": "Scaling",
+    "fitness": "EvoMerge fitness",
     "trend": "History",
 }
 # Figures are named <kind>_<suite>_<rest>.png (forgebench.plots), suites without "_".

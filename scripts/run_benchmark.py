@@ -15,7 +15,9 @@ if snakemake.params.fail:
     raise ForgebenchError("failing on purpose: config testing.fail_benchmarks names this job")
 
 # Where the workflow outputs it reads live (model_dir, datasets_dir), beside its settings.
-section = {**snakemake.params.section, "datasets_dir": snakemake.params.datasets_dir}
+section = dict(snakemake.params.section)
+if snakemake.params.datasets_dir is not None:
+    section["datasets_dir"] = snakemake.params.datasets_dir
 if hasattr(snakemake.input, "model_dir"):
     section["model_dir"] = snakemake.input.model_dir
 config = {

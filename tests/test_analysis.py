@@ -166,3 +166,12 @@ def test_value_targets_use_the_jobs_own_interval_or_an_exact_value():
     assert v.loc["size", "verdict"] == "met"
     assert "one exact value" in v.loc["size", "evidence"]
     assert v.loc["size big", "verdict"] == "not met"
+
+
+def test_audit_of_targets_none_of_which_is_on_a_comparison_is_empty():
+    targets = [{"name": "t", "statistic": "p95", "op": "<", "threshold": 1.0}]
+    checked = analysis.check_targets(
+        targets, pd.DataFrame(), _frame(np.ones(3), np.ones(3)), STATS, seed=0
+    )
+    table, overall = analysis.audit_table(checked)
+    assert table.empty and overall["verdict"] == "not measured"

@@ -304,7 +304,8 @@ def audit_table(verdicts: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     if verdicts.empty or "kind" not in verdicts:
         return pd.DataFrame(columns=AUDIT_COLUMNS), stats.overall_verdict([])
     comps = verdicts[verdicts["kind"] == "comparison"].set_index("name")
-    targets = verdicts[(verdicts["kind"] == "target") & verdicts.get("comparison").notna()]
+    on_comparison = verdicts.get("comparison", pd.Series(index=verdicts.index, dtype=object))
+    targets = verdicts[(verdicts["kind"] == "target") & on_comparison.notna()]
     rows = []
     for t in targets.to_dict("records"):
         c = comps.loc[t["comparison"]] if t["comparison"] in comps.index else None
