@@ -472,3 +472,303 @@ def test_a_report_without_comparisons_or_targets(raw, tmp_path):
     html = (tmp_path / "report" / "index.html").read_text()
     assert "No comparisons or targets configured." in html
     assert "No targets are set on comparisons." in html
+
+
+# ----------------------------------------------------------------------------- new suites
+# Unit-test input (not results): hand-made rows in the producing modules' names, one raw
+# table per benchmark, to check each suite's own section shows the right values.
+
+
+def _new_suite_frames() -> list[pd.DataFrame]:
+    frames = []
+    ev = Recorder("eval", "fb_arc_easy", 1)
+    for model, acc, se in (("m1", 0.30, 0.04), ("m2", 0.60, 0.02)):
+        p = {"task": "fb_arc_easy", "n_docs": 200}
+        ev.add(model, p, "acc_norm", "fraction", True, acc)
+        ev.add(model, p, "acc_norm_stderr", "fraction", False, se)
+        ev.add(model, p, "acc", "fraction", True, acc - 0.05)
+        ev.add(model, p, "chance_acc", "fraction", True, 0.25)
+        ev.add(model, p, "n_docs", "docs", True, 200.0)
+    frames.append(ev.frame())
+    gsm = Recorder("eval", "fb_gsm8k", 1)
+    gsm.add("m1", {}, "exact_match.strict_match", "fraction", True, 0.1)
+    gsm.add("m1", {}, "n_docs", "docs", True, 50.0)
+    gsm.add(
+        "m2", {"reason": "no data offline"}, "evaluation", "run", True, None, status="unavailable"
+    )
+    frames.append(gsm.frame())
+    sc = Recorder("eval", "suite_general", 1)
+    head = {"suite": "general", "complete": False, "missing": ["mmlu", "drop"]}
+    for metric, value in (("score", 0.4), ("score_ci_low", 0.35), ("score_ci_high", 0.45)):
+        sc.add("m1", head, metric, "fraction", True, value)
+    sc.add("m1", head, "chance", "fraction", True, 0.3)
+    frames.append(sc.frame())
+    pairs = Recorder("eval_pairs", "fb_arc_easy", 1)
+    for metric, value in (
+        *(("acc_norm_delta", 0.3), ("acc_norm_delta_ci_low", 0.2)),
+        *(("acc_norm_delta_ci_high", 0.4), ("acc_norm_delta_p", 0.001)),
+        *(("acc_norm_flip_rate", 0.35), ("acc_norm_gained", 0.325), ("acc_norm_lost", 0.025)),
+        *(("acc_norm_mcnemar_p", 0.0001), ("acc_norm_items", 200.0)),
+    ):
+        pairs.add("m2 vs m1", {"task": "fb_arc_easy"}, metric, "fraction", True, value)
+    frames.append(pairs.frame())
+    mb = Recorder("models", "build", 1)
+    for metric, value in (
+        ("heldout_nll_before", 8.3),
+        ("heldout_nll_after", 5.0),
+        ("uniform_nll", float(np.log(4096))),
+        ("train_tokens_per_s", 1234.0),
+    ):
+        mb.add("tiny", {"source": "build"}, metric, "nats", False, value)
+    frames.append(mb.frame())
+    cw = Recorder("compression", "weights", 1)
+    bitnet = {"method": "bitnet", "inference": "dense", "post_training": True}
+    for metric, unit, value in (
+        ("bits_per_weight", "bits/weight", 1.6),
+        ("ratio_vs_fp32_quantised", "ratio", 20.0),
+        ("ratio_vs_fp32_whole", "ratio", 3.1),
+        ("relative_error", "ratio", 0.5),
+        ("perplexity_delta", "perplexity", 12.3),
+    ):
+        cw.add("bitnet", bitnet, metric, unit, False, value)
+    for r, rate in enumerate((10.0, 11.0, 12.0, 11.5, 10.5)):
+        cw.add("bitnet", bitnet, "tokens_per_s", "tokens/s", True, rate, repetition=r)
+    cw.add("seedlm", {"method": "seedlm"}, "bits_per_weight", "bits/weight", False, None,
+           status="error:RuntimeError")  # fmt: skip
+    frames.append(cw.frame())
+    sv = Recorder("service", "responsiveness", 1)
+    p = {"endpoint": "health", "users": 1, "mode": "closed"}
+    sv.add("health_1u", p, "latency", "s", False, 0.5, warmup=True)
+    for i, v in enumerate((0.010, 0.020, 0.030)):
+        sv.add("health_1u", p, "latency", "s", False, v, sample=i)
+    share = {**p, "requests": 3, "failed": 0}
+    for metric, value in (("error_share", 0.0), ("error_share_ci_low", 0.0),
+                          ("error_share_ci_high", 0.7)):  # fmt: skip
+        sv.add("health_1u", share, metric, "fraction", False, value)
+    sv.add("health_1u", p, "throughput", "requests/s", True, 100.0)
+    sv.add("health_1u", {**p, "grade": "EXCELLENT"}, "grade", "grade", True, 3.0)
+    frames.append(sv.frame())
+    ls = Recorder("service", "load_scenarios", 1)
+    end = {"scenario": "endurance", "sla_verdict": "inconclusive"}
+    for metric, value in (("memory_growth", 0.5), ("memory_growth_ci_low", -0.2),
+                          ("memory_growth_ci_high", 1.2)):  # fmt: skip
+        ls.add("endurance", end, metric, "MB/hour", False, value)
+    frames.append(ls.frame())
+    cr = Recorder("knowledge", "creativity", 1)
+    for i, v in enumerate((0.0, 1.0, 0.0, 0.0, 0.0)):
+        cr.add("embedding", {}, "rat_accuracy@1", "ratio", True, v, sample=i)
+    for metric, value in (("rat_accuracy@1_mean", 0.2), ("rat_accuracy@1_ci_low", 0.0),
+                          ("rat_accuracy@1_ci_high", 0.6)):  # fmt: skip
+        cr.add("embedding", {}, metric, "ratio", True, value)
+    cr.add("vocabulary", {}, "vocabulary_size", "count", True, 5000.0)
+    frames.append(cr.frame())
+    rp = Recorder("knowledge", "repair", 1)
+    for n, records, base in ((1000, 5000, 2.0e5), (10000, 50000, 1.5e5)):
+        params = {"patients": n, "records": records}
+        rp.add(f"patients_{n}", params, "detection_throughput", "records/s", True, base * 3,
+               warmup=True)  # fmt: skip
+        for r, f in enumerate((0.98, 1.0, 1.02), start=1):
+            rp.add(f"patients_{n}", params, "detection_throughput", "records/s", True,
+                   base * f, repetition=r)  # fmt: skip
+        rp.add(f"all@{n}", params, "detection_recall", "ratio", True, 0.9)
+        rp.add(f"duplicate@{n}", params, "detection_recall", "ratio", True, 0.8)
+    frames.append(rp.frame())
+    # as forgebench.evomerge.stages writes them: gen<g>:<name>, seed:<name>, evolution
+    evo = Recorder("evomerge", "evolution", 1)
+    for case, gen, fit, ci, parents in (
+        ("seed:s1", None, 0.28, (0.24, 0.32), []),
+        ("gen0:evo-g0-i0", 0, 0.30, (0.25, 0.35), []),
+        ("gen0:evo-g0-i1", 0, 0.32, (0.27, 0.37), []),
+        ("gen1:evo-g1-i0", 1, 0.40, (0.36, 0.44), ["evo-g0-i0", "evo-g0-i1"]),
+    ):
+        params = {"name": case.split(":")[1]}
+        if gen is not None:
+            params |= {"generation": gen, "origin": "crossover" if parents else "random"}
+        if case != "gen1:evo-g1-i0":  # its parents come from lineage.json alone
+            params["parents"] = parents
+        for suffix, value in (("", fit), ("_ci_low", ci[0]), ("_ci_high", ci[1])):
+            evo.add(case, params, f"fitness{suffix}", "fraction", True, value)
+    evo.add("gen1:evo-g1-i1", {"generation": 1, "name": "evo-g1-i1"}, "fitness", "fraction",
+            True, None, status="error:RuntimeError")  # fmt: skip
+    evo.add("evolution", {"best": "evo-g1-i0", "best_parent": "evo-g0-i1"}, "wall_time", "s",
+            False, 321.0)  # fmt: skip
+    frames.append(evo.frame())
+    return frames
+
+
+EVO_TARGET = {
+    "name": "evomerge wall time under 10 min",
+    "suite": "evomerge",
+    "benchmark": "evolution",
+    "case": "run",
+    "metric": "wall_time",
+    "statistic": "p50",
+    "op": "<",
+    "threshold": 600.0,
+}
+
+
+# A comparison beside the target: analysis.audit_table needs a target on one.
+REPAIR_COMPARISON = {
+    "name": "repair throughput at 10x the size",
+    "suite": "knowledge",
+    "benchmark": "repair",
+    "metric": "detection_throughput",
+    "baseline": "patients_1000",
+    "candidate": "patients_10000",
+}
+REPAIR_TARGET = {
+    "name": "repair throughput holds",
+    "comparison": REPAIR_COMPARISON["name"],
+    "statistic": "improvement",
+    "op": ">",
+    "threshold": -0.5,
+}
+
+
+def _build_new_suites(results: Path) -> tuple[dict, str, str]:
+    paths = []
+    for frame in _new_suite_frames():
+        suite, bench = frame["suite"].iloc[0], frame["benchmark"].iloc[0]
+        path = results / "raw" / suite / f"{bench}.parquet"
+        record.write_measurements(frame, path, {"seed": 0})
+        paths.append(str(path))
+    lineage = results / "evomerge" / "lineage.json"
+    lineage.parent.mkdir(parents=True, exist_ok=True)
+    lineage.write_text(
+        json.dumps(
+            {
+                "evo-g1-i0": {
+                    "name": "evo-g1-i0",
+                    "parents": ["evo-g0-i0", "evo-g0-i1"],
+                    "describe": "slerp(seeds 0->1, t=0.50)",
+                }
+            }
+        )
+    )
+    doc = report.build_report(
+        paths,
+        summary_path=results / "summary" / "summary.parquet",
+        verdicts_path=results / "summary" / "verdicts.parquet",
+        html_path=results / "report" / "index.html",
+        plots_dir=results / "report" / "plots",
+        statistics=STATS,
+        comparisons=[REPAIR_COMPARISON],
+        targets=[EVO_TARGET, REPAIR_TARGET],
+        seed=3,
+    )
+    html = (results / "report" / "index.html").read_text()
+    md = (results / "report" / "summary.md").read_text()
+    return doc, html, md
+
+
+@pytest.fixture(scope="module")
+def new_suites(tmp_path_factory) -> tuple[Path, dict, str, str]:
+    results = tmp_path_factory.mktemp("new") / "results"
+    return (results, *_build_new_suites(results))
+
+
+def _section(html: str, anchor: str) -> str:
+    start = html.index(f'<section id="{anchor}">')
+    return html[start : html.index("</section>", start)]
+
+
+def test_evaluation_section_marks_intervals_that_do_not_clear_chance(new_suites):
+    _, _, html, md = new_suites
+    ev = _section(html, "evaluation")
+    # m2: 60.0% ± 1.96 × 2% = [56.1%, 63.9%], clear of chance 25%; m1: [22.2%, 37.8%] is not.
+    assert "60.0% [56.1%, 63.9%]" in ev and "30.0% [22.2%, 37.8%]" in ev
+    row = ev[ev.index("<td>fb_arc_easy</td>") :].split("</tr>")[0]
+    assert row.count("does not clear chance") == 1 and "acc_norm" in row and "25.0%" in row
+    gsm = ev[ev.index("<td>fb_gsm8k</td>") :].split("</tr>")[0]
+    assert "exact binomial" in gsm and "unavailable: 1" in gsm and "no data offline" in gsm
+    # suite score with interval, incomplete, missing listed; chance 30% cleared by 35%
+    assert "40.0% [35.0%, 45.0%]" in ev and "incomplete" in ev and "mmlu, drop" in ev
+    pair = ev[ev.index("<td>m2 vs m1</td>") :].split("</tr>")[0]
+    for text in ("+30.0 pp", "[+20.0 pp, +40.0 pp]", "35.0%", "32.5%", "2.5%", "0.0001", "200"):
+        assert text in pair, text
+    assert "## Evaluation" in md and "⚠ does not clear chance" in md
+
+
+def test_model_compression_and_service_sections(new_suites):
+    _, _, html, md = new_suites
+    mb = _section(html, "model-build")
+    assert "8.318" in mb and "<td>yes</td>" in mb and "4096" in mb  # ln|V|, |V|
+    comp = _section(html, "compression")
+    bitnet = comp[comp.index("<td>bitnet</td>") :].split("</tr>")[0]
+    for text in ("1.6", "20×", "3.1×", "0.5", "12.3", "11 tokens/s [", "post-training"):
+        assert text in bitnet, text
+    assert "no packed-weight kernel" in bitnet
+    assert "error:RuntimeError: 1" in comp[comp.index("<td>seedlm</td>") :]
+    sv = _section(html, "service")
+    grade = sv[sv.index("responsiveness: health_1u") :].split("</tr>")[0]
+    # mean of the three measured latencies (the warm-up's 0.5 s left out)
+    assert "EXCELLENT" in grade and "20 ms" in grade and "0.0% [0.0%, 70.0%]" in grade
+    assert "memory_growth" in sv and "inconclusive" in sv
+    assert (
+        "| responsiveness: health_1u | endpoint health, users 1 (repetition 0) | EXCELLENT |" in md
+    )
+
+
+def test_knowledge_section_and_scaling_figure(new_suites):
+    results, _, html, _ = new_suites
+    kn = _section(html, "knowledge")
+    assert "rat_accuracy@1 (mean)" in kn and "20.0%" in kn and "[0.0%, 60.0%]" in kn
+    assert "all@1000" in kn and "duplicate@1000" not in kn and "vocabulary_size" not in kn
+    # repetitions' median, warm-up excluded: 2.0e5 records/s at 1,000 patients
+    thr = kn[kn.index("<td>patients_1000</td>") :].split("</tr>")[0]
+    assert "200000 records/s" in thr and "bootstrap" in thr
+    assert 'src="plots/scaling_knowledge_repair.png"' in kn
+    assert (results / "report" / "plots" / "scaling_knowledge_repair.png").is_file()
+    generic = _section(html, "suite-knowledge")
+    assert "scaling_knowledge" not in generic  # shown once, in its own section
+
+
+def test_evomerge_section_uses_rows_and_lineage(new_suites):
+    _, _, html, md = new_suites
+    evo = _section(html, "evomerge")
+    assert "4 individuals over 2 generations" in evo and "wall time 321 s" in evo
+    assert "Best: evo-g1-i0 (generation 1), fitness 40.0% [36.0%, 44.0%]" in evo
+    assert "best parent evo-g0-i1: 32.0% [27.0%, 37.0%]; difference +8.0 pp (intervals" in evo
+    assert "error:RuntimeError: 1" in evo and "slerp(seeds 0-&gt;1, t=0.50)" in evo
+    assert '<td class="num">seed</td><td>s1</td>' in evo and "<code>nan</code>" not in evo
+    assert EVO_TARGET["name"] in evo  # the wall-time verdict from the targets
+    assert 'src="plots/fitness_evomerge_evolution.png"' in evo
+    assert "## EvoMerge" in md and "best parent evo-g0-i1" in md
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert len(sources) == len(set(sources))
+
+
+def test_new_suite_sections_rebuild_byte_identically(new_suites, tmp_path):
+    results, *_ = new_suites
+    again = tmp_path / "results"
+    _build_new_suites(again)
+    for name in TABLES:
+        assert (again / name).read_bytes() == (results / name).read_bytes(), name
+
+
+def test_sections_are_absent_without_their_suites(built):
+    out, _ = built
+    html = (out / "report" / "index.html").read_text()
+    for anchor in ("evaluation", "model-build", "compression", "service", "knowledge", "evomerge"):
+        assert f'<section id="{anchor}">' not in html
+    assert report.evomerge_individuals(report.Cells(pd.DataFrame())).empty
+    assert plots.scaling_plots(pd.DataFrame(), out / "none") == []
+
+
+def test_evomerge_best_uses_the_recorded_paired_comparison():
+    rec = Recorder("evomerge", "evolution", 1)
+    for case, fit in (("gen0:a", 0.3), ("gen1:b", 0.5)):
+        rec.add(case, {"name": case[5:], "generation": int(case[3])}, "fitness", "fraction",
+                True, fit)  # fmt: skip
+    rec.add("evolution", {"best": "b", "best_parent": "a"}, "best_fitness", "fraction", True, 0.5)
+    for metric, value in (("score_delta", 0.2), ("score_delta_ci_low", 0.1),
+                          ("score_delta_ci_high", 0.3), ("score_delta_p", 0.004),
+                          ("score_mcnemar_p", 0.01)):  # fmt: skip
+        rec.add("best_vs_parent", {}, metric, "fraction", True, value)
+    cells = report.Cells(analysis.summarize_measurements(rec.frame(), STATS, seed=0))
+    section = report.evomerge_section(cells, report.evomerge_individuals(cells))
+    assert section["best"].endswith(
+        "its best parent a: 30.0%; paired on the same documents: difference +20.0 pp "
+        "[+10.0 pp, +30.0 pp], p 0.004, McNemar p 0.01."
+    )

@@ -42,6 +42,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "resources": ("Resource timelines", "RSS and CPU of a job over time"),
     "accuracy": ("Evaluation accuracy", "accuracy with confidence intervals against chance"),
     "compression": ("Compression", "compression ratio against quality"),
+    "scaling": ("Scaling", "throughput against problem size: medians with their CIs"),
+    "fitness": ("EvoMerge fitness", "fitness of every individual by generation, with CIs"),
     "trend": ("History", "per-run medians over the stored history"),
 }
 
@@ -403,6 +405,110 @@ def compression_plots(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figu
                 ax.set_title(title, fontsize=10)
                 ax.grid(True, alpha=0.3)
                 figures.append(writer.save(fig, "compression", suite, [benchmark, q_metric], title))
+    return figures
+
+
+#: A case named for the size it ran at: ``patients_1000`` -> ("patients", 1000).
+_SIZED_CASE = re.compile(r"^(?P<what>[A-Za-z]+)_(?P<n>\d+)$")
+
+
+def scaling_plots(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
+    """Throughput metrics against problem size, log-log: one figure per benchmark, a line
+    per throughput metric, the median of each size with its CI. Sizes come from cases
+    named ``<what>_<n>``; the x axis reads the ``records`` param (the store's true size)
+    where every size has it, else ``n``. Needs at least two sizes with a value."""
+    writer = _Writer(plots_dir)
+    if summary.empty or "median" not in summary:
+        return []
+    sized = summary["case"].str.match(_SIZED_CASE.pattern) & summary["metric"].str.contains(
+        "throughput"
+    )
+    sel = summary[sized & (summary["n_ok"] > 0)]
+    figures = []
+    for (suite, benchmark), group in sel.groupby(["suite", "benchmark"], sort=True):
+        params = [json.loads(p) for p in group["params"]]
+        use_records = all(isinstance(p.get("records"), int | float) for p in params)
+        what = _SIZED_CASE.match(str(group["case"].iloc[0])).group("what")  # type: ignore[union-attr]
+        x = [
+            float(p["records"]) if use_records else float(_SIZED_CASE.match(c).group("n"))  # type: ignore[union-attr]
+            for p, c in zip(params, group["case"], strict=True)
+        ]
+        group = group.assign(x=x)
+        if group["x"].nunique() < 2:
+            continue
+        fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+        for i, (metric, rows) in enumerate(group.groupby("metric", sort=True)):
+            rows = rows.sort_values("x")
+            y = rows["median"].to_numpy(dtype=float)
+            low = rows["ci_low"].to_numpy(dtype=float)
+            high = rows["ci_high"].to_numpy(dtype=float)
+            err = np.clip(np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0), 0.0, None)
+            unit = str(rows["unit"].iloc[0])
+            ax.errorbar(
+                rows["x"], y, yerr=err, fmt="o-", capsize=3, color=f"C{i % 10}",
+                label=f"{metric} ({unit}, n={int(rows['n_ok'].min())}+ per size)",
+            )  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("store records (log scale)" if use_records else f"{what} (log scale)")
+        ax.set_ylabel("median throughput (log scale)")
+        title = f"{suite}/{benchmark}: throughput against size"
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        figures.append(writer.save(fig, "scaling", suite, [benchmark], title))
+    return figures
+
+
+def fitness_plots(individuals: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
+    """Per suite/benchmark: every individual's fitness at its generation with its CI
+    (points spread a little sideways so equal generations stay apart), and the best
+    fitness so far as a line. ``individuals`` has columns suite, benchmark, generation,
+    name, fitness, ci_low, ci_high (forgebench.report builds it); generation -1 holds the
+    seed models, drawn as the best seed's level; failed ones (NaN fitness) are counted in
+    the title."""
+    writer = _Writer(plots_dir)
+    if individuals.empty:
+        return []
+    figures = []
+    for (suite, benchmark), group in individuals.groupby(["suite", "benchmark"], sort=True):
+        group = group.sort_values(["generation", "name"], kind="stable")
+        finite = np.isfinite(group["fitness"].to_numpy(dtype=float))
+        seeds = group[finite & (group["generation"] < 0).to_numpy()]
+        group = group[(group["generation"] >= 0).to_numpy()]
+        ok = group[np.isfinite(group["fitness"].to_numpy(dtype=float))]
+        fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+        if len(seeds):
+            ax.axhline(
+                float(seeds["fitness"].max()), color="C2", linestyle="--", label="best seed model"
+            )
+        for _gen, rows in ok.groupby("generation", sort=True):
+            n = len(rows)
+            offsets = (np.arange(n) - (n - 1) / 2) * (0.5 / max(n, 1))
+            y = rows["fitness"].to_numpy(dtype=float)
+            low = rows["ci_low"].to_numpy(dtype=float)
+            high = rows["ci_high"].to_numpy(dtype=float)
+            err = np.clip(np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0), 0.0, None)
+            ax.errorbar(
+                rows["generation"].to_numpy(dtype=float) + offsets, y, yerr=err, fmt="o",
+                capsize=2, color="C0", alpha=0.8, markersize=4,
+            )  # fmt: skip
+        if len(ok):
+            best = ok.groupby("generation", sort=True)["fitness"].max().cummax()
+            ax.plot(best.index, best.to_numpy(), "-", color="C3", label="best so far")
+        if len(ok) or len(seeds):
+            ax.legend(fontsize=8, loc="best")
+        failed = len(group) - len(ok)
+        gens = sorted(group["generation"].unique())
+        ax.set_xticks(gens, [str(int(g)) for g in gens])
+        ax.set_xlabel("generation")
+        ax.set_ylabel("fitness (CI)")
+        title = f"{suite}/{benchmark}: fitness by generation" + (
+            f"\n{failed} individuals failed" if failed else ""
+        )
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        figures.append(writer.save(fig, "fitness", suite, [benchmark], title))
     return figures
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from scipy import stats as sps
 
-from forgebench import analysis, plots, record
+from forgebench import analysis, plots, record, stats
 from forgebench.atomic import write_text_atomic
 from forgebench.provenance import collect_provenance
 from forgebench.runner import is_job_case
@@ -653,6 +655,673 @@ def _environment(paths: Sequence[str]) -> tuple[list[tuple[str, str]], list[dict
     return common, per_input
 
 
+# ----------------------------------------------------------------------------- suite sections
+
+# Knowledge benchmarks' headline metrics (the mean over items where there is one), in order;
+# a name ending in "@" takes every k.
+KNOWLEDGE_HEADLINES: dict[str, tuple[str, ...]] = {
+    "creativity": (
+        *("rat_accuracy@1", "rat_accuracy@5", "hit_rate@", "precision@", "surprise@5"),
+        *("guardian_pass_rate", "hidden_link_auc", "hidden_link_precision@"),
+    ),
+    "personalization": ("MAP", "NDCG@10", "Recall@20", "token_cost_delta"),
+    "repair": (
+        *("detection_precision", "detection_recall", "proposal_validity"),
+        *("guardian_reject_rate", "residual_violation_rate", "new_violations_after_repair"),
+        *("detection_throughput", "repair_throughput"),
+    ),
+}
+# Cases of knowledge/repair in the headline table: overall and throughput per size.
+_REPAIR_CASES = re.compile(r"^(all@\d+|patients_\d+)$")
+# Compression tables: (metric, column label, style), shown where a benchmark has the metric.
+# Styles: "x" a ratio, "num" a plain number, "unit" the metric's own unit.
+COMPRESSION_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("bits_per_weight", "bits/weight (measured, quantised layers)", "num"),
+    ("bits_per_weight_theoretical", "bits/weight (configured)", "num"),
+    ("bits_per_weight_whole", "bits/weight (whole file)", "num"),
+    ("ratio_vs_fp32_quantised", "ratio vs fp32 (quantised layers)", "x"),
+    ("ratio_vs_fp32_whole", "ratio vs fp32 (whole file)", "x"),
+    ("ratio", "ratio", "x"),
+    ("relative_error", "relative error", "num"),
+    ("perplexity_original", "perplexity (original)", "num"),
+    ("perplexity", "perplexity", "num"),
+    ("perplexity_delta", "perplexity delta", "num"),
+    ("tokens_per_s_original", "tokens/s (original)", "unit"),
+    ("tokens_per_s", "tokens/s (decompressed, dense)", "unit"),
+    ("compress_time", "compress time", "unit"),
+    ("decompress_time", "decompress time", "unit"),
+    ("compress_throughput", "compress", "unit"),
+    ("decompress_throughput", "decompress", "unit"),
+)
+COMPRESSION_BENCHMARKS = ("weights", "pipeline", "selector", "lossless_codecs")
+# Task metrics tried, in order, for a task the evaluation catalogue does not name.
+_EVAL_FALLBACK = ("acc_norm", "acc", "exact_match", "pass_at_1", "f1")
+_EVOMERGE_GENERATION = re.compile(r"^gen(?P<generation>\d+):")
+_SERVICE_SCENARIO_METRICS = (
+    *("max_rate_meeting_sla", "pre_spike_p95", "spike_p95", "recovery_time"),
+    *("memory_growth", "soak_duration", "server_peak_rss"),
+)
+
+
+def _sibling_bounds(metric: str) -> list[tuple[str, str]]:
+    """Names of the rows that may hold ``metric``'s interval: ``<m>_ci_low``/``_ci_high``
+    (``<m>_mean``'s are ``<m>_ci_low``), or ``<m>.ci_low`` as the suite scores write it."""
+    bases = [metric] + ([metric[: -len("_mean")]] if metric.endswith("_mean") else [])
+    return [pair for b in bases for pair in ((f"{b}_ci_low", f"{b}_ci_high"),)] + [
+        (f"{b}.ci_low", f"{b}.ci_high") for b in bases
+    ]
+
+
+class Cells:
+    """The summary table by (suite, benchmark, case, metric), for the suites' own tables:
+    a value (the median of the successful rows: the value itself for a single row), its
+    interval and what failed. Where params split one metric into several summary rows,
+    the first with a value stands for it and failures are counted over all."""
+
+    def __init__(self, summary: pd.DataFrame, confidence: float = 0.95) -> None:
+        self.confidence = confidence
+        self.rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.failures: dict[tuple[str, str, str, str], Counter] = {}
+        records = [] if summary.empty else summary.to_dict("records")
+        for s in records:
+            if is_job_case(s["case"]):
+                continue
+            key = (s["suite"], s["benchmark"], s["case"], s["metric"])
+            prev = self.rows.get(key)
+            if prev is None or (prev["n_ok"] == 0 and s["n_ok"] > 0):
+                self.rows[key] = s
+            self.failures.setdefault(key, Counter()).update(json.loads(s["failures"]))
+
+    def benchmarks(self, suite: str) -> list[str]:
+        return sorted({k[1] for k in self.rows if k[0] == suite})
+
+    def cases(self, suite: str, benchmark: str) -> list[str]:
+        return sorted({k[2] for k in self.rows if k[:2] == (suite, benchmark)})
+
+    def metrics(self, suite: str, benchmark: str, case: str | None = None) -> set[str]:
+        return {k[3] for k in self.rows if k[:2] == (suite, benchmark) and case in (None, k[2])}
+
+    def has(self, key: tuple[str, str, str, str]) -> bool:
+        return key in self.rows
+
+    def value(self, key: tuple[str, str, str, str]) -> float:
+        row = self.rows.get(key)
+        return float(row["median"]) if row is not None and row["n_ok"] > 0 else math.nan
+
+    def unit(self, key: tuple[str, str, str, str]) -> str:
+        row = self.rows.get(key)
+        return str(row["unit"]) if row is not None else ""
+
+    def params(self, key: tuple[str, str, str, str]) -> dict[str, Any]:
+        row = self.rows.get(key)
+        return json.loads(row["params"]) if row is not None else {}
+
+    def status(self, key: tuple[str, str, str, str]) -> str:
+        """ "ok" when the metric has a value, else its failures ("unavailable: 1"),
+        "not run" when there is no row."""
+        if key not in self.rows:
+            return "not run"
+        if self.rows[key]["n_ok"] > 0:
+            return "ok"
+        return ", ".join(f"{s}: {n}" for s, n in sorted(self.failures[key].items())) or "no value"
+
+    def interval(self, key: tuple[str, str, str, str]) -> tuple[float, float, str]:
+        """(low, high, how): the metric's own interval rows, else value ± z·stderr from a
+        ``<metric>_stderr`` row, else the bootstrap CI of the median over repeated
+        values; NaN bounds and "" when there is none."""
+        suite, benchmark, case, metric = key
+        for low_name, high_name in _sibling_bounds(metric):
+            low = self.value((suite, benchmark, case, low_name))
+            high = self.value((suite, benchmark, case, high_name))
+            if _finite(low) and _finite(high):
+                return low, high, "recorded interval"
+        value = self.value(key)
+        stderr = self.value((suite, benchmark, case, f"{metric}_stderr"))
+        if _finite(value) and _finite(stderr):
+            z = float(sps.norm.ppf(0.5 + self.confidence / 2))
+            low, high = value - z * stderr, value + z * stderr
+            if self.unit(key) == "fraction":
+                low, high = max(low, 0.0), min(high, 1.0)
+            return low, high, "± z·stderr"
+        row = self.rows.get(key)
+        if row is not None and row["n_ok"] >= 2 and _finite(row.get("ci_low")):
+            return float(row["ci_low"]), float(row["ci_high"]), "bootstrap"
+        return math.nan, math.nan, ""
+
+
+def _fraction(value: Any) -> str:
+    return format_value(value, "fraction")
+
+
+def _points(value: Any) -> str:
+    """A difference of two shares in percentage points (+1.2 pp)."""
+    return f"{float(value) * 100:+.1f} pp" if _finite(value) else "—"
+
+
+def _styled(value: float, unit: str, style: str) -> str:
+    if not _finite(value):
+        return "—"
+    if style == "x":
+        return f"{value:.3g}×"
+    if style == "num":
+        return f"{value:.4g}"
+    return format_value(value, unit)
+
+
+def _with_interval(cells: Cells, key: tuple[str, str, str, str], fmt: Any) -> str:
+    """``value [low, high]`` (the interval only where there is one), or the failures."""
+    value = cells.value(key)
+    if not _finite(value):
+        return cells.status(key)
+    low, high, _ = cells.interval(key)
+    shown = fmt(value)
+    return f"{shown} {format_interval(low, high, fmt)}" if _finite(low) else shown
+
+
+def _primary_metric(task: str, metrics: set[str]) -> str | None:
+    """The metric the evaluation suites score ``task`` by (forgebench.evaluation.suites'
+    catalogue), else the first of :data:`_EVAL_FALLBACK` it has (a filter suffix allowed)."""
+    from forgebench.evaluation.runner import metric_name
+    from forgebench.evaluation.suites import CATALOG
+
+    for ref in CATALOG.values():
+        if ref.task == task and metric_name(ref.metric, ref.filter) in metrics:
+            return metric_name(ref.metric, ref.filter)
+    for name in _EVAL_FALLBACK:
+        found = sorted(m for m in metrics if m == name or m.startswith(f"{name}."))
+        found = [m for m in found if not m.endswith("_stderr")]
+        if found:
+            return found[0]
+    return None
+
+
+def _eval_cell(cells: Cells, task: str, model: str, metric: str | None) -> dict[str, str]:
+    """One task × model cell: value, interval, chance, and whether the interval clears it."""
+    key = ("eval", task, model, metric or "")
+    if metric is None or not _finite(cells.value(key)):
+        failed = ("eval", task, model, "evaluation")
+        reason = str(cells.params(failed).get("reason", "")) if cells.has(failed) else ""
+        status = cells.status(failed) if cells.has(failed) else cells.status(key)
+        return {"text": status, "flag": "failed", "title": reason, "how": ""}
+    value = cells.value(key)
+    low, high, how = cells.interval(key)
+    n_docs = cells.value(("eval", task, model, "n_docs"))
+    if not _finite(low) and cells.unit(key) == "fraction" and _finite(n_docs) and n_docs > 0:
+        n = int(n_docs)
+        low, high = stats.proportion_ci(min(n, max(0, round(value * n))), n, cells.confidence)
+        how = "exact binomial"
+    chance = cells.value(("eval", task, model, "chance_acc"))
+    if not _finite(low):
+        flag = "no interval"
+    elif _finite(chance) and low <= chance:
+        flag = "does not clear chance"
+    else:
+        flag = ""
+    return {
+        "text": f"{_fraction(value)} {format_interval(low, high, _fraction)}".rstrip(" —"),
+        "flag": flag,
+        "title": f"chance {_fraction(chance)}; interval: {how or 'none'}",
+        "how": how,
+        "chance": _fraction(chance),
+    }
+
+
+def evaluation_section(cells: Cells) -> dict[str, Any] | None:
+    """Task × model table of each task's primary metric, suite scores, paired comparisons."""
+    tasks = [b for b in cells.benchmarks("eval") if not b.startswith("suite_")]
+    suites = [b for b in cells.benchmarks("eval") if b.startswith("suite_")]
+    pairs = cells.benchmarks("eval_pairs")
+    if not (tasks or suites or pairs):
+        return None
+    models = sorted({c for t in tasks for c in cells.cases("eval", t)})
+    task_rows = []
+    for task in tasks:
+        metric = _primary_metric(task, cells.metrics("eval", task))
+        row_cells = [
+            _eval_cell(cells, task, m, metric)
+            if m in cells.cases("eval", task)
+            else {"text": "not run", "flag": "", "title": "", "how": ""}
+            for m in models
+        ]
+        chances = sorted({c["chance"] for c in row_cells if c.get("chance", "—") != "—"})
+        task_rows.append(
+            {
+                "task": task,
+                "metric": metric or "—",
+                "chance": " / ".join(chances) or "—",
+                "how": ", ".join(sorted({c["how"] for c in row_cells if c["how"]})) or "—",
+                "cells": row_cells,
+            }
+        )
+    suite_rows = []
+    for bench in suites:
+        for model in cells.cases("eval", bench):
+            key = ("eval", bench, model, "score")
+            params = cells.params(key)
+            low, _, _ = cells.interval(key)
+            chance = cells.value(("eval", bench, model, "chance"))
+            missing = [str(m) for m in params.get("missing", [])]
+            suite_rows.append(
+                {
+                    "suite": str(params.get("suite", bench.removeprefix("suite_"))),
+                    "model": model,
+                    "score": _with_interval(cells, key, _fraction),
+                    "chance": _fraction(chance),
+                    "flag": "does not clear chance"
+                    if _finite(chance) and (not _finite(low) or low <= chance)
+                    else "",
+                    "complete": "complete" if params.get("complete") else "incomplete",
+                    "missing": ", ".join(missing) or "—",
+                }
+            )
+    pair_rows = []
+    for task in pairs:
+        for case in cells.cases("eval_pairs", task):
+            metrics = cells.metrics("eval_pairs", task, case)
+            for delta in sorted(m for m in metrics if m.endswith("_delta")):
+                name = delta[: -len("_delta")]
+                named = {
+                    suffix: cells.value(("eval_pairs", task, case, f"{name}_{suffix}"))
+                    for suffix in ("delta_p", "flip_rate", "gained", "lost", "mcnemar_p", "items")
+                }
+
+                key = ("eval_pairs", task, case, delta)
+                low, high, _ = cells.interval(key)
+                pair_rows.append(
+                    {
+                        "task": task,
+                        "pair": case,
+                        "metric": name,
+                        "delta": _points(cells.value(key)),
+                        "ci": format_interval(low, high, _points),
+                        "p": format_value(named["delta_p"], ""),
+                        "flip_rate": _fraction(named["flip_rate"]),
+                        "gained": _fraction(named["gained"]),
+                        "lost": _fraction(named["lost"]),
+                        "mcnemar_p": format_value(named["mcnemar_p"], ""),
+                        "n_items": format_value(named["items"], ""),
+                    }
+                )
+    return {
+        "models": models,
+        "tasks": task_rows,
+        "suites": suite_rows,
+        "pairs": pair_rows,
+        "confidence": f"{cells.confidence:.0%}",
+    }
+
+
+def models_section(cells: Cells) -> dict[str, Any] | None:
+    """Held-out loss of each built model before and after training, beside ln|V| (the loss
+    of a uniform guess over the vocabulary): a model that learned is below it."""
+    rows = []
+    for model in cells.cases("models", "build"):
+
+        def v(metric: str, _model: str = model) -> float:
+            return cells.value(("models", "build", _model, metric))
+
+        if not cells.metrics("models", "build", model) & {"uniform_nll", "heldout_nll_after"}:
+            continue
+        before, after, uniform = v("heldout_nll_before"), v("heldout_nll_after"), v("uniform_nll")
+        rows.append(
+            {
+                "model": model,
+                "nll_before": _styled(before, "nats", "num"),
+                "nll_after": _styled(after, "nats", "num")
+                if _finite(after)
+                else cells.status(("models", "build", model, "heldout_nll_after")),
+                "uniform": _styled(uniform, "nats", "num"),
+                "ppl_before": _styled(math.exp(before), "", "num") if _finite(before) else "—",
+                "ppl_after": _styled(math.exp(after), "", "num") if _finite(after) else "—",
+                "ppl_uniform": _styled(math.exp(uniform), "", "num") if _finite(uniform) else "—",
+                "learned": "yes"
+                if _finite(after) and _finite(uniform) and after < uniform
+                else "no",
+                "tokens_per_s": format_value(v("train_tokens_per_s"), "tokens/s"),
+            }
+        )
+    return {"rows": rows} if rows else None
+
+
+def _compression_notes(params: Mapping[str, Any]) -> list[str]:
+    notes = []
+    if params.get("inference") == "dense":
+        notes.append("tokens/s of the decompressed dense float32 model: no packed-weight kernel")
+    if params.get("post_training"):
+        notes.append(
+            "post-training ternarisation of trained weights, no quantisation-aware training"
+        )
+    return notes
+
+
+def compression_section(cells: Cells) -> dict[str, Any] | None:
+    """A table per compression benchmark: a row per method, the columns it measured."""
+    tables = []
+    for bench in [b for b in COMPRESSION_BENCHMARKS if b in cells.benchmarks("compression")]:
+        metrics = cells.metrics("compression", bench)
+        columns = [c for c in COMPRESSION_COLUMNS if c[0] in metrics]
+        rows = []
+        for case in cells.cases("compression", bench):
+            values = []
+            for metric, _, style in columns:
+                key = ("compression", bench, case, metric)
+                unit = cells.unit(key)
+                values.append(
+                    _with_interval(cells, key, lambda x, u=unit, s=style: _styled(x, u, s))
+                    if cells.has(key)
+                    else "—"
+                )
+            params = next(
+                (
+                    cells.params(k)
+                    for k in sorted(cells.rows)
+                    if k[:3] == ("compression", bench, case)
+                ),
+                {},
+            )
+            rows.append({"method": case, "cells": values, "notes": _compression_notes(params)})
+        tables.append({"benchmark": bench, "columns": [c[1] for c in columns], "rows": rows})
+    return {"tables": tables} if tables else None
+
+
+def service_section(frame: pd.DataFrame, cells: Cells) -> dict[str, Any] | None:
+    """Grades per endpoint and run (the original's label on mean latency and success) with
+    the figures behind them, and the load scenarios' own results."""
+    sel = (
+        frame[(frame["suite"] == "service") & ~frame["warmup"].astype(bool)]
+        if len(frame)
+        else frame
+    )
+    if sel.empty:
+        return None
+    keys = ["benchmark", "case", "repetition"]
+    latency = sel[sel["metric"].isin(["latency", "completion_latency"]) & (sel["status"] == "ok")]
+    mean_latency = latency.groupby(keys, sort=True)["value"].mean().to_dict()
+    grades_rows = sel[sel["metric"] == "grade"].sort_values(keys, kind="stable")
+    by_run = {k: g for k, g in sel.groupby(keys, sort=True)}
+    rows = []
+    for g in grades_rows.to_dict("records"):
+        k = (g["benchmark"], g["case"], g["repetition"])
+        run = by_run[k]
+        params = json.loads(g["params"])
+
+        def first(metric: str, _run: pd.DataFrame = run) -> float:
+            values = _run.loc[(_run["metric"] == metric) & (_run["status"] == "ok"), "value"]
+            return float(values.iloc[0]) if len(values) else math.nan
+
+        verdicts = sorted(
+            {str(json.loads(p).get("sla_verdict")) for p in run["params"] if "sla_verdict" in p}
+            - {"None"}
+        )
+        where = ", ".join(
+            f"{name} {params[name]}" for name in ("endpoint", "users", "rate") if name in params
+        )
+        share = first("error_share")
+        share_ci = format_interval(
+            first("error_share_ci_low"), first("error_share_ci_high"), _fraction
+        )
+        rows.append(
+            {
+                "where": f"{g['benchmark']}: {g['case']}",
+                "run": f"{where} (repetition {g['repetition']})" if where else str(g["repetition"]),
+                "grade": str(params.get("grade", "—")),
+                "mean_latency": format_value(mean_latency.get(k), "s"),
+                "error_share": f"{_fraction(share)} {share_ci}" if _finite(share) else "—",
+                "throughput": format_value(first("throughput"), "requests/s"),
+                "sla": ", ".join(verdicts) or "—",
+            }
+        )
+    scenario_rows = []
+    for bench in cells.benchmarks("service"):
+        for case in cells.cases("service", bench):
+            for metric in _SERVICE_SCENARIO_METRICS:
+                key = ("service", bench, case, metric)
+                if not cells.has(key):
+                    continue
+                params = cells.params(key)
+                unit = cells.unit(key)
+                scenario_rows.append(
+                    {
+                        "where": f"{bench}: {case}",
+                        "metric": metric,
+                        "value": _with_interval(cells, key, lambda x, u=unit: format_value(x, u)),
+                        "status": cells.status(key),
+                        "verdict": str(params.get("sla_verdict", "—")),
+                        "note": str(params.get("ended", "")),
+                    }
+                )
+    if not rows and not scenario_rows:
+        return None
+    return {"grades": rows, "scenarios": scenario_rows}
+
+
+def _headline_metrics(wanted: Sequence[str], metrics: set[str]) -> list[str]:
+    """The recorded names of the headline metrics: ``<m>_mean`` where the per-item rows
+    were summarised so, else ``<m>``; names ending in "@" take every k."""
+    out = []
+    for name in wanted:
+        bases = sorted(
+            {m.removesuffix("_mean") for m in metrics if m.startswith(name)}
+            if name.endswith("@")
+            else {name}
+        )
+        for base in bases:
+            if base.endswith(("_ci_low", "_ci_high")):
+                continue
+            if f"{base}_mean" in metrics:
+                out.append(f"{base}_mean")
+            elif base in metrics:
+                out.append(base)
+    return list(dict.fromkeys(out))
+
+
+def knowledge_section(cells: Cells) -> dict[str, Any] | None:
+    """Headline metrics of the knowledge benchmarks, each with its interval."""
+    rows = []
+    for bench, wanted in KNOWLEDGE_HEADLINES.items():
+        for case in cells.cases("knowledge", bench):
+            if bench == "repair" and not _REPAIR_CASES.match(case):
+                continue
+            for metric in _headline_metrics(wanted, cells.metrics("knowledge", bench, case)):
+                key = ("knowledge", bench, case, metric)
+                unit = cells.unit(key)
+                fmt = _fraction if unit == "ratio" else (lambda x, u=unit: format_value(x, u))
+                row = cells.rows[key]
+                low, high, how = cells.interval(key)
+                rows.append(
+                    {
+                        "benchmark": bench,
+                        "case": case,
+                        "metric": metric.removesuffix("_mean")
+                        + (" (mean)" if metric.endswith("_mean") else ""),
+                        "value": fmt(cells.value(key))
+                        if _finite(cells.value(key))
+                        else cells.status(key),
+                        "ci": format_interval(low, high, fmt),
+                        "how": how or "—",
+                        "n": str(int(row["n_ok"])),
+                    }
+                )
+    return {"rows": rows} if rows else None
+
+
+def evomerge_individuals(cells: Cells, lineage: Any = None) -> pd.DataFrame:
+    """Every individual of every generation with its fitness and interval, origin and
+    parents: from the ``fitness`` rows of suite evomerge (cases ``gen<g>:<name>``, and
+    ``seed:<name>`` for the seed models, generation -1), completed from lineage.json
+    where the rows say less."""
+    known = _lineage_records(lineage)
+    columns = ["suite", "benchmark", "generation", "name", "origin", "parents"]
+    rows = []
+    for bench in cells.benchmarks("evomerge"):
+        for case in cells.cases("evomerge", bench):
+            key = ("evomerge", bench, case, "fitness")
+            if not cells.has(key):
+                continue
+            own = cells.params(key)
+            name = str(own.get("name", case.split(":", 1)[-1]))
+            params = {**known.get(name, {}), **own}
+            seed = case.startswith("seed:")
+            generation = params.get("generation")
+            match = _EVOMERGE_GENERATION.search(case)
+            if seed:
+                generation = -1
+            elif not isinstance(generation, int | float) and match:
+                generation = int(match.group("generation"))
+            low, high, _ = cells.interval(key)
+            parents = params.get("parents") or []
+            genome = params.get("describe", params.get("genome"))
+            rows.append(
+                {
+                    "suite": "evomerge",
+                    "benchmark": bench,
+                    "generation": int(generation) if isinstance(generation, int | float) else 0,
+                    "name": name,
+                    "origin": "seed" if seed else str(params.get("origin", "—")),
+                    "parents": [str(p) for p in parents] if isinstance(parents, list) else [],
+                    "fitness": cells.value(key),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "status": cells.status(key),
+                    "genome": genome
+                    if isinstance(genome, str) or genome is None
+                    else json.dumps(genome, sort_keys=True),
+                }
+            )
+    frame = pd.DataFrame(
+        rows, columns=[*columns, "fitness", "ci_low", "ci_high", "status", "genome"]
+    )
+    return frame.sort_values(["benchmark", "generation", "name"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _lineage_records(lineage: Any) -> dict[str, dict[str, Any]]:
+    """lineage.json as name -> what it says of that individual: a mapping of name to
+    object (as forgebench.evomerge.stages writes it), a list of objects with a ``name``,
+    or ``{"individuals": [...]}``."""
+    if isinstance(lineage, Mapping) and isinstance(lineage.get("individuals"), list):
+        lineage = lineage["individuals"]
+    if isinstance(lineage, list):
+        return {str(r["name"]): dict(r) for r in lineage if isinstance(r, Mapping) and "name" in r}
+    if isinstance(lineage, Mapping):
+        return {str(k): dict(v) for k, v in lineage.items() if isinstance(v, Mapping)}
+    return {}
+
+
+def _fitness_text(fitness: Any, low: Any, high: Any) -> str:
+    fmt = _fraction
+    return f"{fmt(fitness)} {format_interval(low, high, fmt)}".removesuffix(" —")
+
+
+def _best_line(cells: Cells, individuals: pd.DataFrame) -> str:
+    """The fittest individual against its best parent: the evolution's own choice and
+    paired comparison (case ``best_vs_parent``) where recorded, else from the fitness
+    rows and the parents they name."""
+    ok = individuals[np.isfinite(individuals["fitness"].to_numpy(dtype=float))]
+    bred = ok[ok["generation"] >= 0]
+    if bred.empty:
+        return "No individual has a fitness."
+    by_name = ok.drop_duplicates("name").set_index("name")
+    evo = ("evomerge", "evolution", "evolution", "best_fitness")
+    chosen = cells.params(evo) if cells.has(evo) else {}
+    best_name = chosen.get("best")
+    if best_name not in by_name.index:
+        top = bred.sort_values(["fitness", "name"], ascending=[False, True], kind="stable")
+        best_name = str(top.iloc[0]["name"])
+    best = by_name.loc[best_name]
+    text = (
+        f"Best: {best_name} (generation {best['generation']}), fitness "
+        f"{_fitness_text(best['fitness'], best['ci_low'], best['ci_high'])}"
+    )
+    parent = chosen.get("best_parent")
+    if parent not in by_name.index:
+        parents = [p for p in best["parents"] if p in by_name.index]
+        parent = str(by_name.loc[parents]["fitness"].idxmax()) if parents else None
+    if parent is None:
+        return f"{text}; no parent of it has a fitness (origin {best['origin']})."
+    p = by_name.loc[parent]
+    text += f"; its best parent {parent}: {_fitness_text(p['fitness'], p['ci_low'], p['ci_high'])}"
+    delta = ("evomerge", "evolution", "best_vs_parent", "score_delta")
+    if _finite(cells.value(delta)):
+        low, high, _ = cells.interval(delta)
+        mcnemar = cells.value(("evomerge", "evolution", "best_vs_parent", "score_mcnemar_p"))
+        p_value = cells.value(("evomerge", "evolution", "best_vs_parent", "score_delta_p"))
+        return (
+            f"{text}; paired on the same documents: difference {_points(cells.value(delta))} "
+            f"{format_interval(low, high, _points)}, p {format_value(p_value, '')}"
+            + (f", McNemar p {format_value(mcnemar, '')}" if _finite(mcnemar) else "")
+            + "."
+        )
+    overlap = _finite(p["ci_high"]) and _finite(best["ci_low"]) and best["ci_low"] <= p["ci_high"]
+    return (
+        f"{text}; difference {_points(float(best['fitness']) - float(p['fitness']))}"
+        + (" (intervals overlap)" if overlap else "")
+        + "."
+    )
+
+
+def evomerge_section(cells: Cells, individuals: pd.DataFrame) -> dict[str, Any] | None:
+    """Lineage table, the best individual against its best parent, the wall time."""
+    if individuals.empty:
+        return None
+    lineage = [
+        {
+            "generation": "seed" if r["generation"] < 0 else str(r["generation"]),
+            "name": r["name"],
+            "origin": r["origin"],
+            "parents": ", ".join(r["parents"]) or "—",
+            "fitness": _fitness_text(r["fitness"], r["ci_low"], r["ci_high"])
+            if _finite(r["fitness"])
+            else r["status"],
+            "genome": r["genome"] if isinstance(r["genome"], str) and r["genome"] else "—",
+        }
+        for r in individuals.to_dict("records")
+    ]
+    wall = ("evomerge", "evolution", "evolution", "wall_time")
+    bred = individuals[individuals["generation"] >= 0]
+    return {
+        "lineage": lineage,
+        "best": _best_line(cells, individuals),
+        "n_individuals": int(bred["name"].nunique()),
+        "n_generations": int(bred["generation"].nunique()),
+        "wall_time": format_value(cells.value(wall), "s")
+        if _finite(cells.value(wall))
+        else (cells.status(wall) if cells.has(wall) else "—"),
+    }
+
+
+def default_lineage_path(paths: Sequence[str]) -> Path | None:
+    """results/evomerge/lineage.json beside the raw tables' results/raw, if it exists."""
+    for path in paths:
+        parts = Path(path).parts
+        if "raw" in parts:
+            root = Path(*parts[: len(parts) - 1 - parts[::-1].index("raw")])
+            candidate = root / "evomerge" / "lineage.json"
+            return candidate if candidate.is_file() else None
+    return None
+
+
+def read_lineage(path: str | Path | None) -> Any:
+    if path is None or not Path(path).is_file():
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def suite_sections(
+    frame: pd.DataFrame, cells: Cells, individuals: pd.DataFrame
+) -> dict[str, dict[str, Any] | None]:
+    """The new suites' own tables, each None where its suite has no rows."""
+    return {
+        "evaluation": evaluation_section(cells),
+        "models": models_section(cells),
+        "compression": compression_section(cells),
+        "service": service_section(frame, cells),
+        "knowledge": knowledge_section(cells),
+        "evomerge": evomerge_section(cells, individuals),
+    }
+
+
 # ----------------------------------------------------------------------------- summary
 
 
@@ -783,6 +1452,7 @@ def build_report(
     baseline_comparison_path: str | Path | None = None,
     regressions_path: str | Path | None = None,
     history_dir: str | Path | None = None,
+    lineage_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read every stored table; write summary and verdict Parquet, figures, index.html,
     summary.md and summary.json (beside index.html unless given); return the summary.
@@ -791,6 +1461,8 @@ def build_report(
     the same order, and so the same seeded bootstrap intervals, however they are listed.
     Resource samples default to the ``.resources.parquet`` beside each raw table; the
     history inputs are optional and the report says "no history yet" without them.
+    EvoMerge's lineage defaults to results/evomerge/lineage.json beside results/raw;
+    without it the EvoMerge section shows what the fitness rows say.
     """
     paths = sorted(str(p) for p in measurement_paths)
     html_path = Path(html_path)
@@ -819,8 +1491,20 @@ def build_report(
         history_dir=history_dir,
         confidence=confidence,
     )
+    cells = Cells(summary, confidence)
+    lineage = read_lineage(lineage_path if lineage_path else default_lineage_path(paths))
+    individuals = evomerge_individuals(cells, lineage)
     figures = _figures(
-        frame, summary, compared, paths, resource_paths, history, statistics, seed, plots_dir
+        frame,
+        summary,
+        compared,
+        paths,
+        resource_paths,
+        history,
+        statistics,
+        seed,
+        plots_dir,
+        individuals,
     )
     doc = summary_document(
         inputs=paths,
@@ -847,6 +1531,7 @@ def build_report(
         paths=paths,
         statistics=statistics,
         html_dir=html_dir,
+        sections=suite_sections(frame, cells, individuals),
         links={
             "summary.md": _link(markdown_path, html_dir),
             "summary.json": _link(json_path, html_dir),
@@ -879,6 +1564,7 @@ def _figures(
     statistics: Mapping[str, Any],
     seed: int,
     plots_dir: str | Path,
+    individuals: pd.DataFrame,
 ) -> list[plots.Figure]:
     figures = [
         *plots.latency_cdfs(frame, plots_dir),
@@ -893,6 +1579,8 @@ def _figures(
             seed=seed,
         ),
         *plots.compression_plots(summary, plots_dir),
+        *plots.scaling_plots(summary, plots_dir),
+        *plots.fitness_plots(individuals, plots_dir),
     ]
     if not history.medians.empty:
         figures += plots.history_trends(
@@ -918,6 +1606,7 @@ def _context(
     statistics: Mapping[str, Any],
     html_dir: Path,
     links: Mapping[str, str | None],
+    sections: Mapping[str, dict[str, Any] | None],
 ) -> dict[str, Any]:
     """Everything the HTML and Markdown templates show, already formatted."""
     statistics = {**_STATISTICS_DEFAULTS, **statistics}
@@ -955,6 +1644,18 @@ def _context(
             for f in ordered
         ]
 
+    # Figures shown in a suite's own section, not again in its generic one.
+    own = {"knowledge": ("knowledge", "scaling"), "evomerge": ("evomerge", "fitness")}
+    sections = {k: dict(v) if v else None for k, v in sections.items()}
+    placed: set[Path] = set()
+    for section, (suite, kind) in own.items():
+        if sections.get(section) is not None:
+            mine = [f for f in figures if f.suite == suite and f.kind == kind]
+            sections[section]["figures"] = fig_rows(mine)  # type: ignore[index]
+            placed.update(f.path for f in mine)
+    for section in ("service", "evomerge"):
+        if sections.get(section) is not None:
+            sections[section]["targets"] = [r for r in target_rows if r["suite"] == section]  # type: ignore[index]
     suites = []
     for name in suite_names:
         s_summary = [r for r in summary_rows if r["suite"] == name]
@@ -966,7 +1667,13 @@ def _context(
                 "resources": [r for r in resource_rows if r["suite"] == name],
                 "comparisons": [r for r in comp_rows if r["suite"] == name],
                 "targets": [r for r in target_rows if r["suite"] == name],
-                "figures": fig_rows([f for f in figures if f.suite == name and f.kind != "trend"]),
+                "figures": fig_rows(
+                    [
+                        f
+                        for f in figures
+                        if f.suite == name and f.kind != "trend" and f.path not in placed
+                    ]
+                ),
                 "n_failed": sum(int(r["n_failed"]) for r in s_summary),
             }
         )
@@ -1005,6 +1712,7 @@ def _context(
         "counts": doc["verdict_counts"],
         "rules": rule_statements(statistics, doc["families"], baseline_families, history.run),
         "suites": suites,
+        "sections": sections,
         "comparisons": comp_rows,
         "targets": target_rows,
         "unassigned_targets": [r for r in target_rows if not r["suite"]],
