@@ -23,7 +23,11 @@ rule evaluate_task:
         mem_mb=get_eval_resource("mem_mb"),
         runtime=get_eval_resource("runtime"),
     params:
-        evaluation=config.get("evaluation", {}),
+        # datasets.allow_online is the run's one switch for going online.
+        evaluation={
+            **config.get("evaluation", {}),
+            "allow_online": config["datasets"]["allow_online"],
+        },
         datasets_dir=fw.DATASETS_ROOT,
         results_dir="results",
         seed=config["seed"],

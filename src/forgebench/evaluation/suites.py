@@ -218,7 +218,7 @@ def _part(
     part = PartScore(obj.name, ref, obj.weight, "unavailable")
     if not ref.offline and not allow_online:
         part.reason = (
-            f"{ref.task} has no offline data; set evaluation.allow_online: true to read it "
+            f"{ref.task} has no offline data; set datasets.allow_online: true to read it "
             "from the Hugging Face Hub"
         )
         return part
