@@ -21,6 +21,7 @@ include: "rules/models.smk"
 include: "rules/benchmarks.smk"
 include: "rules/compression.smk"
 include: "rules/evaluation.smk"
+include: "rules/evomerge.smk"
 include: "rules/report.smk"
 include: "rules/history.smk"
 

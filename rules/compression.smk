@@ -31,7 +31,6 @@ rule compress_model:
     params:
         method=lambda w: fw.compression_method(config, w.method),
         evaluation=config["suites"].get("compression", {}).get("evaluation", {}),
-        datasets_dir=fw.DATASETS_ROOT,
         seed=config["seed"],
         sampler=config["sampler"],
     script:

@@ -29,7 +29,6 @@ rule evaluate_task:
             "allow_online": config["datasets"]["allow_online"],
         },
         datasets_dir=fw.DATASETS_ROOT,
-        results_dir="results",
         seed=config["seed"],
         sampler=config["sampler"],
     script:

@@ -24,8 +24,9 @@ seed = int(snakemake.params.seed)
 model_dir = Path(snakemake.input.model)
 # Calibration reads the model's training documents, perplexity its held-out ones: the
 # split the model was built with (forgebench_model.json), never an evaluation split.
+datasets_dir = Path(snakemake.input.datasets[0]).parent  # results/datasets
 calibration, heldout, text_info = model_texts(
-    model_dir, snakemake.params.datasets_dir, seed, key="suites.compression"
+    model_dir, datasets_dir, seed, key="suites.compression"
 )
 method_cfg = {"method": method, **snakemake.params.method}
 run_measured(

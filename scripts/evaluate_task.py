@@ -15,7 +15,8 @@ from forgebench.evaluation.runner import BENCHMARK_VERSION, SUITE, evaluate, out
 from forgebench.runner import run_measured  # noqa: E402
 
 model, task = snakemake.wildcards.model, snakemake.wildcards.task
-out_dir = Path(snakemake.params.results_dir)
+# results/eval/<model>/<task>/results.json: the results folder is three levels up.
+out_dir = Path(snakemake.output.results).parents[3]
 paths = output_paths(out_dir, model, task)
 for key, path in {"samples": paths.samples, "results": paths.results_json}.items():
     if Path(getattr(snakemake.output, key)) != path:

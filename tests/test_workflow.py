@@ -20,7 +20,7 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 1800) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
         cwd=cwd,

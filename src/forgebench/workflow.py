@@ -110,17 +110,24 @@ def evaluation_enabled(config: Mapping[str, Any]) -> bool:
     return bool(config.get("evaluation", {}).get("enabled", False))
 
 
-def derived_models(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Models later stages make (compressed, merged), with the suites each is scored on."""
-    out: dict[str, list[str]] = {}
+def derived_models(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """Models later stages make (compressed, merged), with the suites each is scored on
+    and the tasks it is evaluated on (a suite's tasks, or a stage's own shorter list)."""
+    out: dict[str, dict[str, list[str]]] = {}
     comp = config.get("suites", {}).get("compression", {})
     if comp.get("enabled", False):
+        suites = list(comp.get("evaluate_suites", []))
+        tasks = list(comp.get("evaluate_tasks", []))
         for base in comp.get("models", []):
             for method, mcfg in comp.get("methods", {}).items():
                 if mcfg.get("enabled", True):
-                    out[COMPRESSED.format(model=base, method=method)] = list(
-                        comp.get("evaluate_suites", [])
-                    )
+                    name = COMPRESSED.format(model=base, method=method)
+                    out[name] = {"suites": suites, "tasks": tasks}
+    from forgebench.evomerge.stages import fitness_models
+
+    for model, fitness_suites in fitness_models(config).items():
+        entry = out.setdefault(model, {"suites": [], "tasks": []})
+        entry["suites"] = list(dict.fromkeys([*entry["suites"], *fitness_suites]))
     return out
 
 
@@ -142,28 +149,42 @@ def compression_outputs(config: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def evomerge_outputs(config: Mapping[str, Any]) -> list[str]:
+    from forgebench.evomerge.stages import raw_outputs as evolution_outputs
+
+    return evolution_outputs(config)
+
+
 def evaluated_models(config: Mapping[str, Any]) -> list[str]:
     """Every model the evaluation stage scores, in config order, without repeats."""
     if not evaluation_enabled(config):
         return []
-    derived = [m for m, suites in derived_models(config).items() if suites]
+    derived = [m for m, d in derived_models(config).items() if d["suites"] or d["tasks"]]
     return list(dict.fromkeys([*config["evaluation"]["models"], *derived]))
+
+
+def _derived(config: Mapping[str, Any], model: str) -> dict[str, list[str]] | None:
+    derived = derived_models(config)
+    if model in derived and model not in config["evaluation"]["models"]:
+        return derived[model]
+    return None
 
 
 def model_suites(config: Mapping[str, Any], model: str) -> list[str]:
     """Suites ``model`` is scored on: the evaluation's for configured models, its own
     stage's for a derived one (a smaller set keeps the default run in budget)."""
-    derived = derived_models(config)
-    if model in derived and model not in config["evaluation"]["models"]:
-        return derived[model]
-    return list(config["evaluation"]["suites"])
+    d = _derived(config, model)
+    return list(config["evaluation"]["suites"]) if d is None else d["suites"]
 
 
 def model_tasks(config: Mapping[str, Any], model: str) -> list[str]:
-    """Distinct tasks of the model's suites: a task several suites share runs once."""
+    """Distinct tasks of the model's suites (a task several suites share runs once), plus
+    a derived model's own task list."""
     from forgebench.evaluation.suites import tasks_for
 
-    return tasks_for(model_suites(config, model), allow_online=config["datasets"]["allow_online"])
+    d = _derived(config, model)
+    tasks = tasks_for(model_suites(config, model), allow_online=config["datasets"]["allow_online"])
+    return list(dict.fromkeys([*tasks, *(d["tasks"] if d else [])]))
 
 
 def evaluation_tasks(config: Mapping[str, Any]) -> list[str]:
@@ -209,6 +230,7 @@ def raw_outputs(config: Mapping[str, Any]) -> list[str]:
         *(MODEL_RAW.format(model=m) for m in model_names(config)),
         *compression_outputs(config),
         *eval_outputs(config),
+        *evomerge_outputs(config),
     ]
 
 

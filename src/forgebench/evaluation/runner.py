@@ -380,9 +380,7 @@ def evaluate(
     lm_results: dict[str, Any] = {}
     try:
         if not task.startswith(OFFLINE_PREFIX) and not settings.allow_online:
-            raise TaskUnavailable(
-                f"{task} has no offline data and datasets.allow_online is false"
-            )
+            raise TaskUnavailable(f"{task} has no offline data and datasets.allow_online is false")
         log.info("%s on %s: evaluating (%s backend)", model_name, task, settings.backend)
         out = _run_lm_eval(Path(model_dir), task, settings, Path(datasets_dir), seed, task_manager)
         lm_results = out.results
