@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from forgebench.datasets.catalog import DATASET_NAMES
 from forgebench.errors import ForgebenchError
 from forgebench.registry import BENCHMARKS, BenchmarkSpec
 
@@ -26,19 +27,8 @@ COMPRESSED = "{model}__{method}"  # the model a compression method makes of a mo
 COMPRESSION_RAW = "results/raw/compression/{model}/{method}.parquet"
 COMPRESSION_METHODS = ("fp16", "int8", "bitnet", "seedlm", "vptq")
 
-# The nine evaluation datasets (forgebench.datasets.catalog) and those whose training
-# split is the builder's text (eval splits never are).
-DATASET_NAMES = (
-    "arc_challenge",
-    "arc_easy",
-    "boolq",
-    "gsm8k",
-    "hellaswag",
-    "humaneval",
-    "mbpp",
-    "piqa",
-    "winogrande",
-)
+# The nine evaluation datasets (forgebench.datasets.catalog; pyarrow only, light) and
+# those whose training split is the builder's text (eval splits never are).
 TRAINING_DATASETS = ("arc_challenge", "arc_easy", "gsm8k")
 EVAL_SUITES = ("coding", "general", "logic", "math", "writing")  # suites/<name>.yaml
 TASK_PREFIX = "fb_"  # our lm-eval tasks over the prepared datasets (suites/tasks/)

@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 
 from forgebench.compression.artifact import ArtifactError
+from forgebench.datasets.catalog import DATASET_NAMES
 from forgebench.errors import ForgebenchError
 from forgebench.record import Recorder, status_for, utcnow
 
@@ -310,17 +311,7 @@ DEFAULT_CODECS = (
     {"codec": "zstd", "level": 3},
     {"codec": "zstd", "level": 19},
 )
-DEFAULT_DATASETS = (
-    "arc_challenge",
-    "arc_easy",
-    "boolq",
-    "gsm8k",
-    "hellaswag",
-    "humaneval",
-    "mbpp",
-    "piqa",
-    "winogrande",
-)
+DEFAULT_DATASETS = DATASET_NAMES  # every prepared dataset
 
 
 def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
