@@ -114,8 +114,7 @@ def check_paths(paths: Sequence[str], cwd: Path) -> tuple[str, ...]:
         if not full.exists():
             raise ForgebenchError(
                 f"{KEY}.paths: {path!r} does not exist (looked for {full}, relative paths "
-                f"being resolved against the working directory {cwd}); list existing test "
-                "files or directories"
+                f"being resolved against {cwd}); list existing test files or directories"
             )
     return tuple(str(p) for p in paths)
 
@@ -135,11 +134,25 @@ def _workers(values: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _base(paths: Sequence[str]) -> Path:
+    """The working directory if the paths are there, else the repository root: the
+    default paths are this repository's tests, wherever ``snakemake --directory`` runs."""
+    here = Path.cwd()
+    for base in (here, REPO):
+        if all((base / str(p).split("::", 1)[0]).exists() for p in paths):
+            return base
+    return here
+
+
 def settings(cfg: Mapping[str, Any], cwd: Path | None = None) -> Settings:
     """Check the config section; every mistake names its key."""
-    cwd = Path.cwd() if cwd is None else cwd
+    paths = list(cfg.get("paths", DEFAULT_PATHS))
+    cwd = _base(paths) if cwd is None else cwd
     out = Settings(
-        paths=check_paths(list(cfg.get("paths", DEFAULT_PATHS)), cwd),
+        paths=check_paths(paths, cwd),
         markers=str(cfg.get("markers", DEFAULT_MARKERS)),
         workers=_workers(cfg.get("workers", [2, "auto"])),
         rounds=int(cfg.get("rounds", 4)),
