@@ -175,3 +175,16 @@ def test_audit_of_targets_none_of_which_is_on_a_comparison_is_empty():
     )
     table, overall = analysis.audit_table(checked)
     assert table.empty and overall["verdict"] == "not measured"
+
+
+def test_value_target_with_censored_interval_rows_is_inconclusive():
+    rec = Recorder("service", "soak", 1)
+    rec.add("server", {}, "memory_growth", "MB/hour", False, -200.0)
+    for m in ("memory_growth_ci_low", "memory_growth_ci_high"):
+        rec.add("server", {}, m, "MB/hour", False, None, status="censored")
+    target = {
+        "name": "growth", "suite": "service", "benchmark": "soak", "case": "server",
+        "metric": "memory_growth", "statistic": "value", "op": "<", "threshold": 1.0,
+    }  # fmt: skip
+    v = analysis.check_targets([target], pd.DataFrame(), rec.frame(), STATS, seed=0).iloc[0]
+    assert v["verdict"] == "inconclusive" and "undecided" in v["evidence"]

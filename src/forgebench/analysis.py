@@ -236,6 +236,12 @@ def check_targets(
             )
             if target["statistic"] == "value":
                 estimate, low, high = _value_with_interval(frame, target, ok)
+                if estimate is not None and low is None:
+                    row["evidence"] += "; the job left its interval undecided (censored)"
+                    row.update(estimate=estimate, ci_low=None, ci_high=None)
+                    row["verdict"] = "inconclusive"
+                    rows.append(row)
+                    continue
                 if estimate is not None and low == high:
                     row["evidence"] += "; one exact value, no interval"
             # One value has no interval: the target stays "not measured", never "met".
@@ -258,17 +264,22 @@ def _value_with_interval(
 ) -> tuple[float | None, float | None, float | None]:
     """A figure a job computed once, with the interval it computed (rows ``<metric>_ci_low``
     and ``<metric>_ci_high`` of the same case) or, without those, as an exact value: for
-    counts and sizes (parameters, bits per weight), not for timings that vary."""
+    counts and sizes (parameters, bits per weight), not for timings that vary. Interval
+    rows the job wrote as failed or censored give ``(value, None, None)``: undecided."""
     if len(ok) != 1:
         return None, None, None
     value = float(ok[0])
     bounds = []
+    undecided = False
     for suffix in ("_ci_low", "_ci_high"):
         sel = _rows(
             frame, target["suite"], target["benchmark"], target["case"], target["metric"] + suffix
         )
         vals = sel.loc[sel["status"] == "ok", "value"].to_numpy()
         bounds.append(float(vals[0]) if len(vals) == 1 else None)
+        undecided |= bool(len(sel)) and not len(vals)
+    if undecided:  # interval rows written but failed or censored: no verdict either way
+        return value, None, None
     if bounds[0] is None or bounds[1] is None:
         return value, value, value
     return value, bounds[0], bounds[1]

@@ -439,15 +439,16 @@ def run_endurance(
         verdict = stats.check_target(
             ci[0], ci[1], op="<", threshold=grades.SLA_MEMORY_GROWTH_MB_PER_H
         )
-        if duration < min_conclusive_s(ecfg):
+        short = duration < min_conclusive_s(ecfg)
+        if short:
             verdict = "inconclusive"
-        for metric, value in (
-            ("memory_growth", slope),
-            ("memory_growth_ci_low", ci[0]),
-            ("memory_growth_ci_high", ci[1]),
-        ):
-            rec.add("endurance", {**params, "sla_verdict": verdict}, metric, "MB/hour", False,
-                    value, started_at=started)  # fmt: skip
+        p = {**params, "sla_verdict": verdict, "sampler_ci": [ci[0], ci[1]]}
+        rec.add("endurance", p, "memory_growth", "MB/hour", False, slope, started_at=started)
+        # A soak too short to tell a leak from one heap step leaves its interval undecided
+        # (censored rows): a target on it is then inconclusive, whatever the sampler's fit.
+        for metric, value in (("memory_growth_ci_low", ci[0]), ("memory_growth_ci_high", ci[1])):
+            rec.add("endurance", p, metric, "MB/hour", False, math.nan if short else value,
+                    status="censored" if short else "ok", started_at=started)  # fmt: skip
     rec.add("endurance", params, "soak_duration", "s", False, duration, started_at=started)
     rss = summary.get("peak_rss_bytes")
     if rss:
