@@ -62,6 +62,7 @@ CASES = {
         SCHEMA_PATH.parent / "config.yaml",
         SCHEMA_PATH.parent / "full.yaml",
         SCHEMA_PATH.parents[1] / "tests" / "configs" / "tiny.yaml",
+        SCHEMA_PATH.parents[1] / "tests" / "configs" / "tiny_cluster.yaml",
     ],
     ids=lambda p: p.name,
 )
@@ -69,6 +70,20 @@ def test_shipped_configs_are_valid(path):
     config = load_yaml(path)
     check_config(config)
     check_references(config)
+
+
+def test_the_evomerge_overlay_is_valid_over_the_default_config():
+    """config/evomerge-mini.yaml is layered (`--configfile config.yaml evomerge-mini.yaml`)."""
+    from snakemake.utils import update_config
+
+    from forgebench.evomerge import stages
+
+    config = load_yaml(SCHEMA_PATH.parent / "config.yaml")
+    update_config(config, load_yaml(SCHEMA_PATH.parent / "evomerge-mini.yaml"))
+    check_config(config)
+    check_references(config)
+    stages.check_config(config)
+    assert stages.enabled(config) and len(stages.individuals(config)) == 7
 
 
 def test_default_config_is_valid():

@@ -28,7 +28,7 @@ from forgebench import record
 from forgebench.registry import BENCHMARKS
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
+TINY = REPO / "tests" / "configs" / "tiny_cluster.yaml"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 GENERIC_PROFILE = REPO / "profiles" / "cluster-generic"
 RUN_TIMEOUT = 300  # seconds per Snakemake run; the tiny config takes about 70 s on SLURM

@@ -17,7 +17,8 @@ from forgebench import record
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
-pytestmark = pytest.mark.workflow
+# The tiny run (every stage, models included) takes minutes: beyond the default timeout.
+pytestmark = [pytest.mark.workflow, pytest.mark.timeout(1800)]
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 1800) -> subprocess.CompletedProcess:
