@@ -44,6 +44,6 @@ run_measured(
     measurements_path=snakemake.output.record,
     resources_path=snakemake.output.resources,
     code_dir=snakemake.scriptdir,
-    extra_provenance={"suite": suite, "model": model},
+    extra_provenance={"eval_suite": suite, "model": model},
     job_subject=model,
 )

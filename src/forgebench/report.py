@@ -177,10 +177,10 @@ def _resource_tables(
     tables = {}
     for path in sorted(str(p) for p in resource_paths):
         bench = record.read_provenance(path).get("benchmark", {})
-        key = (
-            str(bench.get("suite", Path(path).parent.name)),
-            str(bench.get("name", Path(path).name.split(".")[0])),
-        )
+        name = str(bench.get("name", Path(path).name.split(".")[0]))
+        if bench.get("job_subject"):  # one job per model of one benchmark (evaluations)
+            name = f"{name} ({bench['job_subject']})"
+        key = (str(bench.get("suite", Path(path).parent.name)), name)
         tables[key] = record.read_resources(path)
     return tables
 

@@ -75,8 +75,10 @@ def run_measured(
     summary = sampler.summary()
     # After the run: ``extra_provenance`` may be a dict ``fn`` filled in.
     provenance = collect_provenance(config, seed=seed, code_dir=code_dir)
-    provenance["benchmark"] = {"suite": suite, "name": name, "version": version}
-    provenance["benchmark"].update(extra_provenance or {})
+    provenance["benchmark"] = {**(extra_provenance or {})}
+    provenance["benchmark"].update(suite=suite, name=name, version=version)
+    if job_subject is not None:
+        provenance["benchmark"]["job_subject"] = job_subject
     provenance["resources"] = summary
     rec = record.Recorder(suite, name, version)
     resource_rows(rec, summary, interval_s, job_case(job_subject))
