@@ -75,13 +75,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild the report from stored raw tables, without running any benchmark."""
     from forgebench.report import build_report
+    from forgebench.workflow import raw_outputs
 
     config = _load_config(args.config)
-    raw = sorted(
-        p
-        for p in Path(args.results, "raw").glob("*/*.parquet")
-        if not p.name.endswith(".resources.parquet")
-    )
+    # The report rule's inputs, in its order, under --results instead of results/.
+    listed = [Path(args.results, *Path(p).parts[1:]) for p in raw_outputs(config)]
+    raw = [p for p in listed if p.is_file()]
     if not raw:
         raise ForgebenchError(f"no raw results under {args.results}/raw; run the workflow first")
     build_report(
