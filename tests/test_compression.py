@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED_DATASETS
+from tiny_models import make_tiny_llama
 
 from forgebench.compression import artifact, baselines, bitnet, metrics
 from forgebench.compression.artifact import Artifact, ArtifactError, TensorRecord
@@ -204,42 +205,11 @@ def _heldout_texts(n_bytes: int) -> list[str]:
     return out
 
 
-def build_tiny_llama(directory: Path, texts: list[str]) -> Path:
-    """A random 2-layer LlamaForCausalLM and a ByteLevel BPE tokenizer trained on ``texts``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
-    fast.save_pretrained(directory)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
-        tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(directory)
-    return directory
-
-
 def test_compress_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     texts = _heldout_texts(4000)
-    model_dir = build_tiny_llama(tmp_path / "tiny", texts)
+    model_dir = make_tiny_llama(tmp_path / "tiny", texts=texts, vocab_size=300, max_positions=128)
     out_art, out_model = tmp_path / "seedlm.fbc", tmp_path / "tiny_seedlm"
     frame = compress_model(
         model_dir,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SHARED_DATASETS
+from tiny_models import make_tiny_llama
 
 from forgebench.errors import ForgebenchError
 from forgebench.evaluation.runner import (
@@ -36,32 +37,18 @@ CFG = {"batch_size": 8, "bootstrap_iters": 100}
 
 def _tiny_models(root, texts, seeds):
     """Random LlamaForCausalLM models (one per seed) sharing a byte-level BPE tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from forgebench.models.tokenizer import train_tokenizer
-
-    tok = train_tokenizer(texts, vocab_size=400, model_max_length=1024)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    paths = []
-    for seed in seeds:
-        path = root / f"m{seed}"
-        tok.save_pretrained(path)
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).save_pretrained(path)
-        paths.append(path)
-    return paths
+    return [
+        make_tiny_llama(
+            root / f"m{seed}",
+            seed=seed,
+            texts=texts,
+            vocab_size=400,
+            layers=1,
+            heads=2,
+            max_positions=1024,
+        )
+        for seed in seeds
+    ]
 
 
 @pytest.fixture(scope="module")
