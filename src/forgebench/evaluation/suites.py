@@ -15,6 +15,7 @@ and each resample's score is the weighted mean of its per-objective means.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -132,6 +133,12 @@ def load_suite(name: str | Path, suites_dir: Path | None = None) -> Suite:
     path = (
         Path(name) if str(name).endswith(".yaml") else (suites_dir or SUITES_DIR) / f"{name}.yaml"
     )
+    return _load_suite_file(path.resolve(), str(name))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_suite_file(path: Path, name: str) -> Suite:
+    """Parsed once per process: the workflow asks for a suite's tasks for every job it plans."""
     if not path.is_file():
         raise ForgebenchError(
             f"suite {str(name)!r}: no file {path}; known suites: {', '.join(SUITE_NAMES)} "
