@@ -87,17 +87,12 @@ def get_model_resource(name):
     return resource
 
 
-def get_task_dataset(wildcards):
-    dataset = fw.task_dataset(wildcards.task)
-    return [fw.DATASET_DIR.format(dataset=dataset)] if dataset else []
-
-
 def get_eval_resource(name):
     def resource(wildcards, attempt):
-        cfg = config["evaluation"]
-        return sizing.eval_resources(cfg, wildcards.task, attempt, config["limits"])[
-            name
-        ]
+        tasks = fw.model_tasks(config, wildcards.model)
+        return sizing.eval_resources(
+            config["evaluation"], tasks, attempt, config["limits"]
+        )[name]
 
     return resource
 

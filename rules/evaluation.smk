@@ -1,20 +1,21 @@
-# Model evaluation through lm-eval: one job per (model, task), one per (model, suite) for
-# the suite's score, and one per compared pair of models (forgebench.evaluation).
+# Model evaluation through lm-eval: one job per model (all its tasks in one process, the
+# model loaded once), one per (model, suite) for the suite's score, and one per compared
+# pair of models (forgebench.evaluation).
 
 
-rule evaluate_task:
+rule evaluate_model:
     input:
         model="results/models/{model}",
-        dataset=get_task_dataset,
+        datasets=lambda w: fw.model_task_datasets(config, w.model),
     output:
-        record="results/raw/eval/{model}/{task}.parquet",
-        resources="results/raw/eval/{model}/{task}.resources.parquet",
-        samples="results/raw/eval/{model}/{task}.samples.parquet",
-        results="results/eval/{model}/{task}/results.json",
+        record="results/raw/eval/{model}.parquet",
+        resources="results/raw/eval/{model}.resources.parquet",
+        samples="results/raw/eval/{model}.samples.parquet",
+        lm_eval=directory("results/eval/{model}/tasks"),
     log:
-        "logs/eval/{model}/{task}.log",
+        "logs/eval/{model}.log",
     wildcard_constraints:
-        task=fw.wildcard_pattern(fw.evaluation_tasks(config)) or "$^",
+        model=fw.wildcard_pattern(fw.evaluated_models(config)) or "$^",
     conda:
         "../envs/forgebench.yaml"
     # One thread each: two evaluations side by side beat one with two threads on 2 cores.
@@ -23,6 +24,7 @@ rule evaluate_task:
         mem_mb=get_eval_resource("mem_mb"),
         runtime=get_eval_resource("runtime"),
     params:
+        tasks=lambda w: fw.model_tasks(config, w.model),
         # datasets.allow_online is the run's one switch for going online.
         evaluation={
             **config.get("evaluation", {}),
@@ -32,19 +34,13 @@ rule evaluate_task:
         seed=config["seed"],
         sampler=config["sampler"],
     script:
-        "../scripts/evaluate_task.py"
+        "../scripts/evaluate_model.py"
 
 
 rule score_suite:
     input:
-        records=lambda w: [
-            fw.EVAL_RAW.format(model=w.model, task=t)
-            for t in fw.suite_tasks(config, w.suite)
-        ],
-        samples=lambda w: [
-            fw.EVAL_SAMPLES.format(model=w.model, task=t)
-            for t in fw.suite_tasks(config, w.suite)
-        ],
+        record=lambda w: fw.EVAL_RAW.format(model=w.model),
+        samples=lambda w: fw.EVAL_SAMPLES.format(model=w.model),
     output:
         record="results/raw/suites/{model}/{suite}.parquet",
         resources="results/raw/suites/{model}/{suite}.resources.parquet",
@@ -70,14 +66,8 @@ rule score_suite:
 
 rule compare_models:
     input:
-        baseline=lambda w: [
-            fw.EVAL_SAMPLES.format(model=w.baseline, task=t)
-            for t in fw.pair_tasks(config, w.baseline, w.candidate)
-        ],
-        candidate=lambda w: [
-            fw.EVAL_SAMPLES.format(model=w.candidate, task=t)
-            for t in fw.pair_tasks(config, w.baseline, w.candidate)
-        ],
+        baseline=lambda w: fw.EVAL_SAMPLES.format(model=w.baseline),
+        candidate=lambda w: fw.EVAL_SAMPLES.format(model=w.candidate),
     output:
         measurements="results/raw/eval_pairs/{baseline}/{candidate}.parquet",
         resources="results/raw/eval_pairs/{baseline}/{candidate}.resources.parquet",

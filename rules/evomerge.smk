@@ -1,6 +1,6 @@
 # EvoMerge: evolutionary merging of the seed models (forgebench.evomerge). Generation g's
 # plan reads generation g-1's suite scores; each individual is its own merge job and is
-# scored by the evaluation stage's evaluate_task/score_suite jobs on the fitness suite, so
+# scored by the evaluation stage's evaluate_model/score_suite jobs on the fitness suite, so
 # an interrupted evolution resumes where it stopped. The summary writes the evolution's
 # record, its lineage and a copy of the fittest individual.
 from forgebench.evomerge import stages as evo

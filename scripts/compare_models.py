@@ -22,13 +22,12 @@ baseline, candidate = snakemake.wildcards.baseline, snakemake.wildcards.candidat
 
 def compare():
     frames = []
-    for task, a, b in zip(
-        snakemake.params.tasks, snakemake.input.baseline, snakemake.input.candidate, strict=True
-    ):
+    a, b = read_samples(snakemake.input.baseline), read_samples(snakemake.input.candidate)
+    for task in snakemake.params.tasks:
         frames.append(
             compare_samples(
-                read_samples(a),
-                read_samples(b),
+                a[a["task"] == task],
+                b[b["task"] == task],
                 task=task,
                 baseline_name=baseline,
                 candidate_name=candidate,

@@ -21,8 +21,8 @@ def score():
     rows, table = score_suite_files(
         suite,
         model,
-        list(snakemake.input.records),
-        list(snakemake.input.samples),
+        [snakemake.input.record],
+        [snakemake.input.samples],
         out_record=snakemake.output.record,
         out_table=snakemake.output.table,
         allow_online=bool(snakemake.params.allow_online),

@@ -1,4 +1,4 @@
-"""One (model, task) evaluation through lm-eval on a tiny random model over prepared data
+"""A model's evaluation through lm-eval on a tiny random model over prepared data
 from the shared mirror, its outputs, failures as rows, and the overhead benchmark."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _run(setup, task, *, model=0, name="tiny", cfg=CFG, seed=3, out="results", *
         seed=seed,
         **kw,
     )
-    return frame, output_paths(out_dir, name, task)
+    return frame, output_paths(out_dir, name)
 
 
 def test_select_docs_depends_on_count_and_seed_only() -> None:
@@ -136,10 +136,11 @@ def test_subset_evaluation_writes_every_output(setup) -> None:
     ]
     assert acc["target"].astype(int).tolist() == targets
 
-    results = json.loads(paths.results_json.read_text())
+    results = json.loads(paths.results_json("fb_arc_easy").read_text())
     assert results["results"]["fb_arc_easy"]["acc,none"] == got["acc"]
     assert results["config"]["random_seed"] == 3 and "samples" not in results
-    lines = (paths.lm_eval_dir / "samples_fb_arc_easy.jsonl").read_text().splitlines()
+    lines = (paths.lm_eval_dir("fb_arc_easy") / "samples_fb_arc_easy.jsonl").read_text()
+    lines = lines.splitlines()
     assert [json.loads(x)["doc_id"] for x in lines] == expected_ids
     params = json.loads(frame["params"].iloc[0])
     assert params["mode"] == "subset" and params["n_docs_total"] == ARC_TEST_DOCS
@@ -152,15 +153,39 @@ def test_every_model_gets_the_same_documents(setup) -> None:
     sa, sb = read_samples(a.samples), read_samples(b.samples)
     assert sa["doc_hash"].tolist() == sb["doc_hash"].tolist()
     # different weights: the log-likelihoods differ even where the answers agree
-    ra = [
-        json.loads(x)["resps"]
-        for x in (a.lm_eval_dir / "samples_fb_arc_easy.jsonl").read_text().splitlines()
-    ]
-    rb = [
-        json.loads(x)["resps"]
-        for x in (b.lm_eval_dir / "samples_fb_arc_easy.jsonl").read_text().splitlines()
-    ]
+    ra, rb = (
+        [
+            json.loads(x)["resps"]
+            for x in (p.lm_eval_dir("fb_arc_easy") / "samples_fb_arc_easy.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        for p in (a, b)
+    )
     assert ra != rb
+
+
+def test_tasks_of_one_job_answer_as_separate_jobs(setup, caplog) -> None:
+    """One process, one loaded model, two tasks: the same rows and per-document answers as
+    a job per task, and the samples table keeps each task's rows apart."""
+    cfg = {**CFG, "subset_size": 5, "max_gen_toks": 3}
+    tasks = ["fb_arc_easy", "fb_gsm8k"]
+    with caplog.at_level("INFO", logger="forgebench.evaluation.runner"):
+        both, paths = _run(setup, tasks, cfg=cfg, out="both")
+    assert sum("model loaded" in r.getMessage() for r in caplog.records) == 1
+    assert (both["status"] == "ok").all() and list(dict.fromkeys(both["benchmark"])) == tasks
+    joint = read_samples(paths.samples)
+    for task in tasks:
+        one, own = _run(setup, task, cfg=cfg, out=f"own_{task}")
+        keep = ["metric", "value", "params"]
+        a = both[(both.benchmark == task) & ~both.metric.isin(["wall_time", "lm_eval_time"])]
+        b = one[~one.metric.isin(["wall_time", "lm_eval_time"])]
+        a, b = a[keep].reset_index(drop=True), b[keep].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)
+        pd.testing.assert_frame_equal(
+            joint[joint.task == task].reset_index(drop=True), read_samples(own.samples)
+        )
+        assert paths.results_json(task).is_file()
 
 
 def test_per_task_overrides() -> None:
@@ -190,7 +215,7 @@ def test_generation_is_capped(setup) -> None:
     metrics = set(frame["metric"])
     assert {"exact_match.strict_match", "exact_match.flexible_extract"} <= metrics
     assert "chance_acc" not in metrics  # not multiple choice
-    for line in (paths.lm_eval_dir / "samples_fb_gsm8k.jsonl").read_text().splitlines():
+    for line in (paths.lm_eval_dir("fb_gsm8k") / "samples_fb_gsm8k.jsonl").read_text().splitlines():
         gen_args = json.loads(line)["arguments"]["gen_args_0"]["arg_1"]
         assert gen_args["max_gen_toks"] == 3
     samples = read_samples(paths.samples)
@@ -211,9 +236,10 @@ def test_missing_data_is_an_unavailable_row_not_a_crash(setup, tmp_path) -> None
     assert frame["status"].tolist() == ["unavailable"]
     assert math.isnan(frame["value"].iloc[0])
     assert "arc_easy" in json.loads(frame["params"].iloc[0])["reason"]
-    paths = output_paths(tmp_path, "tiny", "fb_arc_easy")
+    paths = output_paths(tmp_path, "tiny")
     assert read_samples(paths.samples).empty
-    assert json.loads(paths.results_json.read_text())["forgebench_status"] == "unavailable"
+    status = json.loads(paths.results_json("fb_arc_easy").read_text())["forgebench_status"]
+    assert status == "unavailable"
 
 
 def test_hub_task_offline_is_unavailable_by_name(setup, tmp_path) -> None:
@@ -238,7 +264,7 @@ def test_a_broken_model_is_an_error_row(setup, tmp_path) -> None:
         seed=0,
     )
     assert len(frame) == 1 and frame["status"].iloc[0].startswith("error:")
-    assert read_measurements(output_paths(tmp_path, "broken", "fb_arc_easy").record).shape[0] == 1
+    assert read_measurements(output_paths(tmp_path, "broken").record).shape[0] == 1
 
 
 def test_overhead_benchmark_refuses_a_missing_model(setup) -> None:

@@ -74,7 +74,7 @@ def test_names_inputs_and_hooks_follow_the_config() -> None:
     assert p2["previous"] == "results/evomerge/gen1/plan.json"
     assert p2["scores"] == [f"results/raw/suites/evo-g1-i{i}/logic.parquet" for i in range(3)]
     inputs = stages.summary_inputs(cfg)
-    assert len(inputs["evals"]) == 10 * 4 and len(inputs["samples"]) == 12 * 4
+    assert len(inputs["evals"]) == 10 and len(inputs["samples"]) == 12  # one job per model
     assert stages.raw_outputs(cfg) == [stages.EVOLUTION_RAW]
     off = evo_config(enabled=False)
     assert stages.individuals(off) == [] and stages.fitness_models(off) == {}
@@ -193,7 +193,9 @@ def test_merge_job_writes_a_model_and_a_failed_merge_is_a_failed_row(tmp_path: P
 
 
 def fake_samples(root: Path, model: str, rng: np.random.Generator, p: float) -> None:
-    """Per-document rows of every logic task for ``model``: 12 shared documents each."""
+    """Per-document rows of every logic task for ``model``: 12 shared documents each, in
+    one samples table as the model's evaluation job writes it."""
+    frames = []
     for obj in load_suite("logic").objectives:
         n = 12
         correct = rng.random(n) < p
@@ -213,8 +215,10 @@ def fake_samples(root: Path, model: str, rng: np.random.Generator, p: float) -> 
                 "n_choices": 4,
             }
         )
-        path = root / stages.EVAL_SAMPLES.format(model=model, task=obj.ref.task)
-        write_samples(frame, path, {})
+        frames.append(frame)
+    write_samples(
+        pd.concat(frames, ignore_index=True), root / stages.EVAL_SAMPLES.format(model=model), {}
+    )
 
 
 def test_paired_suite_delta_is_the_fitness_difference(tmp_path: Path) -> None:
@@ -226,10 +230,11 @@ def test_paired_suite_delta_is_the_fitness_difference(tmp_path: Path) -> None:
     fake_samples(tmp_path, "a", rng, 0.3)
     fake_samples(tmp_path, "b", rng, 0.6)
     # drop documents of one objective so that the counts differ
-    path = tmp_path / stages.EVAL_SAMPLES.format(model="b", task="fb_boolq")
+    path = tmp_path / stages.EVAL_SAMPLES.format(model="b")
     from forgebench.evaluation.samples import read_samples
 
-    write_samples(read_samples(path).iloc[:5], path, {})
+    s = read_samples(path)
+    write_samples(s[(s["task"] != "fb_boolq") | (s["doc_id"] < 5)], path, {})
     suite = load_suite("logic")
     scores = {}
     for m in ("a", "b"):
@@ -240,11 +245,11 @@ def test_paired_suite_delta_is_the_fitness_difference(tmp_path: Path) -> None:
             rec.add(m, {}, "acc", "fraction", True, 0.5)
             recs.append(tmp_path / f"{m}-{t}.parquet")
             record.write_measurements(rec, recs[-1], {})
-        samples = [tmp_path / stages.EVAL_SAMPLES.format(model=m, task=t) for t in tasks]
+        samples = [tmp_path / stages.EVAL_SAMPLES.format(model=m)]
         # model a is scored on the same five boolq documents as b: drop the rest too
         if m == "a":
-            s = read_samples(samples[-1])
-            write_samples(s[s["doc_id"] < 5], samples[-1], {})
+            s = read_samples(samples[0])
+            write_samples(s[(s["task"] != "fb_boolq") | (s["doc_id"] < 5)], samples[0], {})
         rows, _ = score_suite_files(
             suite,
             m,
@@ -356,10 +361,7 @@ def test_killed_evolution_resumes_without_redoing_generation_0(tmp_path: Path) -
         for p in [
             stages.MERGE_RAW.format(model=m),
             stages.SUITE_RAW.format(model=m, suite="logic"),
-            *(
-                stages.EVAL_RAW.format(model=m, task=t)
-                for t in stages.suite_tasks({"evomerge": EVO})
-            ),
+            stages.EVAL_RAW.format(model=m),
         ]
     ]
     before = {p: p.stat().st_mtime_ns for p in gen0}
@@ -379,7 +381,7 @@ def test_killed_evolution_resumes_without_redoing_generation_0(tmp_path: Path) -
     assert {p: p.stat().st_mtime_ns for p in gen0} == before
     redone = outputs_of(log)
     assert not [p for p in redone if "evo-g0" in p], redone
-    assert any(p.startswith("results/raw/eval/evo-g1-i0/") for p in redone), redone
+    assert stages.EVAL_RAW.format(model="evo-g1-i0") in redone, redone
     # the evolution finished: its record, lineage, table and the exported best
     frame = record.read_measurements(work / stages.EVOLUTION_RAW)
     cases = set(frame["case"])

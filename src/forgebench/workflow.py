@@ -19,8 +19,8 @@ DATASET_DIR = "results/datasets/{dataset}"
 DATASETS_ROOT = "results/datasets"
 MODEL_DIR = "results/models/{model}"
 MODEL_RAW = "results/raw/models/build/{model}.parquet"
-EVAL_RAW = "results/raw/eval/{model}/{task}.parquet"
-EVAL_SAMPLES = "results/raw/eval/{model}/{task}.samples.parquet"
+EVAL_RAW = "results/raw/eval/{model}.parquet"  # one job per model, all its tasks
+EVAL_SAMPLES = "results/raw/eval/{model}.samples.parquet"
 SUITE_RAW = "results/raw/suites/{model}/{suite}.parquet"
 PAIR_RAW = "results/raw/eval_pairs/{baseline}/{candidate}.parquet"
 COMPRESSED = "{model}__{method}"  # the model a compression method makes of a model
@@ -167,6 +167,12 @@ def model_suites(config: Mapping[str, Any], model: str) -> list[str]:
     return list(config["evaluation"]["suites"]) if d is None else d["suites"]
 
 
+def model_task_datasets(config: Mapping[str, Any], model: str) -> list[str]:
+    """The prepared datasets a model's evaluation reads."""
+    names = [task_dataset(t) for t in model_tasks(config, model)]
+    return [DATASET_DIR.format(dataset=d) for d in dict.fromkeys(n for n in names if n)]
+
+
 def model_tasks(config: Mapping[str, Any], model: str) -> list[str]:
     """Distinct tasks of the model's suites (a task several suites share runs once), plus
     a derived model's own task list."""
@@ -186,14 +192,14 @@ def evaluation_tasks(config: Mapping[str, Any]) -> list[str]:
 
 
 def eval_outputs(config: Mapping[str, Any]) -> list[str]:
-    """Measurement files of every (model, task) evaluation, every (model, suite) score and
-    every paired comparison of a model with its baseline."""
+    """Measurement files of every model's evaluation, every (model, suite) score and every
+    paired comparison of a model with its baseline."""
     from forgebench.evaluation.paired import pairs_for
 
     models = evaluated_models(config)
     out = []
     for m in models:
-        out += [EVAL_RAW.format(model=m, task=t) for t in model_tasks(config, m)]
+        out.append(EVAL_RAW.format(model=m))
         out += [SUITE_RAW.format(model=m, suite=s) for s in model_suites(config, m)]
     for baseline, candidate in pairs_for(config.get("evaluation", {}), models):
         out.append(PAIR_RAW.format(baseline=baseline, candidate=candidate))

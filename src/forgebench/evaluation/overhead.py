@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from forgebench.errors import ForgebenchError
-from forgebench.evaluation.runner import OFFLINE_ENV
+from forgebench.evaluation.runner import OFFLINE_ENV, output_paths
 from forgebench.record import Recorder, utcnow
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,9 @@ def _answers(side: str, out: Path, task: str) -> tuple[dict[str, float], list[tu
         results_file = sorted(out.rglob("results_*.json"))[-1]
         samples_file = sorted(out.rglob(f"samples_{task}_*.jsonl"))[-1]
     else:
-        results_file = out / "eval" / "overhead" / task / "results.json"
-        samples_file = out / "eval" / "overhead" / task / f"samples_{task}.jsonl"
+        ours = output_paths(out, "overhead")
+        results_file = ours.results_json(task)
+        samples_file = ours.lm_eval_dir(task) / f"samples_{task}.jsonl"
     res = json.loads(results_file.read_text(encoding="utf-8"))["results"][task]
     metrics = {k: v for k, v in res.items() if "," in k and isinstance(v, int | float)}
     docs = []

@@ -1,20 +1,23 @@
-"""One (model, task) evaluation through lm-eval's Python API, and its outputs.
+"""A model's evaluation on its tasks through lm-eval, and its outputs.
 
-``evaluate`` runs lm-eval's ``simple_evaluate`` (the ``hf`` backend unless the config
-names another) and writes:
+``evaluate`` runs lm-eval's ``simple_evaluate`` once per task (the ``hf`` backend unless
+the config names another), all tasks in one process on one loaded model: a fresh
+process per task spent more time importing lm-eval and loading the model than a small
+evaluation spends computing. It writes:
 
-* results/eval/<model>/<task>/results.json and samples_<subtask>.jsonl: lm-eval's own
-  results and per-sample log, as its EvaluationTracker writes them (fixed names);
-* results/raw/eval/<model>/<task>.parquet: the measurement record (suite ``eval``,
-  benchmark = task, case = model). Each task metric is a row named ``<metric>`` (filter
-  ``none``) or ``<metric>.<filter>`` (``@`` and ``-`` spelt ``_at_`` and ``_``; params keep
-  lm-eval's key); its standard error is a row of its own, ``<metric>_stderr``; beside them
+* results/eval/<model>/tasks/<task>/results.json and samples_<subtask>.jsonl: lm-eval's
+  own results and per-sample log, as its EvaluationTracker writes them (fixed names);
+* results/raw/eval/<model>.parquet: the measurement record (suite ``eval``, benchmark =
+  task, case = model). Each task metric is a row named ``<metric>`` (filter ``none``) or
+  ``<metric>.<filter>`` (``@`` and ``-`` spelt ``_at_`` and ``_``; params keep lm-eval's
+  key); its standard error is a row of its own, ``<metric>_stderr``; beside them
   ``chance_acc`` (multiple choice: mean over the evaluated documents of 1 / choices),
-  ``n_docs`` and ``wall_time``. A task that cannot run is one ``evaluation`` row with its
-  status (``unavailable`` for missing data or hub data while offline, else
-  ``error:<Class>``) and the reason in params, never an exception that stops the others;
-* results/raw/eval/<model>/<task>.samples.parquet: per-document values keyed by document
-  hash (forgebench.evaluation.samples).
+  ``n_docs`` and ``wall_time`` (the task's own time; loading the model is logged and in
+  the provenance). A task that cannot run is one ``evaluation`` row with its status
+  (``unavailable`` for missing data or hub data while offline, else ``error:<Class>``) and
+  the reason in params, never an exception that stops the others;
+* results/raw/eval/<model>.samples.parquet: per-document values keyed by document hash,
+  with a ``task`` column (forgebench.evaluation.samples).
 
 The default config evaluates a seeded subset of each task's documents: indices drawn
 from the document count and the seed only, so every model sees the same documents.
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 
 BENCHMARK_VERSION = 1
 SUITE = "eval"
+#: The benchmark name of an evaluation job's own rows (job duration, memory).
+JOB_BENCHMARK = "evaluation"
 OFFLINE_PREFIX = "fb_"
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 #: lm-eval's generation length for a task that sets none (TemplateLM/HFLM max_gen_toks).
@@ -105,24 +110,26 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class EvalPaths:
-    """Where one (model, task) evaluation writes."""
+    """Where one model's evaluation writes."""
 
     record: Path
     samples: Path
-    lm_eval_dir: Path
+    lm_eval_root: Path
 
-    @property
-    def results_json(self) -> Path:
-        return self.lm_eval_dir / "results.json"
+    def lm_eval_dir(self, task: str) -> Path:
+        return self.lm_eval_root / task
+
+    def results_json(self, task: str) -> Path:
+        return self.lm_eval_dir(task) / "results.json"
 
 
-def output_paths(out_dir: str | Path, model: str, task: str) -> EvalPaths:
+def output_paths(out_dir: str | Path, model: str) -> EvalPaths:
     """Paths under the results folder ``out_dir`` (normally ``results``)."""
     out = Path(out_dir)
     return EvalPaths(
-        record=out / "raw" / "eval" / model / f"{task}.parquet",
-        samples=out / "raw" / "eval" / model / f"{task}.samples.parquet",
-        lm_eval_dir=out / "eval" / model / task,
+        record=out / "raw" / "eval" / f"{model}.parquet",
+        samples=out / "raw" / "eval" / f"{model}.samples.parquet",
+        lm_eval_root=out / "eval" / model / "tasks",
     )
 
 
@@ -184,14 +191,50 @@ def check_backend(name: str) -> None:
         ) from None
 
 
-def _default_task_manager(task: str, datasets_dir: Path) -> Any:
-    if task.startswith(OFFLINE_PREFIX):
-        from forgebench.evaluation.tasks import task_manager
+class _Loaded:
+    """What one evaluation job loads once for all its tasks: the task managers and the
+    lm-eval model objects (one per distinct backend setting; per-task overrides of
+    ``model_args``, ``batch_size`` or ``device`` get their own)."""
 
-        return task_manager(Path(datasets_dir))
-    from lm_eval.tasks import TaskManager
+    def __init__(self, model_dir: Path, datasets_dir: Path, task_manager: Any = None) -> None:
+        self.model_dir, self.datasets_dir, self.given = model_dir, datasets_dir, task_manager
+        self.managers: dict[bool, Any] = {}
+        self.models: dict[str, Any] = {}
+        self.load_s = 0.0
 
-    return TaskManager()
+    def task_manager(self, task: str) -> Any:
+        if self.given is not None:
+            return self.given
+        ours = task.startswith(OFFLINE_PREFIX)
+        if ours not in self.managers:
+            if ours:
+                from forgebench.evaluation.tasks import task_manager
+
+                self.managers[ours] = task_manager(self.datasets_dir)
+            else:
+                from lm_eval.tasks import TaskManager
+
+                self.managers[ours] = TaskManager()
+        return self.managers[ours]
+
+    def model_args(self, settings: EvalSettings) -> dict[str, Any]:
+        return {"pretrained": str(self.model_dir), **dict(settings.model_args)}
+
+    def lm(self, settings: EvalSettings) -> Any:
+        """lm-eval's model object, built as ``simple_evaluate`` builds it from a name."""
+        args = self.model_args(settings)
+        extra = {"batch_size": settings.batch_size, "max_batch_size": None}
+        extra["device"] = settings.device
+        key = json.dumps([settings.backend, args, extra], sort_keys=True, default=str)
+        if key not in self.models:
+            from lm_eval.api.registry import get_model
+
+            t0 = time.perf_counter()
+            self.models[key] = get_model(settings.backend).create_from_arg_obj(args, extra)
+            elapsed = time.perf_counter() - t0
+            self.load_s += elapsed
+            log.info("%s: model loaded in %.1f s", self.model_dir, elapsed)
+        return self.models[key]
 
 
 def _unavailable_cause(exc: BaseException) -> bool:
@@ -213,21 +256,14 @@ class _Outcome:
     lm_eval_s: float
 
 
-def _run_lm_eval(
-    model_dir: Path,
-    task: str,
-    settings: EvalSettings,
-    datasets_dir: Path,
-    seed: int,
-    task_manager: Any,
-) -> _Outcome:
+def _run_lm_eval(task: str, settings: EvalSettings, seed: int, loaded: _Loaded) -> _Outcome:
     import lm_eval
 
     try:
-        manager = task_manager or _default_task_manager(task, datasets_dir)
-        loaded = manager.load([task])
-        leaves = loaded["tasks"]
-        top = loaded["groups"].get(task) or leaves[task]
+        manager = loaded.task_manager(task)
+        tasks = manager.load([task])
+        leaves = tasks["tasks"]
+        top = tasks["groups"].get(task) or leaves[task]
         n_docs = {name: len(t.eval_docs) for name, t in leaves.items()}
     except Exception as exc:
         if _unavailable_cause(exc):
@@ -254,11 +290,11 @@ def _run_lm_eval(
         if own:
             caps = [settings.max_gen_toks] + [int(v or LM_EVAL_MAX_GEN_TOKS) for v in own]
             gen_kwargs = {"max_gen_toks": min(caps)}
-    model_args = {"pretrained": str(model_dir), **dict(settings.model_args)}
+    lm = loaded.lm(settings)
     started = time.perf_counter()
     results = lm_eval.simple_evaluate(
-        model=settings.backend,
-        model_args=model_args,
+        model=lm,
+        model_args=loaded.model_args(settings),
         tasks=[top],
         num_fewshot=settings.num_fewshot,
         batch_size=settings.batch_size,
@@ -278,8 +314,12 @@ def _run_lm_eval(
     elapsed = time.perf_counter() - started
     if results is None:
         raise RuntimeError("lm-eval returned no results (not rank 0)")
+    results = dict(results)
+    # A pre-built model is recorded by its class name; keep the backend's name, as a run
+    # that passes the name records it.
+    results["config"] = {**results.get("config", {}), "model": settings.backend}
     selection["gen_kwargs"] = gen_kwargs
-    return _Outcome(dict(results), leaves, selection, elapsed)
+    return _Outcome(results, leaves, selection, elapsed)
 
 
 def _n_choices_fn(leaves: Mapping[str, Any]) -> Any:
@@ -334,7 +374,7 @@ def _metric_rows(
 def evaluate(
     model_dir: str | Path,
     model_name: str,
-    task: str,
+    tasks: str | Sequence[str],
     *,
     cfg: Mapping[str, Any],
     datasets_dir: str | Path,
@@ -346,23 +386,78 @@ def evaluate(
     write_record: bool = True,
     provenance_out: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Evaluate ``model_dir`` on ``task``; write the outputs (``output_paths``); return the
-    measurement rows. With ``write_record=False`` the caller writes the rows (the workflow
-    job adds its resource rows first) and ``provenance_out`` receives their provenance.
-    ``cfg`` is the ``evaluation:`` section; ``task_manager`` overrides
-    the default (suites/tasks over ``datasets_dir`` for fb_* tasks, lm-eval's built-ins
-    otherwise). ``threads`` caps torch's CPU threads (the job's share of the cores: more
-    threads than cores slows a CPU evaluation several-fold). Only config mistakes raise;
-    a task that cannot run becomes failed rows.
+    """Evaluate ``model_dir`` on ``tasks``, in order, loading the model once; write the
+    outputs (``output_paths``); return the measurement rows. With ``write_record=False``
+    the caller writes the rows (the workflow job adds its resource rows first) and
+    ``provenance_out`` receives their provenance. ``cfg`` is the ``evaluation:`` section;
+    ``task_manager`` overrides the default (suites/tasks over ``datasets_dir`` for fb_*
+    tasks, lm-eval's built-ins otherwise). ``threads`` caps torch's CPU threads (the job's
+    share of the cores: more threads than cores slows a CPU evaluation several-fold).
+    Only config mistakes raise; a task that cannot run becomes failed rows.
     """
-    settings = EvalSettings.from_cfg(task_config(cfg, task))
-    set_offline_env(settings.allow_online)
-    check_backend(settings.backend)
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    if not tasks or len(set(tasks)) != len(tasks):
+        raise ForgebenchError(f"evaluation of {model_name}: tasks must be distinct, got {tasks}")
+    settings = {t: EvalSettings.from_cfg(task_config(cfg, t)) for t in tasks}
+    for s in settings.values():
+        check_backend(s.backend)
     if threads is not None:
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-    paths = output_paths(out_dir, model_name, task)
+    paths = output_paths(out_dir, model_name)
+    loaded = _Loaded(Path(model_dir), Path(datasets_dir), task_manager)
+    frames, samples, lm_config = [], [], {}
+    for task in tasks:
+        rows, task_samples, results = _evaluate_task(
+            loaded, model_name, task, settings[task], seed, threads, paths
+        )
+        frames.append(rows)
+        samples.append(task_samples)
+        if results:
+            lm_config[task] = json.loads(json.dumps(results.get("config", {}), default=str))
+    frame = pd.concat(frames, ignore_index=True)
+    write_samples(
+        pd.concat(samples, ignore_index=True),
+        paths.samples,
+        {"model": model_name, "tasks": tasks},
+    )
+    prov = dict(provenance or {})
+    prov.update(
+        {
+            "evaluation": {
+                t: {**asdict(s), "model_args": dict(s.model_args)} for t, s in settings.items()
+            },
+            "tasks": tasks,
+            "model": model_name,
+            "model_dir": str(model_dir),
+            "model_load_s": loaded.load_s,
+            "datasets_dir": str(datasets_dir),
+            "seed": seed,
+            "lm_eval_config": lm_config,
+        }
+    )
+    if provenance_out is not None:
+        provenance_out.update(prov)
+    if not write_record:
+        return validate_measurements(frame)
+    return write_measurements(frame, paths.record, prov)
+
+
+def _evaluate_task(
+    loaded: _Loaded,
+    model_name: str,
+    task: str,
+    settings: EvalSettings,
+    seed: int,
+    threads: int | None,
+    paths: EvalPaths,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """One task's rows, per-document samples and lm-eval results (empty if it failed);
+    writes lm-eval's own files (or a status file saying why there are none)."""
+    from forgebench.record import utcnow
+
+    set_offline_env(settings.allow_online)
     rec = Recorder(SUITE, task, BENCHMARK_VERSION)
     base = {
         "threads": threads,
@@ -372,17 +467,16 @@ def evaluate(
         "num_fewshot": settings.num_fewshot,
         "seed": seed,
     }
-    from forgebench.record import utcnow
-
     started_at = utcnow()
     t0 = time.perf_counter()
+    load_before = loaded.load_s
     frame_samples = empty_samples()
     lm_results: dict[str, Any] = {}
     try:
         if not task.startswith(OFFLINE_PREFIX) and not settings.allow_online:
             raise TaskUnavailable(f"{task} has no offline data and datasets.allow_online is false")
         log.info("%s on %s: evaluating (%s backend)", model_name, task, settings.backend)
-        out = _run_lm_eval(Path(model_dir), task, settings, Path(datasets_dir), seed, task_manager)
+        out = _run_lm_eval(task, settings, seed, loaded)
         lm_results = out.results
         frame_samples = samples_frame(
             out.results.get("samples") or {},
@@ -408,52 +502,31 @@ def evaluate(
         rec.add(
             model_name, params, "lm_eval_time", "s", False, out.lm_eval_s, started_at=started_at
         )
-        rec.add(
-            model_name,
-            params,
-            "wall_time",
-            "s",
-            False,
-            time.perf_counter() - t0,
-            started_at=started_at,
-        )
-        log.info("%s on %s: %d docs in %.1f s", model_name, task, n_docs, time.perf_counter() - t0)
+        # The task's own time: loading the model (once per job) is not part of it.
+        wall = time.perf_counter() - t0 - (loaded.load_s - load_before)
+        rec.add(model_name, params, "wall_time", "s", False, wall, started_at=started_at)
+        log.info("%s on %s: %d docs in %.1f s", model_name, task, n_docs, wall)
     except TaskUnavailable as exc:
+        rec = Recorder(SUITE, task, BENCHMARK_VERSION)
         _failed(rec, model_name, base, "unavailable", exc, started_at)
     except Exception as exc:  # a failing task is a failed row, never a crashed suite
         log.exception("%s on %s failed", model_name, task)
+        rec = Recorder(SUITE, task, BENCHMARK_VERSION)
         _failed(rec, model_name, base, status_for(exc), exc, started_at)
         frame_samples = empty_samples()
+        lm_results = {}
     frame = rec.frame()
-    meta = {"model": model_name, "task": task}
     if lm_results:
-        write_lm_eval_results(lm_results, paths.lm_eval_dir)
+        write_lm_eval_results(lm_results, paths.lm_eval_dir(task))
     else:
         from forgebench.atomic import write_text_atomic
 
         reason = json.loads(frame["params"].iloc[0]).get("reason", "")
         write_text_atomic(
-            paths.results_json,
+            paths.results_json(task),
             json.dumps({"forgebench_status": frame["status"].iloc[0], "reason": reason}, indent=2),
         )
-    write_samples(frame_samples, paths.samples, meta)
-    prov = dict(provenance or {})
-    prov.update(
-        {
-            "evaluation": {**asdict(settings), "model_args": dict(settings.model_args)},
-            "model": model_name,
-            "model_dir": str(model_dir),
-            "datasets_dir": str(datasets_dir),
-            "seed": seed,
-        }
-    )
-    if lm_results:
-        prov["lm_eval_config"] = json.loads(json.dumps(lm_results.get("config", {}), default=str))
-    if provenance_out is not None:
-        provenance_out.update(prov)
-    if not write_record:
-        return validate_measurements(frame)
-    return write_measurements(frame, paths.record, prov)
+    return frame, frame_samples, lm_results
 
 
 def _failed(
@@ -478,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m forgebench.evaluation.runner")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--model", required=True, help="model name (the record's case)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, nargs="+", help="one or more tasks, in order")
     p.add_argument("--config", required=True, help="the evaluation: section as JSON")
     p.add_argument("--datasets-dir", required=True)
     p.add_argument("--out-dir", required=True, help="results folder")

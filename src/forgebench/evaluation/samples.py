@@ -1,6 +1,6 @@
 """lm-eval's per-sample log as a table keyed by document hash, and lm-eval's own files.
 
-The samples table (results/raw/eval/<model>/<task>.samples.parquet) has one row per
+The samples table (results/raw/eval/<model>.samples.parquet) has one row per
 (document, filter, metric): ``doc_hash`` is lm-eval's sha256 of the document's JSON, so
 two models' rows pair up on the same documents whatever their order or index (paired
 comparisons, McNemar, flip rates). For multiple-choice tasks ``n_choices`` gives the

@@ -515,7 +515,7 @@ def score_suite_files(
     provenance: Mapping[str, Any] | None = None,
     write_record: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``score_suite`` over the task files of one model; writes the suite's measurement
+    """``score_suite`` over the evaluation files of one model; writes the suite's measurement
     rows (``out_record``, unless the caller writes them: ``write_record=False``) and its
     per-part table (``out_table``)."""
     from forgebench.evaluation.samples import empty_samples, read_samples
@@ -539,7 +539,8 @@ def score_suite_files(
         **dict(provenance or {}),
         "suite": spec.name,
         "model": model,
-        "tasks": sorted({Path(p).name for p in record_paths}),
+        "tasks": sorted({o.ref.task for o in spec.objectives}),
+        "records": [str(p) for p in record_paths],
     }
     if write_record:
         rows = write_measurements(rows, out_record, prov)

@@ -39,6 +39,7 @@ from forgebench.evomerge.evolution import (
     next_generation,
 )
 from forgebench.evomerge.genome import Genome
+from forgebench.workflow import EVAL_RAW, EVAL_SAMPLES, MODEL_DIR, SUITE_RAW
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,6 @@ TABLE = "results/evomerge/individuals.parquet"
 MERGE_RAW = "results/raw/evomerge/merge/{model}.parquet"
 EVOLUTION_RAW = "results/raw/evomerge/evolution.parquet"
 EVOLUTION_RESOURCES = "results/raw/evomerge/evolution.resources.parquet"
-MODEL_DIR = "results/models/{model}"
-EVAL_RAW = "results/raw/eval/{model}/{task}.parquet"
-EVAL_SAMPLES = "results/raw/eval/{model}/{task}.samples.parquet"
-SUITE_RAW = "results/raw/suites/{model}/{suite}.parquet"
 FAILED_MARKER = "merge_failed.json"  # in a model folder whose merge failed (no weights)
 
 # Keys that decide a generation's individuals (the plan rule's params: a change replans;
@@ -173,14 +170,14 @@ def summary_inputs(config: Mapping[str, Any]) -> dict[str, list[str]]:
     """Everything the summary reads: plans, merge records, the fitness jobs' records and
     samples of individuals and seeds, and the individuals' folders (for the export)."""
     sec = section(config)
-    suite, tasks, names = sec["fitness_suite"], suite_tasks(config), individuals(config)
+    suite, names = sec["fitness_suite"], individuals(config)
     scored = [*sec["seeds"], *names]
     return {
         "plans": [PLAN.format(generation=g) for g in range(int(sec["generations"]))],
         "merges": [MERGE_RAW.format(model=m) for m in names],
         "scores": [SUITE_RAW.format(model=m, suite=suite) for m in scored],
-        "evals": [EVAL_RAW.format(model=m, task=t) for m in names for t in tasks],
-        "samples": [EVAL_SAMPLES.format(model=m, task=t) for m in scored for t in tasks],
+        "evals": [EVAL_RAW.format(model=m) for m in names],
+        "samples": [EVAL_SAMPLES.format(model=m) for m in scored],
         "models": [MODEL_DIR.format(model=m) for m in names],
     }
 
@@ -567,8 +564,10 @@ def paired_rows(
         ref = obj.ref
 
         def select(model: str, ref: Any = ref) -> pd.DataFrame:
-            s = read_samples(root / EVAL_SAMPLES.format(model=model, task=ref.task))
-            s = s[(s["metric"] == ref.metric) & (s["filter"] == ref.filter)]
+            s = read_samples(root / EVAL_SAMPLES.format(model=model))
+            s = s[
+                (s["task"] == ref.task) & (s["metric"] == ref.metric) & (s["filter"] == ref.filter)
+            ]
             return s.dropna(subset=["value"]).drop_duplicates(KEY)
 
         a, b = select(parent), select(best)
@@ -667,11 +666,13 @@ def summarize(
         for c in plan["children"]:
             lineage[c["name"]] = {**c, "describe": Genome.from_dict(c["genome"]).describe()}
 
-    # Job spans: the merge, every (individual, task) evaluation and the suite score.
+    # Job spans: the merge, the individual's evaluation and its suite score.
     merge_span = {m: job_span(root / MERGE_RAW.format(model=m), m) for m in names}
     fit_spans = {
-        m: [job_span(root / EVAL_RAW.format(model=m, task=t), m) for t in tasks]
-        + [job_span(root / SUITE_RAW.format(model=m, suite=suite_name), m)]
+        m: [
+            job_span(root / EVAL_RAW.format(model=m), m),
+            job_span(root / SUITE_RAW.format(model=m, suite=suite_name), m),
+        ]
         for m in names
     }
 
@@ -767,7 +768,7 @@ def summarize(
     best = max(scored, key=lambda m: fitness[m].value) if scored else None
     parent = best_parent(best, lineage, fitness, seeds) if best else None
     spans = [s for m in names for s in [merge_span[m], *fit_spans[m]] if s is not None]
-    n_jobs = len(names) * (2 + len(tasks))
+    n_jobs = len(names) * 3  # merge, evaluation, suite score
     eparams = {
         "best": best,
         "best_parent": parent,

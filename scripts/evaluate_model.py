@@ -1,5 +1,5 @@
-"""Rule entry point: evaluate one model on one lm-eval task (forgebench.evaluation.runner),
-under the resource sampler."""
+"""Rule entry point: evaluate one model on its tasks in one process (forgebench.evaluation.
+runner), under the resource sampler."""
 
 import logging
 import sys
@@ -11,14 +11,24 @@ logging.basicConfig(
 )
 
 from forgebench.errors import ForgebenchError  # noqa: E402
-from forgebench.evaluation.runner import BENCHMARK_VERSION, SUITE, evaluate, output_paths  # noqa: E402
+from forgebench.evaluation.runner import (  # noqa: E402
+    BENCHMARK_VERSION,
+    JOB_BENCHMARK,
+    SUITE,
+    evaluate,
+    output_paths,
+)
 from forgebench.runner import run_measured  # noqa: E402
 
-model, task = snakemake.wildcards.model, snakemake.wildcards.task
-# results/eval/<model>/<task>/results.json: the results folder is three levels up.
-out_dir = Path(snakemake.output.results).parents[3]
-paths = output_paths(out_dir, model, task)
-for key, path in {"samples": paths.samples, "results": paths.results_json}.items():
+model = snakemake.wildcards.model
+# The record is <results>/raw/eval/<model>.parquet.
+out_dir = Path(snakemake.output.record).parents[2]
+paths = output_paths(out_dir, model)
+for key, path in {
+    "record": paths.record,
+    "samples": paths.samples,
+    "lm_eval": paths.lm_eval_root,
+}.items():
     if Path(getattr(snakemake.output, key)) != path:
         raise ForgebenchError(
             f"rule output {key} is {getattr(snakemake.output, key)}, but the evaluation "
@@ -30,7 +40,7 @@ run_measured(
     lambda: evaluate(
         Path(snakemake.input.model),
         model,
-        task,
+        list(snakemake.params.tasks),
         cfg=snakemake.params.evaluation,
         datasets_dir=Path(snakemake.params.datasets_dir),
         out_dir=out_dir,
@@ -40,7 +50,7 @@ run_measured(
         provenance_out=provenance,
     ),
     suite=SUITE,
-    name=task,
+    name=JOB_BENCHMARK,
     version=BENCHMARK_VERSION,
     config={
         "seed": seed,
