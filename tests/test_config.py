@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -72,18 +73,14 @@ def test_shipped_configs_are_valid(path):
     check_references(config)
 
 
-def test_the_evomerge_overlay_is_valid_over_the_default_config():
-    """config/evomerge-mini.yaml is layered (`--configfile config.yaml evomerge-mini.yaml`)."""
-    from snakemake.utils import update_config
-
+def test_the_default_run_includes_the_mini_evolution():
+    """The original's mini evolution over three cognate seeds trained alike."""
     from forgebench.evomerge import stages
 
-    config = load_yaml(SCHEMA_PATH.parent / "config.yaml")
-    update_config(config, load_yaml(SCHEMA_PATH.parent / "evomerge-mini.yaml"))
-    check_config(config)
-    check_references(config)
-    stages.check_config(config)
-    assert stages.enabled(config) and len(stages.individuals(config)) == 7
+    stages.check_config(DEFAULT)
+    assert stages.enabled(DEFAULT) and len(stages.individuals(DEFAULT)) == 7
+    seeds = [DEFAULT["models"][s] for s in stages.section(DEFAULT)["seeds"]]
+    assert len({json.dumps(s["training"], sort_keys=True) for s in seeds}) == 1
 
 
 def test_default_config_is_valid():
