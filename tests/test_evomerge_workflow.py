@@ -325,7 +325,6 @@ def outputs_of(log: str) -> set[str]:
 
 
 @pytest.mark.workflow
-@pytest.mark.slow
 def test_killed_evolution_resumes_without_redoing_generation_0(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     cfg = tiny_evo_config(tmp_path / "evo.yaml")
