@@ -114,6 +114,66 @@ def test_bootstrap_ci_chunking_bounds_memory_without_changing_result(monkeypatch
     assert max(calls) <= 5000
 
 
+def _np_median(a, axis):
+    """np.median behind another name: bootstrap_ci then partitions every resample."""
+    return np.median(a, axis=axis)
+
+
+def _median_samples():
+    rng = np.random.default_rng(11)
+    for n in (*range(1, 12), 64, 101, 1000, 4095, 4096, 20001):
+        yield f"lognormal-{n}", rng.lognormal(0.0, 0.5, n)
+        yield f"ties-{n}", rng.integers(0, 4, n) * 0.25  # many equal values
+        yield f"signed-zeros-{n}", np.where(rng.random(n) < 0.5, -0.0, 0.0)
+        yield f"integers-{n}", rng.integers(-1000, 1000, n).astype(float)
+
+
+@pytest.mark.parametrize(
+    "tweak",
+    [
+        {},  # the report's settings
+        {"_RANK_WINDOW_SIGMAS": 0.0},  # window of one or two ranks: most rows fall back
+        {"_RANK_WINDOW_SIGMAS": 1.0, "_MAX_RESAMPLE_ELEMENTS": 7000},  # some fall back, chunks
+        {"_RANK_ROW_COUNT_MIN_N": 1},  # count row by row at every n
+        {"_RANK_ROW_COUNT_MIN_N": 10**9},  # one offset bincount at every n
+    ],
+)
+def test_resampled_median_by_ranks_is_np_median_bit_for_bit(monkeypatch, tweak):
+    """Must show: the rank-counting median of bootstrap resamples (_RankMedian) gives
+    exactly np.median's numbers from the same draws, at every n, with ties and signed
+    zeros, through the window, its fallback and both ways of counting."""
+    for name, value in tweak.items():
+        monkeypatch.setattr(stats, name, value)
+    for label, x in _median_samples():
+        fast = stats._resampled(x, np.median, 300, np.random.default_rng(5))
+        slow = stats._resampled(x, _np_median, 300, np.random.default_rng(5))
+        assert fast.tobytes() == slow.tobytes(), label
+
+
+def test_median_bootstrap_and_compare_keep_their_numbers():
+    """Must show: bootstrap_ci and compare give the same intervals through the rank
+    median as through np.median partitioning every resample (the numbers the report
+    printed before the rank median)."""
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 40, 501, 5000):
+        x = rng.lognormal(0.0, 0.4, n)
+        for seed in (0, 1):
+            assert stats.bootstrap_ci(x, "median", seed=seed) == stats.bootstrap_ci(
+                x, _np_median, seed=seed
+            )
+    base, cand = rng.lognormal(0.0, 0.2, 300), rng.lognormal(-0.1, 0.2, 301)
+    fast = stats.compare(base, cand, higher_is_better=False, seed=4)
+    orig = stats._resampled
+
+    def partitioned(x, fn, n_resamples, gen):
+        return orig(x, _np_median if fn is np.median else fn, n_resamples, gen)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stats, "_resampled", partitioned)
+        slow = stats.compare(base, cand, higher_is_better=False, seed=4)
+    assert fast == slow
+
+
 def test_bootstrap_ci_rejects_bad_arguments():
     with pytest.raises(ValueError):
         stats.bootstrap_ci([1.0, 2.0], "mode")
