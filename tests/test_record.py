@@ -77,6 +77,30 @@ def test_write_rejects_bad_rows(tmp_path, column, value, message):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("case", "", r"'case' needs non-empty strings; row 3$"),
+        ("metric", 7, r"'metric' needs non-empty strings; row 3$"),
+        ("unit", None, r"'unit' needs non-empty strings; row 3$"),
+        ("params", ["a"], r"'params' needs non-empty strings; row 3$"),  # unhashable
+        ("status", "success", "status 'success'"),
+        ("higher_is_better", 1, "'higher_is_better' must be booleans"),
+    ],
+)
+def test_validation_finds_one_bad_value_among_repeated_good_ones(column, value, message):
+    """Must show: checking each distinct value once (how reading stays quick) still finds
+    a bad value in any row and names that row, for str-typed and object columns."""
+    frame = _recorder().frame()
+    frame = pd.concat([frame] * 3, ignore_index=True)
+    if column != "status":
+        frame[column] = frame[column].astype(object)
+    frame.at[3, column] = value
+    with pytest.raises(ForgebenchError, match=message):
+        record.validate_measurements(frame)
+    assert len(record.validate_measurements(_recorder().frame())) == len(_recorder().frame())
+
+
 def test_write_rejects_missing_and_unknown_columns(tmp_path):
     frame = _recorder().frame().drop(columns=["unit"]).assign(extra=1)
     with pytest.raises(ForgebenchError, match=r"missing columns \['unit'\].*\['extra'\]"):
