@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,6 +146,56 @@ def test_summary_counts_failures_and_excludes_warmup():
     assert (summary["n_ok"], summary["n_failed"], summary["n_warmup"]) == (10, 1, 1)
     assert summary["max"] == pytest.approx(1e-2)
     assert summary["failures"] == '{"timeout": 1}'
+
+
+def _summaries_group_by_group(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The summary table as summarize_measurements built it before it worked on arrays:
+    one pandas group at a time."""
+    rows = []
+    opts = analysis._stats_options(STATS, seed)
+    for key, group in frame.groupby(analysis.GROUP_KEYS, sort=True, dropna=False):
+        measured = group[~group["warmup"]]
+        ok = measured[measured["status"] == "ok"]
+        failed = measured[measured["status"] != "ok"]
+        row = dict(zip(analysis.GROUP_KEYS, key, strict=True))
+        row["higher_is_better"] = bool(group["higher_is_better"].iloc[0])
+        row["n_warmup"] = int(group["warmup"].sum())
+        row["n_ok"] = len(ok)
+        row["n_failed"] = len(failed)
+        row["failures"] = json.dumps(
+            failed["status"].value_counts().sort_index().to_dict(), sort_keys=True
+        )
+        if len(ok):
+            summary = stats.summarize(ok["value"].to_numpy(), unit=row["unit"], **opts)
+            values = summary.as_dict()
+            values["warnings"] = json.dumps(list(summary.warnings))
+            row.update(values)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_summary_table_is_the_same_in_a_process_pool_and_group_by_group():
+    """Must show: the summary table is identical (values, types, row and column order)
+    whether computed on arrays here, in a process pool, or one pandas group at a time."""
+    rng = np.random.default_rng(8)
+    frame = pd.concat(
+        [
+            _frame(rng.lognormal(0, 0.3, 3000), rng.lognormal(0, 0.3, 25), cand_failures=3),
+            _frame(rng.lognormal(0, 0.3, 1), rng.lognormal(0, 0.3, 2)).assign(suite="a"),
+        ],
+        ignore_index=True,
+    )
+    frame.loc[frame.index[:4], "warmup"] = True
+    only_failed = _frame(np.array([]), np.array([]), cand_failures=2).assign(benchmark="z")
+    frame = pd.concat([only_failed, frame], ignore_index=True)
+    here = analysis.summarize_measurements(frame, STATS, seed=3)
+    assert here[["n_ok", "n_failed", "n_warmup"]].values.tolist() == [
+        [1, 0, 0], [2, 0, 0], [2996, 0, 4], [25, 3, 0], [0, 2, 0]
+    ]  # fmt: skip
+    pd.testing.assert_frame_equal(here, _summaries_group_by_group(frame, 3), check_exact=True)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pooled = analysis.summarize_measurements(frame, STATS, seed=3, executor=pool)
+    pd.testing.assert_frame_equal(here, pooled, check_exact=True)
 
 
 def test_value_targets_use_the_jobs_own_interval_or_an_exact_value():

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -29,35 +31,86 @@ def _stats_options(statistics: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
 
 def summarize_measurements(
-    frame: pd.DataFrame, statistics: Mapping[str, Any], *, seed: int
+    frame: pd.DataFrame,
+    statistics: Mapping[str, Any],
+    *,
+    seed: int,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """One row per suite/benchmark/case/metric: counts by status and the statistics core's
     summary of the successful, non-warm-up values.
 
     Deterministic for equal input (seeded bootstrap, sorted groups, no clock), so the
-    report regenerates byte-identically from stored results.
+    report regenerates byte-identically from stored results. With ``executor`` (a process
+    pool) the groups' summaries are computed in its workers: every group's bootstrap has
+    its own generator seeded with ``seed``, so the numbers do not depend on where or in
+    which order they are computed.
     """
     opts = _stats_options(statistics, seed)
+    grouped = frame.groupby(GROUP_KEYS, sort=True, dropna=False)
+    keys = grouped.size().index  # in iteration order, as ngroup() numbers the groups
+    # Row positions of each group, in frame order within it (as iterating would give).
+    codes = grouped.ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(keys) + 1))
+    warmup = frame["warmup"].to_numpy(dtype=bool)
+    is_ok = (frame["status"] == "ok").to_numpy(dtype=bool)
+    status = frame["status"].to_numpy(dtype=object)
+    value = frame["value"].to_numpy()
+    higher = frame["higher_is_better"].to_numpy()
     rows = []
-    for key, group in frame.groupby(GROUP_KEYS, sort=True, dropna=False):
-        measured = group[~group["warmup"]]
-        ok = measured[measured["status"] == "ok"]
-        failed = measured[measured["status"] != "ok"]
+    samples: list[tuple[int, np.ndarray, str]] = []  # (row, ok values, unit) to summarize
+    for g, key in enumerate(keys):
+        pos = order[bounds[g] : bounds[g + 1]]
+        warm = warmup[pos]
+        ok, failed = is_ok[pos] & ~warm, ~is_ok[pos] & ~warm
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
-        row["higher_is_better"] = bool(group["higher_is_better"].iloc[0])
-        row["n_warmup"] = int(group["warmup"].sum())
-        row["n_ok"] = len(ok)
-        row["n_failed"] = len(failed)
-        row["failures"] = json.dumps(
-            failed["status"].value_counts().sort_index().to_dict(), sort_keys=True
-        )
-        if len(ok):
-            summary = stats.summarize(ok["value"].to_numpy(), unit=row["unit"], **opts)
-            values = summary.as_dict()
-            values["warnings"] = json.dumps(list(summary.warnings))
-            row.update(values)
+        row["higher_is_better"] = bool(higher[pos[0]])
+        row["n_warmup"] = int(warm.sum())
+        row["n_ok"] = int(ok.sum())
+        row["n_failed"] = int(failed.sum())
+        counts = Counter(s for s in status[pos[failed]] if not pd.isna(s))
+        row["failures"] = json.dumps(dict(sorted(counts.items())), sort_keys=True)
+        if row["n_ok"]:
+            samples.append((len(rows), value[pos[ok]], row["unit"]))
         rows.append(row)
+    summaries = _summaries([(v, unit) for _, v, unit in samples], opts, executor)
+    for (i, _, _), summary in zip(samples, summaries, strict=True):
+        values = summary.as_dict()
+        values["warnings"] = json.dumps(list(summary.warnings))
+        rows[i].update(values)
     return pd.DataFrame(rows)
+
+
+#: Values per task when summaries are computed in a process pool: large groups go alone,
+#: small ones together, so the hand-over costs little beside the bootstrap's work.
+_VALUES_PER_TASK = 20_000
+
+
+def _summaries(
+    samples: Sequence[tuple[np.ndarray, str]],
+    opts: Mapping[str, Any],
+    executor: Executor | None,
+) -> list[stats.Summary]:
+    """``stats.summarize`` of each (values, unit), here or in ``executor``'s workers."""
+    if executor is None:
+        return _summarize_batch(samples, opts)
+    batches: list[list[tuple[np.ndarray, str]]] = [[]]
+    size = 0
+    for sample in samples:
+        if batches[-1] and size + len(sample[0]) > _VALUES_PER_TASK:
+            batches.append([])
+            size = 0
+        batches[-1].append(sample)
+        size += len(sample[0]) + 100  # + the per-sample cost of a small group
+    futures = [executor.submit(_summarize_batch, batch, opts) for batch in batches if batch]
+    return [summary for future in futures for summary in future.result()]
+
+
+def _summarize_batch(
+    samples: Sequence[tuple[np.ndarray, str]], opts: Mapping[str, Any]
+) -> list[stats.Summary]:
+    return [stats.summarize(values, unit=unit, **opts) for values, unit in samples]
 
 
 def _rows(frame: pd.DataFrame, suite: str, benchmark: str, case: str, metric: str) -> pd.DataFrame:
