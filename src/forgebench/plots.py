@@ -5,6 +5,13 @@ fixed-size PNGs without a Software stamp and returns :class:`Figure` records, so
 can place each figure in its suite's section and ``snakemake --report`` can file it under a
 category. Functions whose metrics are absent write nothing and return an empty list.
 
+Each function first plans its figures (names and the few arrays each one shows) and then
+draws them with a module-level ``_draw_*`` function. Given a ``jobs`` list, a function only
+plans: it appends a :class:`FigureJob` per figure and returns the records, and :func:`draw`
+renders the collected jobs later, in a process pool if given one (the report does this on
+every core it has). A figure is drawn by the same code from the same data wherever it is
+drawn, so the PNGs are byte-identical either way.
+
 File names are ``<kind>_<suite>_<rest>.png`` with ``kind`` from :data:`KINDS` and the suite
 without underscores, so rules/report.smk can recover kind and suite from the name alone.
 """
@@ -14,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +58,9 @@ KINDS: dict[str, tuple[str, str]] = {
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _FIGSIZE = (7.0, 4.2)
 _DPI = 100
+#: Figures per task when :func:`draw` uses a process pool: enough to keep the pickling
+#: and hand-over cheap beside ~0.1 s of drawing each, few enough to balance the workers.
+_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -77,26 +88,83 @@ def _name(kind: str, suite: str, *parts: str) -> str:
     return f"{kind}_{_SAFE.sub('-', suite.replace('_', '-'))}_{rest}.png"
 
 
-class _Writer:
-    """Saves figures into one folder under unique, deterministic names."""
+@dataclass(frozen=True)
+class FigureJob:
+    """A planned figure: ``draw(**data)`` builds the matplotlib figure written to
+    ``figure.path``. ``draw`` is a module-level function and ``data`` holds plain values
+    and arrays, so the job can be pickled and drawn in another process."""
 
-    def __init__(self, plots_dir: str | Path) -> None:
+    figure: Figure
+    draw: Callable[..., Any]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _draw_one(job: FigureJob) -> None:
+    fig = job.draw(**job.data)
+    fig.tight_layout()
+    # tight_layout leaves a placeholder layout engine on the figure, which makes savefig
+    # lay out (draw) the whole figure once more before rendering it; the layout is done.
+    fig.set_layout_engine(None)
+    with atomic_path(job.figure.path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _draw_batch(jobs: Sequence[FigureJob]) -> None:
+    for job in jobs:
+        _draw_one(job)
+
+
+def submit(jobs: Sequence[FigureJob], executor: Executor | None = None) -> list[Future[None]]:
+    """Start drawing planned figures in ``executor`` (a process pool), a few figures per
+    task, and return the tasks' futures; without an executor, draw them here and now."""
+    if executor is None:
+        _draw_batch(jobs)
+        return []
+    return [executor.submit(_draw_batch, jobs[i : i + _BATCH]) for i in range(0, len(jobs), _BATCH)]
+
+
+def draw(jobs: Sequence[FigureJob], executor: Executor | None = None) -> None:
+    """Draw and write planned figures (see :func:`submit`); return when every PNG is written."""
+    for future in submit(jobs, executor):
+        future.result()
+
+
+class _Writer:
+    """Plans figures into one folder under unique, deterministic names; :meth:`done` draws
+    them, or hands them to the caller's ``jobs`` list to be drawn with :func:`draw`."""
+
+    def __init__(self, plots_dir: str | Path, jobs: list[FigureJob] | None = None) -> None:
         self.dir = Path(plots_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
+        self.jobs = jobs
+        self.planned: list[FigureJob] = []
 
-    def save(self, fig: Any, kind: str, suite: str, parts: Sequence[str], title: str) -> Figure:
+    def add(
+        self,
+        kind: str,
+        suite: str,
+        parts: Sequence[str],
+        title: str,
+        draw_fn: Callable[..., Any],
+        /,
+        **data: Any,
+    ) -> None:
         name = _name(kind, suite, *parts)
         stem, n = name[:-4], 2
         while name in self.used:
             name, n = f"{stem}-{n}.png", n + 1
         self.used.add(name)
-        path = self.dir / name
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
-        plt.close(fig)
-        return Figure(path, kind, suite, title, KINDS[kind][1])
+        figure = Figure(self.dir / name, kind, suite, title, KINDS[kind][1])
+        self.planned.append(FigureJob(figure, draw_fn, data))
+
+    def done(self) -> list[Figure]:
+        if self.jobs is None:
+            draw(self.planned)
+        else:
+            self.jobs.extend(self.planned)
+        return [job.figure for job in self.planned]
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,13 +188,15 @@ def _cdf_points(n: int, body: int = 2000, tail: int = 500) -> np.ndarray:
     return np.unique(np.concatenate([spaced, np.arange(n - tail, n)]))
 
 
-def latency_cdfs(frame: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
+def latency_cdfs(
+    frame: pd.DataFrame, plots_dir: str | Path, *, jobs: list[FigureJob] | None = None
+) -> list[Figure]:
     """One CDF figure per benchmark scenario of every latency metric, a curve per case.
 
     Warm-up rows are excluded; failed operations are not latencies, so they are counted
     in the legend instead of being plotted.
     """
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     sel = _measured(frame)
     if sel.empty:
         return []
@@ -136,12 +206,10 @@ def latency_cdfs(frame: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
     sel = sel.assign(
         scenario=[_scenario(p, c) for p, c in zip(sel["params"], sel["case"], strict=True)]
     )
-    figures = []
     for (suite, benchmark, metric, scenario), group in sel.groupby(
         ["suite", "benchmark", "metric", "scenario"], sort=True
     ):
-        fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
-        plotted = False
+        curves = []
         for case, rows in group.groupby("case", sort=True):
             ok = _ok_values(rows) * 1e6
             failed = int((rows["status"] != "ok").sum())
@@ -149,29 +217,36 @@ def latency_cdfs(frame: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
                 continue
             y = np.arange(1, len(ok) + 1) / len(ok)
             keep = _cdf_points(len(ok))
-            ax.step(ok[keep], y[keep], where="post", label=f"{case} (n={len(ok)}, failed={failed})")
-            plotted = True
-        if not plotted:
-            plt.close(fig)
+            curves.append((ok[keep], y[keep], f"{case} (n={len(ok)}, failed={failed})"))
+        if not curves:
             continue
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{metric} (µs, log scale)")
-        ax.set_ylabel("fraction of operations ≤ x")
         title = f"{suite}/{benchmark}: {scenario}"
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
         parts = (
             [benchmark, scenario] if metric in LATENCY_METRICS else [benchmark, metric, scenario]
         )
-        figures.append(writer.save(fig, "cdf", suite, parts, title))
-    return figures
+        writer.add("cdf", suite, parts, title, _draw_cdf, curves=curves, metric=metric, title=title)
+    return writer.done()
 
 
-def percentile_bars(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
+def _draw_cdf(curves: Sequence[tuple[np.ndarray, np.ndarray, str]], metric: str, title: str) -> Any:
+    fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+    for x, y, label in curves:
+        ax.step(x, y, where="post", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{metric} (µs, log scale)")
+    ax.set_ylabel("fraction of operations ≤ x")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def percentile_bars(
+    summary: pd.DataFrame, plots_dir: str | Path, *, jobs: list[FigureJob] | None = None
+) -> list[Figure]:
     """p50/p90/p99 bars per case of each latency metric, from the summary table; the p50
     bar carries the bootstrap CI of the median as its error bar."""
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     if summary.empty or "p50" not in summary:
         return []
     latency = pd.Series(
@@ -180,16 +255,12 @@ def percentile_bars(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure
         dtype=bool,
     )
     sel = summary[~summary["case"].map(is_job_case) & (summary["n_ok"] > 0) & latency]
-    figures = []
     for (suite, benchmark, metric), group in sel.groupby(
         ["suite", "benchmark", "metric"], sort=True
     ):
         group = group.sort_values(["case", "params"])
-        labels = list(group["case"])
-        x = np.arange(len(labels))
-        width = 0.27
-        fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 2), 4.2), dpi=_DPI)
-        for i, (col, colour) in enumerate((("p50", "C0"), ("p90", "C1"), ("p99", "C3"))):
+        bars = []
+        for col, colour in (("p50", "C0"), ("p90", "C1"), ("p99", "C3")):
             values = group[col].to_numpy(dtype=float) * 1e6
             err = None
             if col == "p50":
@@ -197,28 +268,48 @@ def percentile_bars(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure
                 high = group["ci_high"].to_numpy(dtype=float) * 1e6
                 err = np.nan_to_num(np.vstack([values - low, high - values]), nan=0.0)
                 err = np.clip(err, 0.0, None)
-            ax.bar(x + (i - 1) * width, values, width, yerr=err, capsize=2, label=col, color=colour)
-        ax.set_yscale("log")
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(f"{metric} (µs, log scale)")
+            bars.append((col, colour, values, err))
         title = f"{suite}/{benchmark}: {metric} percentiles"
-        ax.set_title(title)
-        ax.grid(True, axis="y", which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        figures.append(writer.save(fig, "percentiles", suite, [benchmark, metric], title))
-    return figures
+        writer.add(
+            "percentiles", suite, [benchmark, metric], title, _draw_percentiles,
+            labels=list(group["case"]), bars=bars, metric=metric, title=title,
+        )  # fmt: skip
+    return writer.done()
+
+
+def _draw_percentiles(
+    labels: list[str],
+    bars: Sequence[tuple[str, str, np.ndarray, np.ndarray | None]],
+    metric: str,
+    title: str,
+) -> Any:
+    x = np.arange(len(labels))
+    width = 0.27
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 2), 4.2), dpi=_DPI)
+    for i, (col, colour, values, err) in enumerate(bars):
+        ax.bar(x + (i - 1) * width, values, width, yerr=err, capsize=2, label=col, color=colour)
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} (µs, log scale)")
+    ax.set_title(title)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
 
 
 def comparison_boxes(
-    frame: pd.DataFrame, comparisons: pd.DataFrame, plots_dir: str | Path
+    frame: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    plots_dir: str | Path,
+    *,
+    jobs: list[FigureJob] | None = None,
 ) -> list[Figure]:
     """A box plot per configured comparison: baseline against candidate, successful
     non-warm-up values only, each side's failed operations counted in the title."""
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     if comparisons.empty or frame.empty:
         return []
     comps = comparisons[comparisons["kind"] == "comparison"].sort_values("name")
-    figures = []
     for comp in comps.to_dict("records"):
         sel = frame[
             (frame["suite"] == comp["suite"])
@@ -232,57 +323,78 @@ def comparison_boxes(
             sides.append(_ok_values(rows))
             failed.append(int((rows["status"] != "ok").sum()))
         unit = str(sel["unit"].iloc[0]) if len(sel) else ""
-        fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
         labels = [
             f"{comp['baseline']}\n(baseline, n={len(sides[0])})",
             f"{comp['candidate']}\n(candidate, n={len(sides[1])})",
         ]
-        present = [i for i, values in enumerate(sides) if len(values)]
-        if present:
-            ax.boxplot(
-                [sides[i] for i in present],
-                positions=[i + 1 for i in present],
-                widths=0.5,
-                showfliers=True,
-            )
-        ax.set_xticks([1, 2], labels, fontsize=8)
-        ax.set_xlim(0.4, 2.6)
-        ax.set_ylabel(f"{comp['metric']} ({unit})" if unit else str(comp["metric"]))
         title = (
             f"{comp['name']}: {comp['verdict']}\n"
             f"failed operations: baseline {failed[0]}, candidate {failed[1]}"
         )
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, axis="y", alpha=0.3)
-        figures.append(writer.save(fig, "ab", str(comp["suite"]), [str(comp["name"])], title))
-    return figures
+        writer.add(
+            "ab", str(comp["suite"]), [str(comp["name"])], title, _draw_ab,
+            sides=sides, labels=labels, title=title,
+            ylabel=f"{comp['metric']} ({unit})" if unit else str(comp["metric"]),
+        )  # fmt: skip
+    return writer.done()
+
+
+def _draw_ab(sides: Sequence[np.ndarray], labels: list[str], ylabel: str, title: str) -> Any:
+    fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+    present = [i for i, values in enumerate(sides) if len(values)]
+    if present:
+        ax.boxplot(
+            [sides[i] for i in present],
+            positions=[i + 1 for i in present],
+            widths=0.5,
+            showfliers=True,
+        )
+    ax.set_xticks([1, 2], labels, fontsize=8)
+    ax.set_xlim(0.4, 2.6)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
 
 
 def resource_timelines(
-    resources: Mapping[tuple[str, str], pd.DataFrame], plots_dir: str | Path
+    resources: Mapping[tuple[str, str], pd.DataFrame],
+    plots_dir: str | Path,
+    *,
+    jobs: list[FigureJob] | None = None,
 ) -> list[Figure]:
     """Per job: RSS (MiB) and CPU (% of one core, summed over the process tree) against
     seconds since the job started, from its sampler table."""
-    writer = _Writer(plots_dir)
-    figures = []
+    writer = _Writer(plots_dir, jobs)
     for suite, benchmark in sorted(resources):
         table = resources[(suite, benchmark)]
         rss = table[table["metric"] == "rss_bytes"].sort_values("t_s", kind="stable")
         cpu = table[table["metric"] == "cpu_percent"].sort_values("t_s", kind="stable")
         if rss.empty and cpu.empty:
             continue
-        fig, (ax_rss, ax_cpu) = plt.subplots(2, 1, figsize=(7.0, 5.0), dpi=_DPI, sharex=True)
-        ax_rss.plot(rss["t_s"], rss["value"] / 2**20, color="C0", marker=".", markersize=3)
-        ax_rss.set_ylabel("RSS (MiB)")
-        ax_rss.grid(True, alpha=0.3)
-        ax_cpu.plot(cpu["t_s"], cpu["value"], color="C1", marker=".", markersize=3)
-        ax_cpu.set_ylabel("CPU (%)")
-        ax_cpu.set_xlabel("seconds since the job started")
-        ax_cpu.grid(True, alpha=0.3)
         title = f"{suite}/{benchmark}: resources over time"
-        ax_rss.set_title(title)
-        figures.append(writer.save(fig, "resources", suite, [benchmark], title))
-    return figures
+        writer.add(
+            "resources", suite, [benchmark], title, _draw_resources,
+            rss=(rss["t_s"].to_numpy(), (rss["value"] / 2**20).to_numpy()),
+            cpu=(cpu["t_s"].to_numpy(), cpu["value"].to_numpy()),
+            title=title,
+        )  # fmt: skip
+    return writer.done()
+
+
+def _draw_resources(
+    rss: tuple[np.ndarray, np.ndarray], cpu: tuple[np.ndarray, np.ndarray], title: str
+) -> Any:
+    fig, (ax_rss, ax_cpu) = plt.subplots(2, 1, figsize=(7.0, 5.0), dpi=_DPI, sharex=True)
+    ax_rss.plot(*rss, color="C0", marker=".", markersize=3)
+    ax_rss.set_ylabel("RSS (MiB)")
+    ax_rss.grid(True, alpha=0.3)
+    ax_cpu.plot(*cpu, color="C1", marker=".", markersize=3)
+    ax_cpu.set_ylabel("CPU (%)")
+    ax_cpu.set_xlabel("seconds since the job started")
+    ax_cpu.grid(True, alpha=0.3)
+    ax_rss.set_title(title)
+    return fig
 
 
 def _accuracy_interval(
@@ -311,26 +423,26 @@ def accuracy_plots(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    jobs: list[FigureJob] | None = None,
 ) -> list[Figure]:
     """Accuracy (metrics in :data:`ACCURACY_METRICS`, unit ``fraction``) per case with its
     confidence interval, against the chance level in the case's params (``chance``)."""
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     sel = _measured(frame)
     if sel.empty:
         return []
     sel = sel[sel["metric"].isin(ACCURACY_METRICS) & (sel["unit"] == "fraction")]
-    figures = []
     for (suite, benchmark, metric), group in sel.groupby(
         ["suite", "benchmark", "metric"], sort=True
     ):
         cases = sorted(group["case"].unique())
-        fig, ax = plt.subplots(figsize=(7.0, max(2.5, 0.45 * len(cases) + 1.5)), dpi=_DPI)
-        chance_drawn = False
-        for y, case in enumerate(cases):
+        rows_of = []  # per case: (point with its xerr or None, failed count, chance or None)
+        for case in cases:
             rows = group[group["case"] == case]
             values = _ok_values(rows)
             params = json.loads(rows["params"].iloc[0])
             failed = int((rows["status"] != "ok").sum())
+            point = None
             if len(values):
                 mean = float(np.mean(values))
                 low, high = _accuracy_interval(values, params, confidence, seed, n_resamples)
@@ -339,39 +451,59 @@ def accuracy_plots(
                     if math.isfinite(low) and math.isfinite(high)
                     else None
                 )
-                ax.errorbar(mean, y, xerr=xerr, fmt="o", color="C0", capsize=3)
-            if failed:
-                ax.annotate(f"{failed} failed", (0.0, y), fontsize=7, color="C3")
+                point = (mean, xerr)
             chance = params.get("chance")
-            if isinstance(chance, int | float):
-                ax.plot(
-                    [chance, chance],
-                    [y - 0.35, y + 0.35],
-                    color="C3",
-                    linestyle="--",
-                    label=None if chance_drawn else "chance",
-                )
-                chance_drawn = True
-        ax.set_yticks(range(len(cases)), cases, fontsize=8)
-        ax.set_xlim(0.0, 1.0)
-        ax.set_xlabel(f"{metric} ({confidence:.0%} CI)")
+            rows_of.append((point, failed, chance if isinstance(chance, int | float) else None))
         title = f"{suite}/{benchmark}: {metric}"
-        ax.set_title(title)
-        ax.grid(True, axis="x", alpha=0.3)
-        if chance_drawn:
-            ax.legend(fontsize=8, loc="lower right")
-        figures.append(writer.save(fig, "accuracy", suite, [benchmark, metric], title))
-    return figures
+        writer.add(
+            "accuracy", suite, [benchmark, metric], title, _draw_accuracy,
+            cases=cases, rows=rows_of, xlabel=f"{metric} ({confidence:.0%} CI)", title=title,
+        )  # fmt: skip
+    return writer.done()
 
 
-def compression_plots(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
+def _draw_accuracy(
+    cases: list[str],
+    rows: Sequence[tuple[tuple[float, Any] | None, int, float | None]],
+    xlabel: str,
+    title: str,
+) -> Any:
+    fig, ax = plt.subplots(figsize=(7.0, max(2.5, 0.45 * len(cases) + 1.5)), dpi=_DPI)
+    chance_drawn = False
+    for y, (point, failed, chance) in enumerate(rows):
+        if point is not None:
+            mean, xerr = point
+            ax.errorbar(mean, y, xerr=xerr, fmt="o", color="C0", capsize=3)
+        if failed:
+            ax.annotate(f"{failed} failed", (0.0, y), fontsize=7, color="C3")
+        if chance is not None:
+            ax.plot(
+                [chance, chance],
+                [y - 0.35, y + 0.35],
+                color="C3",
+                linestyle="--",
+                label=None if chance_drawn else "chance",
+            )
+            chance_drawn = True
+    ax.set_yticks(range(len(cases)), cases, fontsize=8)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    if chance_drawn:
+        ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def compression_plots(
+    summary: pd.DataFrame, plots_dir: str | Path, *, jobs: list[FigureJob] | None = None
+) -> list[Figure]:
     """Median compression ratio (x) against the median of each quality metric (y), a point
     per case, with the medians' CIs as error bars; only where both metrics exist."""
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     if summary.empty or "median" not in summary:
         return []
     sel = summary[~summary["case"].map(is_job_case) & (summary["n_ok"] > 0)]
-    figures = []
     for (suite, benchmark), group in sel.groupby(["suite", "benchmark"], sort=True):
         ratio_metrics = sorted(m for m in group["metric"].unique() if "compression_ratio" in m)
         quality = sorted(
@@ -386,45 +518,51 @@ def compression_plots(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figu
                 cases = sorted(set(ratio.index) & set(q.index))
                 if not cases:
                     continue
-                fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+                points = []
                 for case in cases:
                     r, v = ratio.loc[case], q.loc[case]
-                    xerr = _err(r)
-                    yerr = _err(v)
-                    ax.errorbar(r["median"], v["median"], xerr=xerr, yerr=yerr, fmt="o", capsize=3)
-                    ax.annotate(
-                        case,
-                        (r["median"], v["median"]),
-                        fontsize=7,
-                        xytext=(4, 4),
-                        textcoords="offset points",
-                    )
-                ax.set_xlabel(f"{ratio_metric} (median)")
-                ax.set_ylabel(f"{q_metric} (median, {q['unit'].iloc[0]})")
+                    points.append((r["median"], v["median"], _err(r), _err(v), case))
                 title = f"{suite}/{benchmark}: {ratio_metric} against {q_metric}"
-                ax.set_title(title, fontsize=10)
-                ax.grid(True, alpha=0.3)
-                figures.append(writer.save(fig, "compression", suite, [benchmark, q_metric], title))
-    return figures
+                writer.add(
+                    "compression", suite, [benchmark, q_metric], title, _draw_compression,
+                    points=points, xlabel=f"{ratio_metric} (median)",
+                    ylabel=f"{q_metric} (median, {q['unit'].iloc[0]})", title=title,
+                )  # fmt: skip
+    return writer.done()
+
+
+def _draw_compression(
+    points: Sequence[tuple[Any, Any, Any, Any, str]], xlabel: str, ylabel: str, title: str
+) -> Any:
+    fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+    for x, y, xerr, yerr, case in points:
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3)
+        ax.annotate(case, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    return fig
 
 
 #: A case named for the size it ran at: ``patients_1000`` -> ("patients", 1000).
 _SIZED_CASE = re.compile(r"^(?P<what>[A-Za-z]+)_(?P<n>\d+)$")
 
 
-def scaling_plots(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
+def scaling_plots(
+    summary: pd.DataFrame, plots_dir: str | Path, *, jobs: list[FigureJob] | None = None
+) -> list[Figure]:
     """Throughput metrics against problem size, log-log: one figure per benchmark, a line
     per throughput metric, the median of each size with its CI. Sizes come from cases
     named ``<what>_<n>``; the x axis reads the ``records`` param (the store's true size)
     where every size has it, else ``n``. Needs at least two sizes with a value."""
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     if summary.empty or "median" not in summary:
         return []
     sized = summary["case"].str.match(_SIZED_CASE.pattern) & summary["metric"].str.contains(
         "throughput"
     )
     sel = summary[sized & (summary["n_ok"] > 0)]
-    figures = []
     for (suite, benchmark), group in sel.groupby(["suite", "benchmark"], sort=True):
         params = [json.loads(p) for p in group["params"]]
         use_records = all(isinstance(p.get("records"), int | float) for p in params)
@@ -436,52 +574,59 @@ def scaling_plots(summary: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
         group = group.assign(x=x)
         if group["x"].nunique() < 2:
             continue
-        fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
-        for i, (metric, rows) in enumerate(group.groupby("metric", sort=True)):
+        lines = []
+        for metric, rows in group.groupby("metric", sort=True):
             rows = rows.sort_values("x")
             y = rows["median"].to_numpy(dtype=float)
             low = rows["ci_low"].to_numpy(dtype=float)
             high = rows["ci_high"].to_numpy(dtype=float)
             err = np.clip(np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0), 0.0, None)
             unit = str(rows["unit"].iloc[0])
-            ax.errorbar(
-                rows["x"], y, yerr=err, fmt="o-", capsize=3, color=f"C{i % 10}",
-                label=f"{metric} ({unit}, n={int(rows['n_ok'].min())}+ per size)",
-            )  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("store records (log scale)" if use_records else f"{what} (log scale)")
-        ax.set_ylabel("median throughput (log scale)")
+            label = f"{metric} ({unit}, n={int(rows['n_ok'].min())}+ per size)"
+            lines.append((rows["x"].to_numpy(), y, err, label))
         title = f"{suite}/{benchmark}: throughput against size"
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-        figures.append(writer.save(fig, "scaling", suite, [benchmark], title))
-    return figures
+        writer.add(
+            "scaling", suite, [benchmark], title, _draw_scaling, lines=lines, title=title,
+            xlabel="store records (log scale)" if use_records else f"{what} (log scale)",
+        )  # fmt: skip
+    return writer.done()
 
 
-def fitness_plots(individuals: pd.DataFrame, plots_dir: str | Path) -> list[Figure]:
+def _draw_scaling(
+    lines: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], xlabel: str, title: str
+) -> Any:
+    fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+    for i, (x, y, err, label) in enumerate(lines):
+        ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, color=f"C{i % 10}", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("median throughput (log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def fitness_plots(
+    individuals: pd.DataFrame, plots_dir: str | Path, *, jobs: list[FigureJob] | None = None
+) -> list[Figure]:
     """Per suite/benchmark: every individual's fitness at its generation with its CI
     (points spread a little sideways so equal generations stay apart), and the best
     fitness so far as a line. ``individuals`` has columns suite, benchmark, generation,
     name, fitness, ci_low, ci_high (forgebench.report builds it); generation -1 holds the
     seed models, drawn as the best seed's level; failed ones (NaN fitness) are counted in
     the title."""
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     if individuals.empty:
         return []
-    figures = []
     for (suite, benchmark), group in individuals.groupby(["suite", "benchmark"], sort=True):
         group = group.sort_values(["generation", "name"], kind="stable")
         finite = np.isfinite(group["fitness"].to_numpy(dtype=float))
         seeds = group[finite & (group["generation"] < 0).to_numpy()]
         group = group[(group["generation"] >= 0).to_numpy()]
         ok = group[np.isfinite(group["fitness"].to_numpy(dtype=float))]
-        fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
-        if len(seeds):
-            ax.axhline(
-                float(seeds["fitness"].max()), color="C2", linestyle="--", label="best seed model"
-            )
+        points = []
         for _gen, rows in ok.groupby("generation", sort=True):
             n = len(rows)
             offsets = (np.arange(n) - (n - 1) / 2) * (0.5 / max(n, 1))
@@ -489,27 +634,48 @@ def fitness_plots(individuals: pd.DataFrame, plots_dir: str | Path) -> list[Figu
             low = rows["ci_low"].to_numpy(dtype=float)
             high = rows["ci_high"].to_numpy(dtype=float)
             err = np.clip(np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0), 0.0, None)
-            ax.errorbar(
-                rows["generation"].to_numpy(dtype=float) + offsets, y, yerr=err, fmt="o",
-                capsize=2, color="C0", alpha=0.8, markersize=4,
-            )  # fmt: skip
+            points.append((rows["generation"].to_numpy(dtype=float) + offsets, y, err))
+        best = None
         if len(ok):
-            best = ok.groupby("generation", sort=True)["fitness"].max().cummax()
-            ax.plot(best.index, best.to_numpy(), "-", color="C3", label="best so far")
-        if len(ok) or len(seeds):
-            ax.legend(fontsize=8, loc="best")
+            cummax = ok.groupby("generation", sort=True)["fitness"].max().cummax()
+            best = (cummax.index.to_numpy(), cummax.to_numpy())
         failed = len(group) - len(ok)
         gens = sorted(group["generation"].unique())
-        ax.set_xticks(gens, [str(int(g)) for g in gens])
-        ax.set_xlabel("generation")
-        ax.set_ylabel("fitness (CI)")
         title = f"{suite}/{benchmark}: fitness by generation" + (
             f"\n{failed} individuals failed" if failed else ""
         )
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        figures.append(writer.save(fig, "fitness", suite, [benchmark], title))
-    return figures
+        writer.add(
+            "fitness", suite, [benchmark], title, _draw_fitness,
+            best_seed=float(seeds["fitness"].max()) if len(seeds) else None,
+            points=points, best=best, gens=gens, title=title,
+        )  # fmt: skip
+    return writer.done()
+
+
+def _draw_fitness(
+    best_seed: float | None,
+    points: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    best: tuple[np.ndarray, np.ndarray] | None,
+    gens: list[Any],
+    title: str,
+) -> Any:
+    fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+    if best_seed is not None:
+        ax.axhline(best_seed, color="C2", linestyle="--", label="best seed model")
+    for x, y, err in points:
+        ax.errorbar(
+            x, y, yerr=err, fmt="o", capsize=2, color="C0", alpha=0.8, markersize=4,
+        )  # fmt: skip
+    if best is not None:
+        ax.plot(best[0], best[1], "-", color="C3", label="best so far")
+    if best is not None or best_seed is not None:
+        ax.legend(fontsize=8, loc="best")
+    ax.set_xticks(gens, [str(int(g)) for g in gens])
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness (CI)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    return fig
 
 
 def _err(row: pd.Series) -> list[list[float]] | None:
@@ -565,6 +731,7 @@ def history_trends(
     plots_dir: str | Path,
     *,
     highlight: Mapping[str, str] | None = None,
+    jobs: list[FigureJob] | None = None,
 ) -> list[Figure]:
     """Per suite/benchmark/metric: each case's per-run median with its CI over the stored
     runs, and a dashed line at every run where a change was detected for that case.
@@ -572,68 +739,90 @@ def history_trends(
     ``changes`` has columns suite, benchmark, case, metric, run_id (the run where the
     change starts); ``highlight`` maps run ids to labels (e.g. baseline, current).
     """
-    writer = _Writer(plots_dir)
+    writer = _Writer(plots_dir, jobs)
     if medians.empty:
         return []
     runs = medians[["run_index", "run_id"]].drop_duplicates().sort_values("run_index")
     run_pos = dict(zip(runs["run_id"], runs["run_index"], strict=True))
-    figures = []
+    every = max(1, math.ceil(len(runs) / 20))  # at most ~20 labels, marked runs always
+    labels = [
+        f"{r[:8]}\n{highlight[r]}"
+        if highlight and r in highlight
+        else (r[:8] if i % every == 0 else "")
+        for i, r in enumerate(runs["run_id"])
+    ]
+    ticks = list(runs["run_index"])
+    xlim = (-0.5, max(runs["run_index"]) + 0.5)
     for (suite, benchmark, metric), group in medians.groupby(
         ["suite", "benchmark", "metric"], sort=True
     ):
         unit = str(group["unit"].iloc[0])
         scale, shown_unit = (1e6, "µs") if unit == "s" else (1.0, unit)
-        fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
-        for i, (case, rows) in enumerate(group.groupby("case", sort=True)):
+        lines = []
+        for case, rows in group.groupby("case", sort=True):
             rows = rows.sort_values("run_index")
             y = rows["median"].to_numpy(dtype=float) * scale
             low = rows["ci_low"].to_numpy(dtype=float) * scale
             high = rows["ci_high"].to_numpy(dtype=float) * scale
             err = np.clip(np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0), 0.0, None)
-            colour = f"C{i % 10}"
-            ax.errorbar(
-                rows["run_index"], y, yerr=err, fmt="o-", capsize=3, color=colour, label=case
-            )
             mine = changes[
                 (changes["suite"] == suite)
                 & (changes["benchmark"] == benchmark)
                 & (changes["metric"] == metric)
                 & changes["case"].isin([case, ""])
             ]
-            for run_id in sorted(set(mine["run_id"]) & set(run_pos)):
-                ax.axvline(run_pos[run_id] - 0.5, color=colour, linestyle="--", alpha=0.8)
-                ax.annotate(
-                    f"change ({case})",
-                    (run_pos[run_id] - 0.5, 0.98),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(-3, 0),
-                    textcoords="offset points",
-                    fontsize=7,
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                    color=colour,
-                )
-        every = max(1, math.ceil(len(runs) / 20))  # at most ~20 labels, marked runs always
-        labels = [
-            f"{r[:8]}\n{highlight[r]}"
-            if highlight and r in highlight
-            else (r[:8] if i % every == 0 else "")
-            for i, r in enumerate(runs["run_id"])
-        ]
+            marks = [run_pos[run_id] for run_id in sorted(set(mine["run_id"]) & set(run_pos))]
+            lines.append((rows["run_index"].to_numpy(), y, err, case, marks))
         positive = group["median"].to_numpy(dtype=float)
-        if (positive > 0).all() and positive.max() / positive.min() > 20:
-            ax.set_yscale("log")  # cases orders of magnitude apart stay readable
-        ax.set_xticks(list(runs["run_index"]), labels, fontsize=7)
-        ax.set_xlim(-0.5, max(runs["run_index"]) + 0.5)
-        ax.set_xlabel("stored run (oldest first)")
-        ax.set_ylabel(f"{metric} median ({shown_unit})" if shown_unit else f"{metric} median")
         title = f"{suite}/{benchmark}: {metric} over history"
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-        figures.append(writer.save(fig, "trend", suite, [benchmark, metric], title))
-    return figures
+        writer.add(
+            "trend", suite, [benchmark, metric], title, _draw_trend,
+            lines=lines, ticks=ticks, labels=labels, xlim=xlim,
+            # cases orders of magnitude apart stay readable
+            log=bool((positive > 0).all() and positive.max() / positive.min() > 20),
+            ylabel=f"{metric} median ({shown_unit})" if shown_unit else f"{metric} median",
+            title=title,
+        )  # fmt: skip
+    return writer.done()
+
+
+def _draw_trend(
+    lines: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str, list[Any]]],
+    ticks: list[Any],
+    labels: list[str],
+    xlim: tuple[float, float],
+    log: bool,
+    ylabel: str,
+    title: str,
+) -> Any:
+    fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+    for i, (x, y, err, case, marks) in enumerate(lines):
+        colour = f"C{i % 10}"
+        ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, color=colour, label=case)
+        for pos in marks:
+            ax.axvline(pos - 0.5, color=colour, linestyle="--", alpha=0.8)
+            ax.annotate(
+                f"change ({case})",
+                (pos - 0.5, 0.98),
+                xycoords=("data", "axes fraction"),
+                xytext=(-3, 0),
+                textcoords="offset points",
+                fontsize=7,
+                rotation=90,
+                va="top",
+                ha="right",
+                color=colour,
+            )
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_xlim(*xlim)
+    ax.set_xlabel("stored run (oldest first)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
 
 
 def remove_stale(plots_dir: str | Path, keep: Iterable[Figure]) -> None:
