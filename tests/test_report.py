@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from forgebench import analysis, plots, record, report
 from forgebench.record import Recorder
@@ -419,6 +420,26 @@ def test_run_medians_give_a_distribution_free_interval():
     for i in range(3):
         few.add("c", {}, "latency", "s", False, 1.0 + i, sample=i)
     assert np.isnan(plots.run_medians([("r1", few.frame())])["ci_low"].iloc[0])
+
+
+def test_run_medians_interval_is_scipys_quantile_test_interval():
+    """Must show: the interval from ranks cached per sample size is exactly scipy's
+    quantile_test interval of each group (NaN where scipy's is), at many sizes and levels."""
+    rng = np.random.default_rng(12)
+    rows = Recorder("s", "b", 1)
+    sizes = [*range(1, 40), 97, 500, 2001]
+    for n in sizes:
+        for i, v in enumerate(rng.lognormal(0.0, 0.5, n)):
+            rows.add(f"n{n:05d}", {}, "latency", "s", False, float(v), sample=i)
+    frame = rows.frame()
+    for confidence in (0.9, 0.95, 0.99):
+        medians = plots.run_medians([("r1", frame)], confidence=confidence)
+        assert len(medians) == len(sizes)
+        for row in medians.to_dict("records"):
+            values = np.sort(frame.loc[frame["case"] == row["case"], "value"].to_numpy())
+            ci = sps.quantile_test(values, q=row["median"], p=0.5).confidence_interval(confidence)
+            assert row["ci_low"] == ci.low or (np.isnan(row["ci_low"]) and np.isnan(ci.low))
+            assert row["ci_high"] == ci.high or (np.isnan(row["ci_high"]) and np.isnan(ci.high))
 
 
 def test_snakemake_report_categories_mirror_the_figure_kinds():
