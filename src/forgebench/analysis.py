@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -46,6 +46,19 @@ def summarize_measurements(
     its own generator seeded with ``seed``, so the numbers do not depend on where or in
     which order they are computed.
     """
+    return start_summaries(frame, statistics, seed=seed, executor=executor)()
+
+
+def start_summaries(
+    frame: pd.DataFrame,
+    statistics: Mapping[str, Any],
+    *,
+    seed: int,
+    executor: Executor | None = None,
+) -> Callable[[], pd.DataFrame]:
+    """:func:`summarize_measurements` in two steps: the groups are counted and their
+    summaries started (in ``executor``'s workers) now; the returned function waits for
+    them and returns the table. The caller can do other work in between."""
     opts = _stats_options(statistics, seed)
     grouped = frame.groupby(GROUP_KEYS, sort=True, dropna=False)
     keys = grouped.size().index  # in iteration order, as ngroup() numbers the groups
@@ -74,12 +87,16 @@ def summarize_measurements(
         if row["n_ok"]:
             samples.append((len(rows), value[pos[ok]], row["unit"]))
         rows.append(row)
-    summaries = _summaries([(v, unit) for _, v, unit in samples], opts, executor)
-    for (i, _, _), summary in zip(samples, summaries, strict=True):
-        values = summary.as_dict()
-        values["warnings"] = json.dumps(list(summary.warnings))
-        rows[i].update(values)
-    return pd.DataFrame(rows)
+    pending = _start_summaries([(v, unit) for _, v, unit in samples], opts, executor)
+
+    def table() -> pd.DataFrame:
+        for (i, _, _), summary in zip(samples, pending(), strict=True):
+            values = summary.as_dict()
+            values["warnings"] = json.dumps(list(summary.warnings))
+            rows[i].update(values)
+        return pd.DataFrame(rows)
+
+    return table
 
 
 #: Values per task when summaries are computed in a process pool: large groups go alone,
@@ -87,14 +104,16 @@ def summarize_measurements(
 _VALUES_PER_TASK = 20_000
 
 
-def _summaries(
+def _start_summaries(
     samples: Sequence[tuple[np.ndarray, str]],
     opts: Mapping[str, Any],
     executor: Executor | None,
-) -> list[stats.Summary]:
-    """``stats.summarize`` of each (values, unit), here or in ``executor``'s workers."""
+) -> Callable[[], list[stats.Summary]]:
+    """``stats.summarize`` of each (values, unit): computed here and now, or submitted to
+    ``executor``'s workers; the returned function gives the summaries in order."""
     if executor is None:
-        return _summarize_batch(samples, opts)
+        done = _summarize_batch(samples, opts)
+        return lambda: done
     batches: list[list[tuple[np.ndarray, str]]] = [[]]
     size = 0
     for sample in samples:
@@ -104,7 +123,7 @@ def _summaries(
         batches[-1].append(sample)
         size += len(sample[0]) + 100  # + the per-sample cost of a small group
     futures = [executor.submit(_summarize_batch, batch, opts) for batch in batches if batch]
-    return [summary for future in futures for summary in future.result()]
+    return lambda: [summary for future in futures for summary in future.result()]
 
 
 def _summarize_batch(
@@ -113,15 +132,20 @@ def _summarize_batch(
     return [stats.summarize(values, unit=unit, **opts) for values, unit in samples]
 
 
-def _rows(frame: pd.DataFrame, suite: str, benchmark: str, case: str, metric: str) -> pd.DataFrame:
-    sel = frame[
-        (frame["suite"] == suite)
-        & (frame["benchmark"] == benchmark)
-        & (frame["case"] == case)
-        & (frame["metric"] == metric)
-        & ~frame["warmup"]
-    ]
-    return sel
+class _Rows:
+    """The non-warm-up rows of a suite/benchmark/case/metric, in frame order, from an
+    index built once per frame (a mask over every row per lookup took 3 s for the
+    default run's comparisons and targets)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        keys = ["suite", "benchmark", "case", "metric"]
+        self.index = frame.groupby(keys, sort=False).indices if len(frame) else {}
+
+    def __call__(self, suite: str, benchmark: str, case: str, metric: str) -> pd.DataFrame:
+        positions = self.index.get((suite, benchmark, case, metric), np.empty(0, dtype=np.intp))
+        sel = self.frame.iloc[positions]
+        return sel[~sel["warmup"]]
 
 
 def compare_cases(
@@ -142,9 +166,10 @@ def compare_cases(
     alpha = float(statistics.get("alpha", 0.05))
     rows: list[dict[str, Any]] = []
     results: list[stats.Comparison] = []
+    select = _Rows(frame)
     for comp in comparisons:
-        base = _rows(frame, comp["suite"], comp["benchmark"], comp["baseline"], comp["metric"])
-        cand = _rows(frame, comp["suite"], comp["benchmark"], comp["candidate"], comp["metric"])
+        base = select(comp["suite"], comp["benchmark"], comp["baseline"], comp["metric"])
+        cand = select(comp["suite"], comp["benchmark"], comp["candidate"], comp["metric"])
         if comp.get("method") == "survival":
             rows.append(_survival_row(comp, base, cand, statistics, opts))
             continue
@@ -241,6 +266,7 @@ def check_targets(
     A comparison whose operations failed makes its target "not met".
     """
     opts = _stats_options(statistics, seed)
+    select = _Rows(frame)
     rows = []
     for target in targets:
         row: dict[str, Any] = {"kind": "target", **dict(target)}
@@ -278,9 +304,7 @@ def check_targets(
                 f": {match['reason'].iloc[0]}" if failed else ""
             )
         else:
-            sel = _rows(
-                frame, target["suite"], target["benchmark"], target["case"], target["metric"]
-            )
+            sel = select(target["suite"], target["benchmark"], target["case"], target["metric"])
             ok = sel.loc[sel["status"] == "ok", "value"].to_numpy()
             row["evidence"] = (
                 f"{target['suite']}/{target['benchmark']} case {target['case']!r} "
@@ -288,7 +312,7 @@ def check_targets(
                 f"{int((sel['status'] != 'ok').sum())} failed"
             )
             if target["statistic"] == "value":
-                estimate, low, high = _value_with_interval(frame, target, ok)
+                estimate, low, high = _value_with_interval(select, target, ok)
                 if estimate is not None and low is None:
                     row["evidence"] += "; the job left its interval undecided (censored)"
                     row.update(estimate=estimate, ci_low=None, ci_high=None)
@@ -313,7 +337,7 @@ def check_targets(
 
 
 def _value_with_interval(
-    frame: pd.DataFrame, target: Mapping[str, Any], ok: Any
+    select: _Rows, target: Mapping[str, Any], ok: Any
 ) -> tuple[float | None, float | None, float | None]:
     """A figure a job computed once, with the interval it computed (rows ``<metric>_ci_low``
     and ``<metric>_ci_high`` of the same case) or, without those, as an exact value: for
@@ -325,8 +349,8 @@ def _value_with_interval(
     bounds = []
     undecided = False
     for suffix in ("_ci_low", "_ci_high"):
-        sel = _rows(
-            frame, target["suite"], target["benchmark"], target["case"], target["metric"] + suffix
+        sel = select(
+            target["suite"], target["benchmark"], target["case"], target["metric"] + suffix
         )
         vals = sel.loc[sel["status"] == "ok", "value"].to_numpy()
         bounds.append(float(vals[0]) if len(vals) == 1 else None)
