@@ -107,9 +107,17 @@ def get_compression_runtime(wildcards, attempt):
     return sizing.cap_runtime(minutes * attempt, config["limits"])
 
 
+def get_report_threads(wildcards):
+    # Every core: the report runs alone at the end of the run (see rules/report.smk).
+    cores = None if workflow.non_local_exec else workflow.cores
+    return sizing.report_threads(cores, config["limits"])
+
+
 def get_report_resource(name):
-    def resource(wildcards, input, attempt):
-        return sizing.report_resources(input.size_mb, attempt, config["limits"])[name]
+    def resource(wildcards, input, attempt, threads):
+        return sizing.report_resources(
+            input.size_mb, attempt, config["limits"], threads
+        )[name]
 
     return resource
 

@@ -65,7 +65,10 @@ rule report:
         "logs/report/report.log",
     conda:
         "../envs/forgebench.yaml"
-    threads: 1
+    # Every core of the machine (the node's under a cluster profile): the report needs
+    # every other job's output, so it runs alone at the end of the run, and it computes
+    # the summaries' bootstraps and draws its figures in one worker process per thread.
+    threads: get_report_threads
     resources:
         mem_mb=get_report_resource("mem_mb"),
         runtime=get_report_resource("runtime"),

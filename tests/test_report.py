@@ -158,6 +158,21 @@ def test_regenerating_twice_gives_byte_identical_tables(raw, built, tmp_path):
     assert not re.search(rb"\d{4}-\d\d-\d\dT\d\d:\d\d", before["report/summary.md"])
 
 
+def test_a_build_in_worker_processes_is_byte_identical(raw, built, tmp_path):
+    """Must show: with workers (summaries' bootstraps and figures computed in a spawned
+    process pool, as the report rule does on every core) the tables, pages and PNGs are
+    the same bytes as the one-process build, under the same names."""
+    first, _ = built
+    build(raw, tmp_path, workers=2)
+    for name in TABLES:
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+    pngs = sorted(p.name for p in (first / "report" / "plots").glob("*.png"))
+    assert pngs == sorted(p.name for p in (tmp_path / "report" / "plots").glob("*.png"))
+    for name in pngs:
+        a = (first / "report" / "plots" / name).read_bytes()
+        assert a == (tmp_path / "report" / "plots" / name).read_bytes(), name
+
+
 def test_report_has_every_section_and_every_figure_it_names(built):
     out, _ = built
     html = (out / "report" / "index.html").read_text()

@@ -94,6 +94,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         comparisons=config["comparisons"],
         targets=config["targets"],
         seed=int(config["seed"]),
+        workers=args.workers,
     )
     print(f"wrote {Path(args.results, 'report', 'index.html')}")
     return 0
@@ -174,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default="config/config.yaml", help="config file (default: %(default)s)"
     )
     rep.add_argument("--results", default="results", help="results folder (default: %(default)s)")
+    rep.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes for the bootstraps and figures; the same output with any number "
+        "(default: %(default)s)",
+    )
     rep.set_defaults(func=cmd_report)
     hist = sub.add_parser(
         "history",

@@ -8,12 +8,15 @@ built from sorted input with seeded bootstraps, so equal input gives equal bytes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import multiprocessing
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1453,6 +1456,7 @@ def build_report(
     regressions_path: str | Path | None = None,
     history_dir: str | Path | None = None,
     lineage_path: str | Path | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Read every stored table; write summary and verdict Parquet, figures, index.html,
     summary.md and summary.json (beside index.html unless given); return the summary.
@@ -1463,86 +1467,126 @@ def build_report(
     history inputs are optional and the report says "no history yet" without them.
     EvoMerge's lineage defaults to results/evomerge/lineage.json beside results/raw;
     without it the EvoMerge section shows what the fitness rows say.
+
+    ``workers`` > 1 runs a pool of that many processes: the stored history is read, the
+    summaries' bootstraps are computed and the figures are drawn in it. Every bootstrap
+    has its own seeded generator and every figure is drawn by the same code from the same
+    data, so the tables and PNGs are byte-identical to a one-process build.
     """
-    paths = sorted(str(p) for p in measurement_paths)
-    html_path = Path(html_path)
-    html_dir = html_path.parent
-    markdown_path = Path(markdown_path or html_dir / "summary.md")
-    json_path = Path(json_path or html_dir / "summary.json")
-    frame = record.concat_measurements(paths)
-    log.info("read %d rows from %d files", len(frame), len(paths))
-    summary = analysis.summarize_measurements(frame, statistics, seed=seed)
-    compared = analysis.compare_cases(frame, comparisons, statistics, seed=seed)
-    checked = analysis.check_targets(targets, compared, frame, statistics, seed=seed)
-    verdicts = pd.concat([compared, checked], ignore_index=True)
-    audit = analysis.audit_table(verdicts)
-    if provenance_path is not None:  # where and when this report ran: kept out of the tables
-        prov = collect_provenance(seed=seed, code_dir=code_dir)
-        prov["inputs"] = [_relative_to_results(p) for p in paths]
-        write_text_atomic(provenance_path, json.dumps(prov, indent=2, sort_keys=True) + "\n")
-    inputs = {"inputs": [_relative_to_results(p) for p in paths]}
-    record.write_derived_table(summary, summary_path, {"kind": "summary", **inputs})
-    record.write_derived_table(verdicts, verdicts_path, {"kind": "summary", **inputs})
-    confidence = float(statistics.get("confidence", 0.95))
-    history = load_history(
-        run_info_path=run_info_path,
-        baseline_comparison_path=baseline_comparison_path,
-        regressions_path=regressions_path,
-        history_dir=history_dir,
-        confidence=confidence,
-    )
-    cells = Cells(summary, confidence)
-    lineage = read_lineage(lineage_path if lineage_path else default_lineage_path(paths))
-    individuals = evomerge_individuals(cells, lineage)
-    figures = _figures(
-        frame,
-        summary,
-        compared,
-        paths,
-        resource_paths,
-        history,
-        statistics,
-        seed,
-        plots_dir,
-        individuals,
-    )
-    doc = summary_document(
-        inputs=paths,
-        frame=frame,
-        summary=summary,
-        verdicts=verdicts,
-        audit=audit,
-        history=history,
-        statistics=statistics,
-        seed=seed,
-    )
-    write_text_atomic(
-        json_path,
-        json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
-    )
-    context = _context(
-        doc=doc,
-        frame=frame,
-        summary=summary,
-        verdicts=verdicts,
-        audit=audit,
-        history=history,
-        figures=figures,
-        paths=paths,
-        statistics=statistics,
-        html_dir=html_dir,
-        sections=suite_sections(frame, cells, individuals),
-        links={
-            "summary.md": _link(markdown_path, html_dir),
-            "summary.json": _link(json_path, html_dir),
-            "provenance.json": _link(provenance_path, html_dir) if provenance_path else None,
-        },
-    )
-    write_text_atomic(markdown_path, _jinja(False).get_template("summary.md.j2").render(**context))
-    text = _jinja(True).get_template("report.html.j2").render(**context)
-    write_text_atomic(html_path, text)
-    log.info("report written to %s (%d figures)", html_path, len(figures))
-    return doc
+    with _process_pool(workers) as pool:
+        paths = sorted(str(p) for p in measurement_paths)
+        html_path = Path(html_path)
+        html_dir = html_path.parent
+        markdown_path = Path(markdown_path or html_dir / "summary.md")
+        json_path = Path(json_path or html_dir / "summary.json")
+        confidence = float(statistics.get("confidence", 0.95))
+        history_args = {
+            "run_info_path": run_info_path,
+            "baseline_comparison_path": baseline_comparison_path,
+            "regressions_path": regressions_path,
+            "history_dir": history_dir,
+            "confidence": confidence,
+        }
+        # The stored history is independent of this run's tables: read it beside them.
+        history_future = pool.submit(load_history, **history_args) if pool is not None else None
+        frame = record.concat_measurements(paths)
+        log.info("read %d rows from %d files", len(frame), len(paths))
+        finish_summary = analysis.start_summaries(frame, statistics, seed=seed, executor=pool)
+        # Most figures need only the raw rows and the stored history: planned while the
+        # workers compute the summaries, then drawn by them while this process compares
+        # cases, checks targets and writes the tables and pages.
+        early: list[plots.FigureJob] = []
+        raw_figures = _raw_figures(frame, paths, resource_paths, plots_dir, early)
+        history = (
+            history_future.result() if history_future is not None else load_history(**history_args)
+        )
+        raw_figures["trend"] = _trend_figures(history, plots_dir, early)
+        drawing = plots.submit(early, pool)
+        summary = finish_summary()
+        compared = analysis.compare_cases(frame, comparisons, statistics, seed=seed)
+        checked = analysis.check_targets(targets, compared, frame, statistics, seed=seed)
+        verdicts = pd.concat([compared, checked], ignore_index=True)
+        audit = analysis.audit_table(verdicts)
+        if provenance_path is not None:  # where and when this report ran: kept out of the tables
+            prov = collect_provenance(seed=seed, code_dir=code_dir)
+            prov["inputs"] = [_relative_to_results(p) for p in paths]
+            write_text_atomic(provenance_path, json.dumps(prov, indent=2, sort_keys=True) + "\n")
+        inputs = {"inputs": [_relative_to_results(p) for p in paths]}
+        record.write_derived_table(summary, summary_path, {"kind": "summary", **inputs})
+        record.write_derived_table(verdicts, verdicts_path, {"kind": "summary", **inputs})
+        cells = Cells(summary, confidence)
+        lineage = read_lineage(lineage_path if lineage_path else default_lineage_path(paths))
+        individuals = evomerge_individuals(cells, lineage)
+        late: list[plots.FigureJob] = []
+        derived_figures = _derived_figures(
+            frame, summary, compared, statistics, seed, plots_dir, individuals, late
+        )
+        drawing += plots.submit(late, pool)
+        figures = _in_report_order({**raw_figures, **derived_figures})
+        doc = summary_document(
+            inputs=paths,
+            frame=frame,
+            summary=summary,
+            verdicts=verdicts,
+            audit=audit,
+            history=history,
+            statistics=statistics,
+            seed=seed,
+        )
+        write_text_atomic(
+            json_path,
+            json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
+        )
+        context = _context(
+            doc=doc,
+            frame=frame,
+            summary=summary,
+            verdicts=verdicts,
+            audit=audit,
+            history=history,
+            figures=figures,
+            paths=paths,
+            statistics=statistics,
+            html_dir=html_dir,
+            sections=suite_sections(frame, cells, individuals),
+            links={
+                "summary.md": _link(markdown_path, html_dir),
+                "summary.json": _link(json_path, html_dir),
+                "provenance.json": _link(provenance_path, html_dir) if provenance_path else None,
+            },
+        )
+        markdown = _jinja(False).get_template("summary.md.j2").render(**context)
+        text = _jinja(True).get_template("report.html.j2").render(**context)
+        for future in drawing:  # every figure written before the pages that show them
+            future.result()
+        plots.remove_stale(plots_dir, figures)
+        write_text_atomic(markdown_path, markdown)
+        write_text_atomic(html_path, text)
+        log.info("report written to %s (%d figures)", html_path, len(figures))
+        return doc
+
+
+def _warm_up() -> None:
+    """A pool worker's first task: import the drawing code while the report reads tables."""
+    import forgebench.plots  # noqa: F401
+
+
+@contextlib.contextmanager
+def _process_pool(workers: int) -> Iterator[Executor | None]:
+    """A pool of ``workers`` processes (None for one: everything runs here). Spawned, not
+    forked: the report process has reader threads by then (Arrow), and a fresh interpreter
+    per worker is safe wherever it runs; scripts/report.py keeps its code under a
+    ``__main__`` guard because spawned workers import the main script."""
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for _ in range(workers):  # start every worker now, each importing matplotlib
+            pool.submit(_warm_up)
+        yield pool
+    finally:  # after an error, queued figures are not drawn
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _link(path: str | Path | None, html_dir: Path) -> str | None:
@@ -1554,43 +1598,69 @@ def _link(path: str | Path | None, html_dir: Path) -> str | None:
         return None
 
 
-def _figures(
+def _raw_figures(
+    frame: pd.DataFrame,
+    paths: Sequence[str],
+    resource_paths: Sequence[str] | None,
+    plots_dir: str | Path,
+    jobs: list[plots.FigureJob],
+) -> dict[str, list[plots.Figure]]:
+    """Figures of the raw rows and the resource samples, by kind; planned into ``jobs``,
+    to be drawn with plots.submit."""
+    return {
+        "cdf": plots.latency_cdfs(frame, plots_dir, jobs=jobs),
+        "resources": plots.resource_timelines(
+            _resource_tables(paths, resource_paths), plots_dir, jobs=jobs
+        ),
+    }
+
+
+def _trend_figures(
+    history: History, plots_dir: str | Path, jobs: list[plots.FigureJob]
+) -> list[plots.Figure]:
+    """Figures of the stored history, planned into ``jobs``."""
+    if history.medians.empty:
+        return []
+    return plots.history_trends(
+        history.medians,
+        detected_changes(history.regressions),
+        plots_dir,
+        highlight=history.marks,
+        jobs=jobs,
+    )
+
+
+def _derived_figures(
     frame: pd.DataFrame,
     summary: pd.DataFrame,
     compared: pd.DataFrame,
-    paths: Sequence[str],
-    resource_paths: Sequence[str] | None,
-    history: History,
     statistics: Mapping[str, Any],
     seed: int,
     plots_dir: str | Path,
     individuals: pd.DataFrame,
-) -> list[plots.Figure]:
-    figures = [
-        *plots.latency_cdfs(frame, plots_dir),
-        *plots.percentile_bars(summary, plots_dir),
-        *plots.comparison_boxes(frame, compared, plots_dir),
-        *plots.resource_timelines(_resource_tables(paths, resource_paths), plots_dir),
-        *plots.accuracy_plots(
+    jobs: list[plots.FigureJob],
+) -> dict[str, list[plots.Figure]]:
+    """Figures of the summary, the comparisons and EvoMerge's individuals, by kind."""
+    return {
+        "percentiles": plots.percentile_bars(summary, plots_dir, jobs=jobs),
+        "ab": plots.comparison_boxes(frame, compared, plots_dir, jobs=jobs),
+        "accuracy": plots.accuracy_plots(
             frame,
             plots_dir,
             confidence=float(statistics.get("confidence", 0.95)),
             n_resamples=int(statistics.get("bootstrap_resamples", 2000)),
             seed=seed,
+            jobs=jobs,
         ),
-        *plots.compression_plots(summary, plots_dir),
-        *plots.scaling_plots(summary, plots_dir),
-        *plots.fitness_plots(individuals, plots_dir),
-    ]
-    if not history.medians.empty:
-        figures += plots.history_trends(
-            history.medians,
-            detected_changes(history.regressions),
-            plots_dir,
-            highlight=history.marks,
-        )
-    plots.remove_stale(plots_dir, figures)
-    return figures
+        "compression": plots.compression_plots(summary, plots_dir, jobs=jobs),
+        "scaling": plots.scaling_plots(summary, plots_dir, jobs=jobs),
+        "fitness": plots.fitness_plots(individuals, plots_dir, jobs=jobs),
+    }
+
+
+def _in_report_order(by_kind: Mapping[str, list[plots.Figure]]) -> list[plots.Figure]:
+    """Every figure, kinds in the order of plots.KINDS."""
+    return [figure for kind in plots.KINDS for figure in by_kind.get(kind, [])]
 
 
 def _context(
