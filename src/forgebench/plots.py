@@ -7,10 +7,10 @@ category. Functions whose metrics are absent write nothing and return an empty l
 
 Each function first plans its figures (names and the few arrays each one shows) and then
 draws them with a module-level ``_draw_*`` function. Given a ``jobs`` list, a function only
-plans: it appends a :class:`FigureJob` per figure and returns the records, and :func:`draw`
-renders the collected jobs later, in a process pool if given one (the report does this on
-every core it has). A figure is drawn by the same code from the same data wherever it is
-drawn, so the PNGs are byte-identical either way.
+plans: it appends a :class:`FigureJob` per figure and returns the records, and
+:func:`submit` or :func:`draw` renders the collected jobs later, in a process pool if
+given one (the report does this on every core it has). A figure is drawn by the same
+code from the same data wherever it is drawn, so the PNGs are byte-identical either way.
 
 File names are ``<kind>_<suite>_<rest>.png`` with ``kind`` from :data:`KINDS` and the suite
 without underscores, so rules/report.smk can recover kind and suite from the name alone.
