@@ -757,7 +757,8 @@ def history_trends(
     jobs: list[FigureJob] | None = None,
 ) -> list[Figure]:
     """Per suite/benchmark/metric: each case's per-run median with its CI over the stored
-    runs, and a dashed line at every run where a change was detected for that case.
+    runs, and a dashed line at every run where a change was detected for that case; none
+    until two runs are stored.
 
     ``changes`` has columns suite, benchmark, case, metric, run_id (the run where the
     change starts); ``highlight`` maps run ids to labels (e.g. baseline, current).
@@ -766,6 +767,8 @@ def history_trends(
     if medians.empty:
         return []
     runs = medians[["run_index", "run_id"]].drop_duplicates().sort_values("run_index")
+    if len(runs) < 2:  # one point per figure shows no trend (a first run drew ~600 such)
+        return []
     run_pos = dict(zip(runs["run_id"], runs["run_index"], strict=True))
     every = max(1, math.ceil(len(runs) / 20))  # at most ~20 labels, marked runs always
     labels = [
