@@ -149,11 +149,14 @@ def assert_ran_as_slurm_jobs(workdir: Path, output: str, submitted: list[str], c
         submitted, "COMPLETED"
     ), squeue.stdout + squeue.stderr
     # The rule's threads reached sbatch: every core of a node (limits.cpus) for a
-    # timing-sensitive benchmark, else one; memory within limits.mem_mb.
+    # timing-sensitive benchmark and for the report (it runs alone at the end, with a
+    # worker per core), else one; memory within limits.mem_mb.
     limits = profile_limits(profile)
     for where, job in ids.items():
         bench = records[where].get("benchmark")
-        whole_node = bench and BENCHMARKS.get(bench["suite"], bench["name"]).timing_sensitive
+        whole_node = where.endswith("report/provenance.json") or (
+            bench and BENCHMARKS.get(bench["suite"], bench["name"]).timing_sensitive
+        )
         cpus, mem = jobs[job][1], jobs[job][2]
         assert int(cpus) == (limits["cpus"] if whole_node else 1), (where, jobs[job])
         assert mem.endswith("M") and 0 < int(mem[:-1]) <= limits["mem_mb"], (where, mem)
