@@ -139,18 +139,23 @@ TABLES = [
 ]
 
 
+def assert_same_outputs(first, other):
+    """The tables and pages, and every PNG under the same name, are the same bytes."""
+    for name in TABLES:
+        assert (other / name).read_bytes() == (first / name).read_bytes(), name
+    pngs = sorted(p.name for p in (first / "report" / "plots").glob("*.png"))
+    assert pngs == sorted(p.name for p in (other / "report" / "plots").glob("*.png"))
+    for name in pngs:
+        a = (first / "report" / "plots" / name).read_bytes()
+        assert a == (other / "report" / "plots" / name).read_bytes(), name
+
+
 def test_regenerating_twice_gives_byte_identical_tables(raw, built, tmp_path):
     """Must show: two rebuilds from the same stored results, in other directories, with
     the inputs listed in another order, give the same bytes; so does a rebuild in place."""
     first, _ = built
     build(list(reversed(raw)), tmp_path)
-    for name in TABLES:
-        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
-    pngs = sorted(p.name for p in (first / "report" / "plots").glob("*.png"))
-    assert pngs == sorted(p.name for p in (tmp_path / "report" / "plots").glob("*.png"))
-    for name in pngs:
-        a = (first / "report" / "plots" / name).read_bytes()
-        assert a == (tmp_path / "report" / "plots" / name).read_bytes(), name
+    assert_same_outputs(first, tmp_path)
     before = {name: (tmp_path / name).read_bytes() for name in TABLES}
     build(raw, tmp_path)
     assert {name: (tmp_path / name).read_bytes() for name in TABLES} == before
@@ -164,13 +169,7 @@ def test_a_build_in_worker_processes_is_byte_identical(raw, built, tmp_path):
     the same bytes as the one-process build, under the same names."""
     first, _ = built
     build(raw, tmp_path, workers=2)
-    for name in TABLES:
-        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
-    pngs = sorted(p.name for p in (first / "report" / "plots").glob("*.png"))
-    assert pngs == sorted(p.name for p in (tmp_path / "report" / "plots").glob("*.png"))
-    for name in pngs:
-        a = (first / "report" / "plots" / name).read_bytes()
-        assert a == (tmp_path / "report" / "plots" / name).read_bytes(), name
+    assert_same_outputs(first, tmp_path)
 
 
 def test_report_has_every_section_and_every_figure_it_names(built):

@@ -223,8 +223,11 @@ class _Loaded:
     def lm(self, settings: EvalSettings) -> Any:
         """lm-eval's model object, built as ``simple_evaluate`` builds it from a name."""
         args = self.model_args(settings)
-        extra = {"batch_size": settings.batch_size, "max_batch_size": None}
-        extra["device"] = settings.device
+        extra = {
+            "batch_size": settings.batch_size,
+            "max_batch_size": None,
+            "device": settings.device,
+        }
         key = json.dumps([settings.backend, args, extra], sort_keys=True, default=str)
         if key not in self.models:
             from lm_eval.api.registry import get_model
