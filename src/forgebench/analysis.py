@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from forgebench import stats
+from forgebench.stats import vocabulary as V
+from forgebench.stats.defaults import Settings
 
 GROUP_KEYS = ["suite", "benchmark", "benchmark_version", "case", "params", "metric", "unit"]
 
@@ -148,6 +150,29 @@ class _Rows:
         return sel[~sel["warmup"]]
 
 
+def _failure_count(rows: pd.DataFrame) -> int:
+    """Failed operations among rows: errors, timeouts, mismatches (not by-design statuses)."""
+    return int(sum(V.is_failure(s) for s in rows["status"]))
+
+
+def _units(rows: pd.DataFrame) -> np.ndarray | None:
+    """Repetition labels of the ok rows, or None when every row is its own repetition
+    within one repetition (a single run of samples)."""
+    reps = rows["repetition"].to_numpy()
+    return reps if len(set(reps.tolist())) > 1 else None
+
+
+def _not_measurable(entry: Mapping[str, Any]) -> str | None:
+    """The declared reason a target or comparison cannot be decided at this budget."""
+    spec = entry.get("not_measurable")
+    if not spec:
+        return None
+    if isinstance(spec, str):
+        return spec
+    needs = f"; needs {spec['needs']}" if spec.get("needs") else ""
+    return f"{spec.get('reason', 'declared in config')}{needs}"
+
+
 def compare_cases(
     frame: pd.DataFrame,
     comparisons: Sequence[Mapping[str, Any]],
@@ -155,67 +180,79 @@ def compare_cases(
     *,
     seed: int,
 ) -> pd.DataFrame:
-    """Each configured baseline/candidate pair within the run, through stats.compare.
+    """Each configured baseline/candidate pair within the run, through stats.compare_family.
 
-    A pair with failed operations on either side gets the verdict "failed" (no speed
-    verdict on partial work), with the failure counts beside it; a pair with no rows on
-    a side is "undetermined". The comparisons of one suite form a family, corrected with
-    Benjamini-Hochberg (stats.correct_family); the ``family`` column names it.
+    The unit of replication is the repetition when a case has several (per-repetition
+    medians, paired when both cases share repetition ids); otherwise the rows. Failed
+    operations (errors, timeouts, mismatches) are judged against the error budget by
+    stats.failure_check; by-design rows (skipped, unavailable, censored) are neither
+    values nor failures. The comparisons of one suite form a family (column
+    ``family``). A comparison declared ``not_measurable`` in config keeps that verdict.
     """
-    opts = _stats_options(statistics, seed)
-    alpha = float(statistics.get("alpha", 0.05))
+    settings = Settings.from_config(statistics)
     rows: list[dict[str, Any]] = []
-    results: list[stats.Comparison] = []
+    members: list[tuple[int, dict[str, Any]]] = []
     select = _Rows(frame)
     for comp in comparisons:
         base = select(comp["suite"], comp["benchmark"], comp["baseline"], comp["metric"])
         cand = select(comp["suite"], comp["benchmark"], comp["candidate"], comp["metric"])
         if comp.get("method") == "survival":
-            rows.append(_survival_row(comp, base, cand, statistics, opts))
+            rows.append(_survival_row(comp, base, cand, settings, seed))
             continue
-        base_ok = base.loc[base["status"] == "ok", "value"].to_numpy()
-        cand_ok = cand.loc[cand["status"] == "ok", "value"].to_numpy()
         row: dict[str, Any] = {"kind": "comparison", **{k: comp[k] for k in comp}}
         row["family"] = f"{comp['suite']} (within run)"
-        row["n_failed_baseline"] = int((base["status"] != "ok").sum())
-        row["n_failed_candidate"] = int((cand["status"] != "ok").sum())
+        row["n_failed_baseline"] = _failure_count(base)
+        row["n_failed_candidate"] = _failure_count(cand)
+        row["n_by_design_baseline"] = int(base["status"].isin(V.BY_DESIGN_STATUSES).sum())
+        row["n_by_design_candidate"] = int(cand["status"].isin(V.BY_DESIGN_STATUSES).sum())
+        b_ok, c_ok = base[base["status"] == "ok"], cand[cand["status"] == "ok"]
         higher = bool(pd.concat([base, cand])["higher_is_better"].iloc[0]) if len(base) else False
-        result = stats.compare(
-            base_ok,
-            cand_ok,
-            higher_is_better=higher,
-            threshold=float(statistics.get("practical_threshold", 0.05)),
-            alpha=alpha,
-            **opts,
-        )
-        failure = stats.failure_verdict(
-            len(base_ok), row["n_failed_baseline"], len(cand_ok), row["n_failed_candidate"]
-        )
-        if failure is not None:
-            result = dataclasses.replace(result, verdict=failure[0], reason=failure[1])
+        b_units, c_units = _units(b_ok), _units(c_ok)
+        if (b_units is None) != (c_units is None):  # one side has repetitions: label both
+            b_units, c_units = b_ok["repetition"].to_numpy(), c_ok["repetition"].to_numpy()
+        kwargs = {
+            "baseline": b_ok["value"].to_numpy(),
+            "candidate": c_ok["value"].to_numpy(),
+            "higher_is_better": higher,
+            "threshold": settings.threshold(comp["suite"], comp["benchmark"], comp["metric"]),
+            "alpha": settings.alpha,
+            "baseline_units": b_units,
+            "candidate_units": c_units,
+            "failures": (row["n_failed_baseline"], row["n_failed_candidate"]),
+            "error_budget": float(comp.get("error_budget", settings.error_budget)),
+            "min_units": settings.min_n("comparison"),
+        }
+        reason = _not_measurable(comp)
+        if reason is not None:
+            row.update(verdict=V.NOT_MEASURABLE, reason=f"declared before the run: {reason}")
+        else:
+            members.append((len(rows), kwargs))
         rows.append(row)
-        results.append(result)
-    rows, survival = [r for r in rows if "family" in r], [r for r in rows if "family" not in r]
-    for family in sorted({r["family"] for r in rows}):
-        members = [i for i, r in enumerate(rows) if r["family"] == family]
-        corrected = stats.correct_family([results[i] for i in members], alpha=alpha)
-        for i, result in zip(members, corrected, strict=True):
-            results[i] = result
-    for row, result in zip(rows, results, strict=True):
-        row.update(result.as_dict())
-    return pd.DataFrame(rows + survival)
+    families: dict[str, list[int]] = {}
+    for i, _ in members:
+        families.setdefault(rows[i]["family"], []).append(i)
+    by_row = dict(members)
+    for family in sorted(families):
+        idx = families[family]
+        results = stats.compare_family(
+            [by_row[i] for i in idx], alpha=settings.alpha, confidence=settings.confidence
+        )
+        for i, result in zip(idx, results, strict=True):
+            rows[i].update(result.as_dict())
+    return pd.DataFrame(rows)
 
 
 def _survival_row(
     comp: Mapping[str, Any],
     base: pd.DataFrame,
     cand: pd.DataFrame,
-    statistics: Mapping[str, Any],
-    opts: Mapping[str, Any],
+    settings: Settings,
+    seed: int,
 ) -> dict[str, Any]:
     """A time-to-event comparison: ``censored`` rows are runs that did not reach the event
     within their budget (value = the budget) and enter Kaplan-Meier medians; failed runs
-    are left out and counted. Runs pair up by repetition (same seed on both sides)."""
+    are left out and counted. Runs pair up by repetition (same seed on both sides).
+    Fewer paired runs than statistics.min_units.survival: inconclusive."""
     row: dict[str, Any] = {"kind": "comparison", **dict(comp)}
     usable = {"ok", "censored"}
     row["n_failed_baseline"] = int((~base["status"].isin(usable)).sum())
@@ -230,22 +267,26 @@ def _survival_row(
         c["value"].to_numpy(),
         (c["status"] == "ok").to_numpy(),
         paired=True,
-        threshold=float(statistics.get("practical_threshold", 0.05)),
-        **opts,
+        threshold=settings.threshold(comp["suite"], comp["benchmark"], comp["metric"]),
+        confidence=settings.confidence,
+        n_resamples=settings.bootstrap_resamples,
+        seed=seed,
     )
     row.update(result.as_dict())
     row["method"] = "kaplan-meier"
+    minimum = settings.min_n("survival")
+    reason = _not_measurable(comp)
+    if reason is not None:
+        row.update(verdict=V.NOT_MEASURABLE, reason=f"declared before the run: {reason}")
+    elif len(paired) < minimum and row["verdict"] not in (V.UNDETERMINED,):
+        row["verdict"] = V.INCONCLUSIVE
+        row["reason"] = (
+            f"{len(paired)} paired run(s): fewer than the minimum of {minimum} "
+            f"(statistics.min_units.survival); {row['reason']}"
+        )
+    elif row["verdict"] == "no significant change":
+        row["verdict"] = V.INCONCLUSIVE
     return row
-
-
-def _statistic_fn(statistic: str) -> Any:
-    """The named statistic as ``f(array, axis)``, the form stats.bootstrap_ci vectorises."""
-    if statistic in ("median", "p50"):
-        return np.median
-    if statistic == "mean":
-        return np.mean
-    q = float(statistic[1:])
-    return lambda a, axis: np.percentile(a, q, axis=axis)
 
 
 def check_targets(
@@ -256,84 +297,157 @@ def check_targets(
     *,
     seed: int,
 ) -> pd.DataFrame:
-    """Each target against its confidence interval: met, not met, inconclusive, not measured.
+    """Each target against its interval, with its failures against the error budget.
 
-    ``median``/``p50`` and ``mean`` use the bootstrap CI of that statistic over the
-    successful rows; ``improvement`` uses the comparison's CI. Percentiles beyond the
-    median (p90..p99) use their bootstrap CI too. A target whose rows do not exist in
-    this run (benchmark disabled or not run) is "not measured" and says so, as is a target
-    that names no benchmark at all (the original's targets that nothing here measures).
-    A comparison whose operations failed makes its target "not met".
+    ``median``/``pNN`` use order-statistic intervals over rows (or, with repetitions,
+    a t interval over per-repetition values), ``mean`` a t interval; ``improvement`` uses
+    the comparison's interval; ``value`` a job's own interval rows. A target whose rows
+    do not exist is "not measured"; one declared ``not_measurable`` in config is "not
+    measurable at this budget" whatever its rows say. A failed comparison makes its
+    target "not met"; a case's own failures over the error budget make its target
+    "not met" (stats.with_failures).
     """
-    opts = _stats_options(statistics, seed)
+    del seed  # every interval here is exact or distribution-free: nothing is drawn
+    settings = Settings.from_config(statistics)
     select = _Rows(frame)
     rows = []
     for target in targets:
         row: dict[str, Any] = {"kind": "target", **dict(target)}
-        low = high = estimate = None
-        failed = False
+        declared = _not_measurable(target)
+        if declared is not None:
+            row.update(
+                verdict=V.NOT_MEASURABLE,
+                evidence=f"declared before the run: {declared}",
+                estimate=None,
+                ci_low=None,
+                ci_high=None,
+            )
+            rows.append(row)
+            continue
         if "comparison" not in target and "benchmark" not in target:
             row["evidence"] = "no benchmark in this workflow measures it; left out of pass rates"
+            row.update(estimate=None, ci_low=None, ci_high=None, verdict=V.NOT_MEASURED)
         elif target["statistic"] == "improvement":
-            match = (
-                comparisons[comparisons["name"] == target["comparison"]]
-                if len(comparisons)
-                else comparisons
-            )
-            failed = bool(len(match)) and match["verdict"].iloc[0] == "failed"
-            if len(match) and match["method"].iloc[0] == "kaplan-meier":
-                survival = match.iloc[0]
-                result = stats.SurvivalComparison(
-                    **{
-                        f.name: survival[f.name]
-                        for f in dataclasses.fields(stats.SurvivalComparison)
-                    }
-                )
-                row["evidence"] = f"comparison {target['comparison']!r}: {survival['reason']}"
-                row["estimate"] = survival["improvement"]
-                row["ci_low"], row["ci_high"] = survival["improvement_ci"]
-                row["verdict"] = stats.check_survival_target(
-                    result, op=target["op"], threshold=target["threshold"]
-                )
-                rows.append(row)
-                continue
-            if len(match) and match["verdict"].iloc[0] not in ("undetermined", "failed"):
-                estimate = float(match["improvement"].iloc[0])
-                low, high = (float(x) for x in match["improvement_ci"].iloc[0])
-            row["evidence"] = f"comparison {target['comparison']!r}" + (
-                f": {match['reason'].iloc[0]}" if failed else ""
-            )
+            row.update(_improvement_target(target, comparisons))
         else:
-            sel = select(target["suite"], target["benchmark"], target["case"], target["metric"])
-            ok = sel.loc[sel["status"] == "ok", "value"].to_numpy()
-            row["evidence"] = (
-                f"{target['suite']}/{target['benchmark']} case {target['case']!r} "
-                f"metric {target['metric']!r}: {len(ok)} ok rows, "
-                f"{int((sel['status'] != 'ok').sum())} failed"
-            )
-            if target["statistic"] == "value":
-                estimate, low, high = _value_with_interval(select, target, ok)
-                if estimate is not None and low is None:
-                    row["evidence"] += "; the job left its interval undecided (censored)"
-                    row.update(estimate=estimate, ci_low=None, ci_high=None)
-                    row["verdict"] = "inconclusive"
-                    rows.append(row)
-                    continue
-                if estimate is not None and low == high:
-                    row["evidence"] += "; one exact value, no interval"
-            # One value has no interval: the target stays "not measured", never "met".
-            elif len(ok) >= 2:
-                fn = _statistic_fn(target["statistic"])
-                estimate = float(fn(ok, axis=None))
-                low, high = stats.bootstrap_ci(ok, fn, **opts)
-        row["estimate"] = estimate
-        row["ci_low"] = low
-        row["ci_high"] = high
-        row["verdict"] = stats.check_target(
-            low, high, op=target["op"], threshold=target["threshold"], failed=failed
-        )
+            row.update(_case_target(target, select, settings))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _improvement_target(target: Mapping[str, Any], comparisons: pd.DataFrame) -> dict[str, Any]:
+    """A target on a comparison's improvement, read off the comparison's own interval."""
+    match = (
+        comparisons[comparisons["name"] == target["comparison"]]
+        if len(comparisons) and "name" in comparisons
+        else comparisons.iloc[0:0]
+    )
+    out: dict[str, Any] = {"estimate": None, "ci_low": None, "ci_high": None}
+    if not len(match):
+        out.update(evidence=f"comparison {target['comparison']!r}: no rows", verdict=V.NOT_MEASURED)
+        return out
+    comp = match.iloc[0]
+    out["evidence"] = f"comparison {target['comparison']!r}: {comp['reason']}"
+    if comp["verdict"] == V.FAILED:
+        out["verdict"] = V.NOT_MET
+        return out
+    if comp["verdict"] == V.NOT_MEASURABLE:
+        out["verdict"] = V.NOT_MEASURABLE
+        return out
+    if comp.get("method") == "kaplan-meier":
+        result = stats.SurvivalComparison(
+            **{f.name: comp[f.name] for f in dataclasses.fields(stats.SurvivalComparison)}
+        )
+        out["estimate"] = comp["improvement"]
+        out["ci_low"], out["ci_high"] = comp["improvement_ci"]
+        verdict = stats.check_survival_target(
+            result, op=target["op"], threshold=target["threshold"]
+        )
+        out["verdict"] = V.INCONCLUSIVE if comp["verdict"] == V.INCONCLUSIVE else verdict
+        return out
+    if comp["verdict"] == V.UNDETERMINED:
+        out["verdict"] = V.NOT_MEASURED
+        return out
+    low, high = (float(x) for x in comp["improvement_ci"])
+    out.update(estimate=float(comp["improvement"]), ci_low=low, ci_high=high)
+    verdict = stats.check_target(low, high, op=target["op"], threshold=target["threshold"])
+    if comp["verdict"] == V.INCONCLUSIVE and verdict == V.MET and np.isnan([low, high]).any():
+        verdict = V.INCONCLUSIVE
+    out["verdict"] = verdict
+    return out
+
+
+def _case_target(target: Mapping[str, Any], select: _Rows, settings: Settings) -> dict[str, Any]:
+    """A target on one case's rows: its statistic's interval, then its failures."""
+    sel = select(target["suite"], target["benchmark"], target["case"], target["metric"])
+    ok_rows = sel[sel["status"] == "ok"]
+    ok = ok_rows["value"].to_numpy()
+    n_failed = _failure_count(sel)
+    n_censored = int((sel["status"] == "censored").sum())
+    evidence = (
+        f"{target['suite']}/{target['benchmark']} case {target['case']!r} "
+        f"metric {target['metric']!r}: {len(ok)} ok rows, {n_failed} failed"
+        + (f", {n_censored} censored" if n_censored else "")
+    )
+    out: dict[str, Any] = {"estimate": None, "ci_low": None, "ci_high": None}
+    if not len(sel):
+        out.update(evidence=evidence + "; no rows in this run", verdict=V.NOT_MEASURED)
+        return out
+    if target["statistic"] == "value":
+        estimate, low, high = _value_with_interval(select, target, ok)
+        if estimate is not None and low is None:
+            out.update(
+                estimate=estimate,
+                evidence=evidence + "; the job left its interval undecided (censored)",
+                verdict=V.INCONCLUSIVE,
+            )
+            return out
+        unit = str(sel["unit"].iloc[0])
+        if estimate is not None and low == high and not stats.is_exact_unit(unit):
+            out.update(
+                estimate=estimate,
+                evidence=evidence + f"; one measurement in {unit!r} "
+                "has no interval: one draw of something that varies",
+                verdict=V.INCONCLUSIVE,
+            )
+            return out
+        if estimate is not None and low == high:
+            evidence += "; one exact value, no interval"
+        how = ""
+    else:
+        usable = sel[sel["status"].isin(["ok", "censored"])]
+        if not len(usable):
+            out.update(evidence=evidence, verdict=V.NOT_MET if n_failed else V.NOT_MEASURED)
+            return out
+        reps = usable["repetition"].to_numpy()
+        estimate, low, high, how = stats.statistic_interval(
+            usable["value"].to_numpy(),
+            target["statistic"],
+            units=reps if len(set(reps.tolist())) > 1 else None,
+            censored=(usable["status"] == "censored").to_numpy(),
+            confidence=settings.confidence,
+            min_units=settings.min_n("target"),
+        )
+        low = None if low is None else float(low)
+        high = None if high is None else float(high)
+    out.update(estimate=estimate, ci_low=low, ci_high=high)
+    figure = (
+        stats.check_target(
+            np.nan if low is None else low,
+            np.nan if high is None else high,
+            op=target["op"],
+            threshold=target["threshold"],
+        )
+        if estimate is not None
+        else V.NOT_MEASURED
+    )
+    budget = float(target.get("error_budget", settings.error_budget))
+    verdict, failure_text = stats.with_failures(
+        figure, n_failed, len(ok) + n_failed, error_budget=budget, confidence=settings.confidence
+    )
+    out["evidence"] = "; ".join(p for p in (evidence, how, failure_text) if p)
+    out["verdict"] = verdict
+    return out
 
 
 def _value_with_interval(

@@ -36,12 +36,10 @@ log = logging.getLogger(__name__)
 
 SUMMARY_SCHEMA_VERSION = 1
 _UNIT_SCALES = {"s": ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3))}
-_STATISTICS_DEFAULTS = {
-    "confidence": 0.95,
-    "bootstrap_resamples": 2000,
-    "practical_threshold": 0.05,
-    "alpha": 0.05,
+_STATISTICS_DEFAULTS = stats.Settings().describe() | {
+    "bootstrap_resamples": stats.Settings().bootstrap_resamples
 }
+_SETTINGS_KEYS = frozenset(_STATISTICS_DEFAULTS)
 _HISTORY_COLUMNS = ["suite", "benchmark", "case", "metric", "unit", "value", "status", "warmup"]
 # Column names accepted in regressions.parquet for "a change was detected" and "at which
 # run", beside forgebench.history's own ``change_points`` (a JSON list of run ids).
@@ -64,7 +62,7 @@ _COMPARISON_KEYS = (
     *("name", "suite", "benchmark", "metric", "baseline", "candidate", "family", "verdict"),
     *("reason", "method", "improvement", "speedup", "ratio", "median_baseline"),
     *("median_candidate", "n_baseline", "n_candidate", "n_failed_baseline"),
-    *("n_failed_candidate", "mannwhitney_p", "welch_p", "effect_size", "significant"),
+    *("n_failed_candidate", "p_value", "p_no_change", "effect_size", "significant"),
     *("threshold", "higher_is_better"),
 )
 _TARGET_KEYS = (
@@ -341,7 +339,7 @@ def _comparison_row(v: Mapping[str, Any], unit: str) -> dict[str, Any]:
         "improvement": format_change(v.get("improvement")),
         "ci": format_interval(lo, hi),
         "speedup": format_value(v.get("speedup"), "x") if _finite(v.get("speedup")) else "—",
-        "p": format_value(v.get("mannwhitney_p"), ""),
+        "p": format_value(v.get("p_value", v.get("mannwhitney_p")), ""),
         "n": f"{int(v.get('n_baseline', 0))} / {int(v.get('n_candidate', 0))}",
         "failed": f"{int(v['n_failed_baseline'])} / {int(v['n_failed_candidate'])}",
         "family": v.get("family", ""),
@@ -532,7 +530,7 @@ def _baseline_rows(baseline: pd.DataFrame | None) -> list[dict[str, str]]:
                 "verdict": str(b.get("verdict", "—")),
                 "improvement": format_change(b.get("improvement")),
                 "ci": format_interval(lo, hi),
-                "p": format_value(b.get("p_adjusted", b.get("mannwhitney_p")), ""),
+                "p": format_value(b.get("p_value", b.get("mannwhitney_p")), ""),
                 "family": str(b.get("family", "—")),
                 "reason": str(b.get("reason", "")),
             }
@@ -566,44 +564,56 @@ def rule_statements(
 ) -> list[tuple[str, str]]:
     """How every verdict in the report is decided, in words, with this run's settings;
     the history rule's own statements (in run.json) replace or follow the generic ones."""
-    threshold = float(statistics.get("practical_threshold", 0.05))
-    alpha = float(statistics.get("alpha", 0.05))
-    confidence = float(statistics.get("confidence", 0.95))
-    resamples = int(statistics.get("bootstrap_resamples", 2000))
+    settings = stats.Settings.from_config(
+        {k: v for k, v in statistics.items() if k in _SETTINGS_KEYS}
+    )
+    threshold, alpha, confidence = (
+        settings.practical_threshold,
+        settings.alpha,
+        settings.confidence,
+    )
+    minimum = settings.min_units
     fams = ", ".join(f"“{f}”" for f in families) or "none in this run"
     base_fams = ", ".join(f"“{f}”" for f in baseline_families)
     rules = [
         (
             "Comparison",
-            f"A candidate is an improvement (or a regression) only when its median is better "
-            f"(or worse) than the baseline's by more than the practical threshold of "
-            f"{threshold:.0%} and the difference is significant: two-sided Mann-Whitney U "
-            f"p < {alpha:g} where the sample sizes let the test reach that level, otherwise "
-            f"the {confidence:.0%} bootstrap CI of the improvement ({resamples} seeded "
-            "resamples) excludes 0. Otherwise “no significant change”; “undetermined” when "
-            "the data cannot support a ratio (an empty side, too few values, a non-positive "
-            "median).",
+            "One estimand, one interval: the ratio candidate / baseline of a typical value "
+            "on the log scale (Hodges-Lehmann with the Mann-Whitney or signed-rank interval "
+            "when rows are the independent units; Welch or paired t over per-repetition "
+            "medians when repetitions hold several rows). An improvement (regression) needs "
+            f"the whole {confidence:.0%} interval of the improvement above +{threshold:.0%} "
+            f"(below −{threshold:.0%}; per metric where statistics.metric_thresholds says); "
+            f"“no change” needs it inside ±{threshold:.0%}; otherwise “inconclusive”, as is "
+            f"any side with fewer than {minimum['comparison']} units. The p-value shown is "
+            "the interval's dual (the change is not beyond the threshold), so they cannot "
+            "disagree. “undetermined”: the data cannot carry a ratio.",
         ),
         (
             "Failed",
-            "A comparison with any failed operation on either side (status other than ok: "
-            "timeout, error, mismatch, ...) is “failed”: no speed verdict on partial work, "
-            "since timings of the survivors would reward failing. Its target is “not met”. "
-            "Failed operations are counted, never turned into values.",
+            "Failures are errors, timeouts and mismatches; skipped, unavailable (a planned "
+            "departure) and censored (a run stopped at its budget) rows are by design and "
+            "never count. A comparison is “failed” when the candidate's failure rate is "
+            "significantly above the baseline's (Fisher exact) or its Clopper-Pearson "
+            f"interval lies above the error budget of {settings.error_budget:.1%}; it then "
+            "publishes no speed figure. Failures are counted, never turned into values.",
         ),
         (
             "Target",
-            f"A target is met only when its whole {confidence:.0%} confidence interval "
-            "satisfies it, not met when the whole interval violates it (or its comparison "
-            "failed), inconclusive when the interval straddles the threshold, and not "
-            "measured when there is no interval (benchmark not run, a single value, or no "
-            "benchmark measures it).",
+            f"A target is met only when its whole {confidence:.0%} interval satisfies it and "
+            "its failures are within the error budget; not met when the whole interval "
+            "violates it or its failures are over budget; inconclusive when the interval "
+            "straddles the threshold or cannot exist at this n (quantiles use order "
+            "statistics, proportions Clopper-Pearson, means and repetitions Student's t; "
+            f"fewer than {minimum['target']} units decide nothing); not measured without "
+            "rows; “not measurable at this budget” when declared so in config before the run.",
         ),
         (
             "Families",
-            "Comparisons decided by Mann-Whitney U within one family are corrected with "
-            f"Benjamini-Hochberg; an improvement or regression stands only if its adjusted p "
-            f"< {alpha:g}. Families in this run: {fams}."
+            "The comparisons of one suite form a family: Benjamini-Hochberg selects at "
+            f"alpha = {alpha:g} on the interval's dual p-values, and every member is then "
+            "judged on its false-coverage-adjusted interval at level 1 − max(R, 1)·alpha/m "
+            f"(Benjamini-Yekutieli). Families in this run: {fams}."
             + (f" Families against the baseline run: {base_fams}." if base_fams else ""),
         ),
         (
@@ -615,8 +625,8 @@ def rule_statements(
         (
             "Overall",
             "The optimization audit passes when at least 80% of its measured targets are "
-            "met; inconclusive counts as not met; targets not measured are left out of the "
-            "share and listed.",
+            "met; inconclusive counts as not met; targets not measured or not measurable at "
+            "this budget are left out of the share and listed.",
         ),
     ]
     for key, name in _RUN_RULES.items():

@@ -25,7 +25,6 @@ MIN_UNITS = {
     "comparison": 3,  # per side
     "target": 3,
     "survival": 3,  # runs per side of a Kaplan-Meier comparison
-    "history": 5,  # comparable runs before detection over the history
 }
 
 
