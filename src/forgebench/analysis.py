@@ -70,6 +70,7 @@ def start_summaries(
     bounds = np.searchsorted(codes[order], np.arange(len(keys) + 1))
     warmup = frame["warmup"].to_numpy(dtype=bool)
     is_ok = (frame["status"] == "ok").to_numpy(dtype=bool)
+    is_failure = frame["status"].map(V.is_failure).to_numpy(dtype=bool)
     status = frame["status"].to_numpy(dtype=object)
     value = frame["value"].to_numpy()
     higher = frame["higher_is_better"].to_numpy()
@@ -78,12 +79,13 @@ def start_summaries(
     for g, key in enumerate(keys):
         pos = order[bounds[g] : bounds[g + 1]]
         warm = warmup[pos]
-        ok, failed = is_ok[pos] & ~warm, ~is_ok[pos] & ~warm
+        ok, failed = is_ok[pos] & ~warm, is_failure[pos] & ~warm
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
         row["higher_is_better"] = bool(higher[pos[0]])
         row["n_warmup"] = int(warm.sum())
         row["n_ok"] = int(ok.sum())
         row["n_failed"] = int(failed.sum())
+        row["n_by_design"] = int((~is_ok[pos] & ~is_failure[pos] & ~warm).sum())
         counts = Counter(s for s in status[pos[failed]] if not pd.isna(s))
         row["failures"] = json.dumps(dict(sorted(counts.items())), sort_keys=True)
         if row["n_ok"]:
@@ -284,8 +286,6 @@ def _survival_row(
             f"{len(paired)} paired run(s): fewer than the minimum of {minimum} "
             f"(statistics.min_units.survival); {row['reason']}"
         )
-    elif row["verdict"] == "no significant change":
-        row["verdict"] = V.INCONCLUSIVE
     return row
 
 

@@ -240,12 +240,19 @@ def _stored_run(run_dir: Path, confidence: float) -> tuple[dict[str, Any], pd.Da
     prov_path = run_dir / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
     run_id = run_dir.name.split("=", 1)[1]
-    started = rows["started_at"].min() if len(rows) else pd.NaT
+    # when the run was made (the history rule stores it); older runs: their newest row
+    started = (
+        pd.Timestamp(prov["made_at"])
+        if prov.get("made_at")
+        else rows["started_at"].max()
+        if len(rows)
+        else pd.NaT
+    )
     info = {
         "run_id": run_id,
         "started_at": started,
         "n_rows": len(rows),
-        "n_failed": int((rows["status"] != "ok").sum()),
+        "n_failed": int(rows["status"].map(stats.vocabulary.is_failure).sum()),
         "suites": ", ".join(sorted(rows["suite"].unique())),
         "host": prov.get("host"),
         "cpu_model": prov.get("cpu_model"),
@@ -1377,7 +1384,10 @@ def summary_document(
         row["ci"] = [s.get("ci_low"), s.get("ci_high")]
         row["warnings"] = json.loads(s["warnings"]) if isinstance(s.get("warnings"), str) else []
         summary_rows.append(row)
-    failed = frame[frame["status"] != "ok"] if len(frame) else frame
+    failed = frame[frame["status"].map(stats.vocabulary.is_failure)] if len(frame) else frame
+    by_design = (
+        frame[frame["status"].isin(stats.vocabulary.BY_DESIGN_STATUSES)] if len(frame) else frame
+    )
     families = sorted({str(f) for f in comps.get("family", pd.Series(dtype=str)).dropna()})
     hist: dict[str, Any] | None = None
     if not history.empty:
@@ -1396,6 +1406,9 @@ def summary_document(
         "failed_operations": {
             "total": len(failed),
             "by_status": dict(sorted(Counter(failed["status"]).items())) if len(failed) else {},
+            "by_design": dict(sorted(Counter(by_design["status"]).items()))
+            if len(by_design)
+            else {},
         },
         "verdict_counts": verdict_counts(verdicts, history.baseline, history.regressions),
         "families": families,
@@ -1406,6 +1419,11 @@ def summary_document(
             "overall": dict(overall),
             "not_measured": sorted(
                 table.loc[table["target_verdict"] == "not measured", "target"].astype(str)
+            ),
+            "not_measurable": sorted(
+                table.loc[
+                    table["target_verdict"] == stats.vocabulary.NOT_MEASURABLE, "target"
+                ].astype(str)
             ),
         },
         "summary": summary_rows,

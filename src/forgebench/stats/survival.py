@@ -286,7 +286,7 @@ def km_median_ratio_ci(
     * ``improvement = 1 - KM median(candidate) / KM median(baseline)``.
     * A censored median: when a side's curve never drops below 0.5 (more than half its
       runs censored) its median is undefined (NaN), never replaced by the budget. Then
-      ``improvement`` is NaN and the verdict ``"undetermined"``; ``improvement_bounds``
+      ``improvement`` is NaN and the verdict ``"inconclusive"``; ``improvement_bounds``
       still says what the censoring allows (e.g. a baseline median beyond a budget B and
       a candidate median c give ``1 - c / B <= improvement <= 1``), for the report's text
       only: it carries no sampling uncertainty, so no verdict is drawn from it.
@@ -299,11 +299,11 @@ def km_median_ratio_ci(
       the interval instead of being dropped or invented. ``n_resamples_undefined`` counts
       them. The interval is reported only when the observed medians are defined.
 
-    Verdict (:data:`VERDICTS`): ``"undetermined"`` when a median is undefined or a side
-    has no runs; else ``"improvement"`` if the CI lies above 0 and the improvement exceeds
-    the practical ``threshold``, ``"regression"`` if the CI lies below 0 and the improvement
-    is below ``-threshold``, ``"no significant change"`` otherwise (the same rule as
-    :func:`compare`). Targets use :func:`check_survival_target`.
+    Verdict (the rule of :func:`forgebench.stats.compare`): ``"undetermined"`` when a side
+    has no runs; ``"inconclusive"`` when a median is undefined because of censoring;
+    else ``"improvement"`` (``"regression"``) when the whole CI lies above
+    ``threshold`` (below ``-threshold``), ``"no change"`` when it lies inside, and
+    ``"inconclusive"`` otherwise. Targets use :func:`check_survival_target`.
 
     Raises:
         ValueError: bad input (NaN/inf/negative times, lengths, parameters); ``paired``
@@ -367,6 +367,7 @@ def km_median_ratio_ci(
     if undefined:
         return result(
             improvement_bounds=bounds,
+            verdict="inconclusive",
             reason="; ".join(undefined)
             + f"; censoring only bounds the improvement to [{bounds[0]:.3g}, {bounds[1]:.3g}]",
         )
@@ -387,12 +388,14 @@ def km_median_ratio_ci(
         n_undefined += rb[0] != rb[1] or rc[0] != rc[1]
     tail = (1.0 - confidence) / 2.0 * 100.0
     ci = (_tail(lows, tail), _tail(highs, 100.0 - tail))
-    if ci[0] > 0.0 and improvement > threshold:
+    if ci[0] > threshold:
         verdict = "improvement"
-    elif ci[1] < 0.0 and improvement < -threshold:
+    elif ci[1] < -threshold:
         verdict = "regression"
+    elif ci[0] > -threshold and ci[1] < threshold:
+        verdict = "no change"
     else:
-        verdict = "no significant change"
+        verdict = "inconclusive"
     text = (
         f"KM median {med_b:.4g} -> {med_c:.4g}: improvement {_pct(improvement)} "
         f"({confidence:.0%} CI {_pct(ci[0])} to {_pct(ci[1])}, "
