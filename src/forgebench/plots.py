@@ -412,19 +412,18 @@ def _draw_resources(
 def _accuracy_interval(
     values: np.ndarray, params: Mapping[str, Any], confidence: float, seed: int, n_resamples: int
 ) -> tuple[float, float]:
-    """Bootstrap CI of the mean over repeated values; for a single value, the Wilson
-    interval when params says over how many items (``n_items``) it was measured."""
+    """Student's t interval of the mean over repeated values (repetitions are the units);
+    for a single value, the Clopper-Pearson interval when params says over how many
+    documents it was measured (``n_items`` or ``n_docs``)."""
     from forgebench import stats
 
+    del seed, n_resamples
     if len(values) >= 2:
-        return stats.bootstrap_ci(
-            values, "mean", confidence=confidence, n_resamples=n_resamples, seed=seed
-        )
-    n_items = params.get("n_items")
+        return stats.mean_ci(values, confidence)
+    n_items = params.get("n_items", params.get("n_docs"))
     if len(values) == 1 and isinstance(n_items, int) and n_items > 0:
-        k = round(float(values[0]) * n_items)
-        ci = sps.binomtest(k, n_items).proportion_ci(confidence_level=confidence, method="wilson")
-        return float(ci.low), float(ci.high)
+        k = min(n_items, max(0, round(float(values[0]) * n_items)))
+        return stats.proportion_ci(k, n_items, confidence)
     return (math.nan, math.nan)
 
 

@@ -47,6 +47,7 @@ from forgebench.stats.descriptive import (
     summarize,
 )
 from forgebench.stats.intervals import (
+    batch_means_ci,
     censored_quantile,
     mean_ci,
     min_n_for_quantile,
@@ -87,6 +88,7 @@ __all__ = [
     "Settings",
     "Summary",
     "SurvivalComparison",
+    "batch_means_ci",
     "benjamini_hochberg",
     "bootstrap_ci",
     "budget_verdict",

@@ -17,6 +17,7 @@ it errs the stated share of the time at most:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -119,6 +120,24 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> t
     se = float(np.std(x, ddof=1)) / math.sqrt(x.size)
     half = float(_sps.t.ppf(0.5 + confidence / 2.0, x.size - 1)) * se
     return mean - half, mean + half
+
+
+def batch_means_ci(
+    values: Sequence[float] | np.ndarray, confidence: float = 0.95, *, batches: int = 20
+) -> tuple[float, float]:
+    """Interval of the mean of a time-ordered series by the method of batch means.
+
+    Consecutive requests of a load run are correlated (a queue, a GC pause), so a t or
+    bootstrap interval over them treats them as more independent than they are. The
+    series is cut into ``batches`` contiguous batches and Student's t is taken over the
+    batch means, which are close to independent once a batch outlasts the correlation.
+    NaN below two values per batch."""
+    x = _sample(values)
+    if x.size < 2 * batches:
+        return math.nan, math.nan
+    edges = np.linspace(0, x.size, batches + 1).astype(int)
+    means = np.array([x[a:b].mean() for a, b in itertools.pairwise(edges)])
+    return mean_ci(means, confidence)
 
 
 def union_ci(
