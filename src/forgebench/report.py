@@ -481,7 +481,11 @@ def _audit_rows(table: pd.DataFrame, units: Mapping[tuple[str, str, str], str]) 
     return rows
 
 
-def overall_line(overall: Mapping[str, Any], not_measured: Sequence[str]) -> str:
+def overall_line(
+    overall: Mapping[str, Any],
+    not_measured: Sequence[str],
+    not_measurable: Sequence[str] = (),
+) -> str:
     """The audit's overall verdict in one sentence, naming the targets left out of it."""
     share = overall["share_met"]
     text = (
@@ -491,9 +495,14 @@ def overall_line(overall: Mapping[str, Any], not_measured: Sequence[str]) -> str
         + f"; PASSED needs at least {overall['pass_share']:.0%} met, and inconclusive counts "
         "as not met."
     )
+    if not_measurable:
+        text += (
+            " Not measurable at this budget (declared before the run), left out of the "
+            f"share: {', '.join(not_measurable)}."
+        )
     if not_measured:
         return text + f" Not measured, left out of the share: {', '.join(not_measured)}."
-    return text + " Every audited target was measured."
+    return text + " Every other audited target was measured."
 
 
 def _frame_records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -787,7 +796,7 @@ class Cells:
 
     def interval(self, key: tuple[str, str, str, str]) -> tuple[float, float, str]:
         """(low, high, how): the metric's own interval rows, else value ± z·stderr from a
-        ``<metric>_stderr`` row, else the bootstrap CI of the median over repeated
+        ``<metric>_stderr`` row, else the order-statistic CI of the median over repeated
         values; NaN bounds and "" when there is none."""
         suite, benchmark, case, metric = key
         for low_name, high_name in _sibling_bounds(metric):
@@ -805,7 +814,7 @@ class Cells:
             return low, high, "± z·stderr"
         row = self.rows.get(key)
         if row is not None and row["n_ok"] >= 2 and _finite(row.get("ci_low")):
-            return float(row["ci_low"]), float(row["ci_high"]), "bootstrap"
+            return float(row["ci_low"]), float(row["ci_high"]), "order statistics"
         return math.nan, math.nan, ""
 
 
@@ -856,7 +865,14 @@ def _primary_metric(task: str, metrics: set[str]) -> str | None:
 
 
 def _eval_cell(cells: Cells, task: str, model: str, metric: str | None) -> dict[str, str]:
-    """One task × model cell: value, interval, chance, and whether the interval clears it."""
+    """One task × model cell: value, interval, chance, and whether the interval clears it.
+
+    The interval is the evaluation's recorded one (Clopper-Pearson for a share of
+    documents, forgebench.evaluation.runner). A record without it gets Clopper-Pearson
+    from ``n_docs`` where the value is a share of them (k/n exactly; not pass@k with
+    k > 1): lm-eval's value ± z·stderr, clipped, made 0/20 the certain [0, 0]. Chance is
+    ``chance_acc``, the higher of the uniform and the majority-class baseline, both in the
+    title."""
     key = ("eval", task, model, metric or "")
     if metric is None or not _finite(cells.value(key)):
         failed = ("eval", task, model, "evaluation")
@@ -865,22 +881,38 @@ def _eval_cell(cells: Cells, task: str, model: str, metric: str | None) -> dict[
         return {"text": status, "flag": "failed", "title": reason, "how": ""}
     value = cells.value(key)
     low, high, how = cells.interval(key)
+    if how == "recorded interval":
+        how = str(cells.params((*key[:3], f"{metric}_ci_low")).get("interval") or how)
     n_docs = cells.value(("eval", task, model, "n_docs"))
-    if not _finite(low) and cells.unit(key) == "fraction" and _finite(n_docs) and n_docs > 0:
+    share = _finite(n_docs) and n_docs > 0 and abs(value * n_docs - round(value * n_docs)) < 1e-6
+    pass_k = re.match(r"pass_at_(\d+)(\.|$)", metric)
+    if (
+        how in ("", "± z·stderr", "order statistics")
+        and cells.unit(key) == "fraction"
+        and share
+        and not (pass_k and int(pass_k.group(1)) > 1)
+    ):
         n = int(n_docs)
         low, high = stats.proportion_ci(min(n, max(0, round(value * n))), n, cells.confidence)
-        how = "exact binomial"
+        how = "exact binomial (Clopper-Pearson)"
     chance = cells.value(("eval", task, model, "chance_acc"))
+    uniform = cells.value(("eval", task, model, "chance_uniform"))
+    majority = cells.value(("eval", task, model, "chance_majority"))
     if not _finite(low):
         flag = "no interval"
     elif _finite(chance) and low <= chance:
         flag = "does not clear chance"
     else:
         flag = ""
+    levels = (
+        f" (the higher of uniform {_fraction(uniform)} and majority class {_fraction(majority)})"
+        if _finite(uniform) and _finite(majority)
+        else ""
+    )
     return {
         "text": f"{_fraction(value)} {format_interval(low, high, _fraction)}".rstrip(" —"),
         "flag": flag,
-        "title": f"chance {_fraction(chance)}; interval: {how or 'none'}",
+        "title": f"chance {_fraction(chance)}{levels}; interval: {how or 'none'}",
         "how": how,
         "chance": _fraction(chance),
     }
@@ -1806,6 +1838,7 @@ def _context(
         "n_inputs": len(paths),
         "n_failed": failed["total"],
         "failed_by_status": failed["by_status"],
+        "by_design_by_status": failed.get("by_design", {}),
         "statistics": statistics,
         "counts": doc["verdict_counts"],
         "rules": rule_statements(statistics, doc["families"], baseline_families, history.run),
@@ -1816,7 +1849,9 @@ def _context(
         "unassigned_targets": [r for r in target_rows if not r["suite"]],
         "audit": _audit_rows(table, units),
         "overall": dict(overall),
-        "overall_line": overall_line(overall, doc["audit"]["not_measured"]),
+        "overall_line": overall_line(
+            overall, doc["audit"]["not_measured"], doc["audit"].get("not_measurable", ())
+        ),
         "history": {
             "empty": history.empty,
             "run": [
