@@ -172,6 +172,17 @@ def _not_measurable(entry: Mapping[str, Any]) -> str | None:
     if isinstance(spec, str):
         return spec
     needs = f"; needs {spec['needs']}" if spec.get("needs") else ""
+    if spec.get("noise_sd_log"):
+        n = stats.units_needed(
+            float(spec["noise_sd_log"]),
+            threshold=float(spec.get("threshold", 0.05)),
+            sides=1 if "statistic" in entry else 2,
+        )
+        units = spec.get("units", "repetitions")
+        needs += (
+            f"; needs about {n} {units}{' a side' if 'statistic' not in entry else ''} at the "
+            f"measured noise (sd of log {float(spec['noise_sd_log']):g}, 80% power)"
+        )
     return f"{spec.get('reason', 'declared in config')}{needs}"
 
 
@@ -447,6 +458,13 @@ def _case_target(target: Mapping[str, Any], select: _Rows, settings: Settings) -
     )
     out["evidence"] = "; ".join(p for p in (evidence, how, failure_text) if p)
     out["verdict"] = verdict
+    total = len(ok) + n_failed
+    if total:
+        fv, (flo, fhi) = stats.budget_verdict(
+            n_failed, total, error_budget=budget, confidence=settings.confidence
+        )
+        out.update(failure_verdict=fv, failure_rate=n_failed / total, failure_ci_low=flo,
+                   failure_ci_high=fhi)  # fmt: skip
     return out
 
 

@@ -11,6 +11,7 @@ One module per kind of question (docs/verdicts.md is the rule book):
 * :mod:`.counts`: paired 0/1 outcomes (flip rate, McNemar);
 * :mod:`.survival`: right-censored times (Kaplan-Meier);
 * :mod:`.detection` and :mod:`.changepoint`: a metric over the history of runs;
+* :mod:`.power`: the data a verdict needs (for "not measurable at this budget");
 * :mod:`.resampling`: the seeded bootstrap, where no exact interval exists.
 
 Small pure functions on arrays; everything random is seeded.
@@ -55,6 +56,7 @@ from forgebench.stats.intervals import (
     quantile_ci,
     quantile_ranks,
 )
+from forgebench.stats.power import units_needed
 from forgebench.stats.resampling import bootstrap_ci, paired_bootstrap
 from forgebench.stats.survival import (
     CONF_TYPES,
@@ -123,5 +125,6 @@ __all__ = [
     "selected_count",
     "statistic_interval",
     "summarize",
+    "units_needed",
     "with_failures",
 ]
