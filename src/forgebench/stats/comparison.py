@@ -156,6 +156,17 @@ def _design(
     return RankShift(np.log(base), np.log(cand), paired=False), "independent rows"
 
 
+def _unit_counts(
+    base: np.ndarray, cand: np.ndarray, baseline_units: Any, candidate_units: Any
+) -> tuple[int, int]:
+    """Independent units a side: distinct labels when given, else rows."""
+    if baseline_units is None or candidate_units is None:
+        return base.size, cand.size
+    return len(set(np.asarray(baseline_units, dtype=object).tolist())), len(
+        set(np.asarray(candidate_units, dtype=object).tolist())
+    )
+
+
 def failure_check(
     n_ok_baseline: int,
     n_failed_baseline: int,
@@ -252,16 +263,16 @@ def _prepare(
                 early=V.UNDETERMINED,
                 reason=f"{name} has values <= 0: a ratio needs positive values",
             )
-    shift, design = _design(base, cand, baseline_units, candidate_units, paired)
-    kw.update(shift=shift, design=design)
-    units = min(shift.n_units)
-    if units < min_units:
+    counts = _unit_counts(base, cand, baseline_units, candidate_units)
+    if min(counts) < max(min_units, 2):
         return _Prepared(
             **kw,
             early=V.INCONCLUSIVE,
-            reason=f"{shift.n_units[0]} vs {shift.n_units[1]} units ({design}): fewer than "
-            f"the minimum of {min_units} a side (statistics.min_units.comparison)",
+            reason=f"{counts[0]} vs {counts[1]} independent units: fewer than the minimum of "
+            f"{max(min_units, 2)} a side (statistics.min_units.comparison)",
         )
+    shift, design = _design(base, cand, baseline_units, candidate_units, paired)
+    kw.update(shift=shift, design=design)
     if fail == V.INCONCLUSIVE:
         return _Prepared(**kw, early=V.INCONCLUSIVE, reason=fail_text)
     return _Prepared(**kw, early=None, reason=fail_text)
