@@ -1,5 +1,5 @@
 """The ``forgebench`` command: run one benchmark outside the workflow, rebuild the report,
-list the stored run history, or compare two stored runs.
+list the stored run history, compare two stored runs, or gate a run for CI.
 
 `report`, `history` and `compare` read stored results only: no benchmark runs. User
 mistakes (ForgebenchError) print ``ERROR: ...`` and exit 1; bugs keep their traceback.
@@ -157,6 +157,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Exit non-zero when the run's verdicts fail the gate: a regression (suspected ones
+    included) against the history or the baseline run, a failure, or a target marked
+    `gate: true` that is not met. Prints what fails it, by name, and the counts; writes
+    JUnit XML with --junit. Exit 0: passed; 1: failed; 2: the verdict tables are missing."""
+    from forgebench.gate import evaluate, format_result, junit_xml
+
+    try:
+        result = evaluate(
+            args.results,
+            allow_suspected=args.allow_suspected,
+            strict_targets=args.strict_targets,
+            fail_on_noisy=args.fail_on_noisy,
+        )
+    except ForgebenchError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    report = Path(args.results, "report", "index.html")
+    for line in format_result(result, report_path=str(report) if report.exists() else None):
+        print(line)
+    if args.junit:
+        Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.junit).write_text(junit_xml(result), encoding="utf-8")
+    return result.exit_code()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forgebench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -215,6 +241,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare metrics of different benchmark versions too",
     )
     comp.set_defaults(func=cmd_compare)
+    gate = sub.add_parser(
+        "gate",
+        help="Exit non-zero when the run's verdicts fail the gate.",
+        description=cmd_gate.__doc__,
+    )
+    gate.add_argument("--results", default="results", help="results folder (default: %(default)s)")
+    gate.add_argument("--junit", default=None, help="also write JUnit XML to this path")
+    gate.add_argument(
+        "--allow-suspected",
+        action="store_true",
+        help="do not fail on a suspected regression (the current run alone, unconfirmed)",
+    )
+    gate.add_argument(
+        "--strict-targets",
+        action="store_true",
+        help="a gated target fails unless met (inconclusive fails too)",
+    )
+    gate.add_argument(
+        "--fail-on-noisy",
+        action="store_true",
+        help="also fail on verdicts made while other processes loaded the machine",
+    )
+    gate.set_defaults(func=cmd_gate)
     return parser
 
 
