@@ -47,5 +47,7 @@ if ((with_tests)); then
   # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests;
   # chromium + chromium-driver: the report's render test; wrk: the HTTP load anchor
   apt_install sockperf slurmctld slurmd slurm-client munge postgresql chromium chromium-driver wrk
+  # apache-otava: the calibration benchmark's anchor, in its own venv (its pins clash with ours)
+  bash tools/otava_env.sh
 fi
 echo "setup: done (.venv ready)"

@@ -144,6 +144,14 @@ for _spec in (
         "slowdown of a fixed CPU-bound workload under the resource sampler",
     ),
     BenchmarkSpec(
+        "harness",
+        "statistics_calibration",
+        "forgebench.harness.statistics_calibration:run",
+        False,
+        "the verdicts calibrated on synthetic data with a known truth: false-call and "
+        "detection rates, interval coverage, history detection against ruptures and Otava",
+    ),
+    BenchmarkSpec(
         "service",
         "responsiveness",
         "forgebench.service.responsiveness:run",

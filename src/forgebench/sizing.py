@@ -44,6 +44,38 @@ def _sampler_overhead(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return seconds, runs
 
 
+def _statistics_calibration(c: Mapping[str, Any]) -> tuple[float, float]:
+    # Measured on one core: compare 0.3 ms + 12 us per value a side, 0.8 ms on repetitions;
+    # a quantile interval 0.1 ms; detection 25 ms per 300-run history; ruptures Binseg
+    # ~1.5 ms per prefix; Otava ~1.5 s per history and setting. 2x margin.
+    cmp, cov, his, anc = c["comparisons"], c["coverage"], c["histories"], c["anchors"]
+    seconds = 0.0
+    if cmp.get("enabled", True):
+        per_trial = sum(0.3e-3 + 12e-6 * n for n in cmp["sizes"]) * len(cmp["distributions"])
+        per_trial += 0.8e-3 * len(cmp["repetitions"])
+        seconds += cmp["trials"] * len(cmp["effects"]) * per_trial
+    if cov.get("enabled", True):
+        intervals = len(cov["quantiles"]) * len(cov["sizes"]) * 1e-4
+        ratios = (len(cov["ratio_sizes"]) + len(cov["ratio_repetitions"])) * 1e-3
+        seconds += cov["trials"] * (intervals + ratios)
+    if his.get("enabled", True):
+        shapes = 2 + len(his["spikes_sigma"]) + len(his["steps_sigma"])
+        per_history = 25e-3 * his["runs"] / 300
+        histories = shapes * his["replicates"] + his["family_metrics"] * his["family_replicates"]
+        seconds += len(his["noise_cv"]) * histories * per_history
+        series = len(anc["noise_cv"]) * (shapes * anc["replicates"] + anc["tuning_replicates"])
+        rup, ota = anc["ruptures"], anc["otava"]
+        if rup.get("enabled", True):
+            seconds += series * his["runs"] / min(rup["stride"], 5) * 1.5e-3
+        if ota.get("enabled", False):
+            settings = len(anc["noise_cv"]) * (
+                2 * shapes * anc["replicates"] + len(ota["max_pvalues"]) * anc["tuning_replicates"]
+            )
+            seconds += settings * 1.5 * his["runs"] / 300 / ota["workers"]
+    rows = 40 * (len(cmp["effects"]) * len(cmp["sizes"]) * len(cmp["distributions"]) + 200)
+    return 30 + 2 * seconds, rows
+
+
 _LOAD_S_PER_ROW = 50e-6  # generate + insert/COPY per loaded row and backend (measured ~15 us)
 
 
@@ -271,6 +303,7 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/sockperf_compare": _sockperf_compare,
     "network/p2p_mesh": _p2p_mesh,
     "harness/sampler_overhead": _sampler_overhead,
+    "harness/statistics_calibration": _statistics_calibration,
     "database/n_plus_one": _database_n_plus_one,
     "database/connection_pooling": _database_connection_pooling,
     "system/import_time": _import_time,
