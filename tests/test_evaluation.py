@@ -23,6 +23,7 @@ from forgebench.evaluation.runner import (
 )
 from forgebench.evaluation.samples import read_samples
 from forgebench.record import read_measurements
+from forgebench.stats import proportion_ci
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -125,16 +126,21 @@ def test_subset_evaluation_writes_every_output(setup) -> None:
     assert acc["correct"].tolist() == (acc["value"] == 1.0).tolist()
     # doc_hash is lm-eval's hash of the document: one per document, stable across metrics
     assert acc["doc_hash"].is_unique and acc["doc_hash"].str.fullmatch("[0-9a-f]{64}").all()
-    # chance: mean of 1/choices over exactly the evaluated documents
+    # chance over exactly the evaluated documents: the mean of 1/choices, the share of the
+    # most frequent gold answer (position), and the higher of the two
     docs = setup["arc_test"].iloc[expected_ids]
-    chance = float(np.mean([1 / len(c["text"]) for c in docs["choices"]]))
-    assert got["chance_acc"] == pytest.approx(chance)
+    uniform = float(np.mean([1 / len(c["text"]) for c in docs["choices"]]))
     assert (acc["n_choices"].to_numpy() == [len(c["text"]) for c in docs["choices"]]).all()
     targets = [
         c["label"].tolist().index(k)
         for c, k in zip(docs["choices"], docs["answerKey"], strict=True)
     ]
     assert acc["target"].astype(int).tolist() == targets
+    assert acc["gold"].tolist() == targets
+    majority = max(targets.count(t) for t in set(targets)) / len(targets)
+    assert got["chance_uniform"] == pytest.approx(uniform)
+    assert got["chance_majority"] == pytest.approx(majority)
+    assert got["chance_acc"] == pytest.approx(max(uniform, majority))
 
     results = json.loads(paths.results_json("fb_arc_easy").read_text())
     assert results["results"]["fb_arc_easy"]["acc,none"] == got["acc"]
@@ -144,6 +150,23 @@ def test_subset_evaluation_writes_every_output(setup) -> None:
     assert [json.loads(x)["doc_id"] for x in lines] == expected_ids
     params = json.loads(frame["params"].iloc[0])
     assert params["mode"] == "subset" and params["n_docs_total"] == ARC_TEST_DOCS
+
+
+def test_shares_of_documents_have_exact_intervals(setup) -> None:
+    """acc and acc_norm of 12 documents get Clopper-Pearson intervals from the per-document
+    outcomes, beside lm-eval's stderr; value ± z·stderr read 0/n as a certain 0."""
+    frame, paths = _run(setup, "fb_arc_easy", cfg={**CFG, "subset_size": 12})
+    got = dict(zip(frame["metric"], frame["value"], strict=True))
+    samples = read_samples(paths.samples)
+    for metric in ("acc", "acc_norm"):
+        assert f"{metric}_ci_low" in got and f"{metric}_ci_high" in got, sorted(got)
+        k = int(samples.loc[samples.metric == metric, "value"].sum())
+        low, high = proportion_ci(k, 12, 0.95)
+        assert got[f"{metric}_ci_low"] == pytest.approx(low)
+        assert got[f"{metric}_ci_high"] == pytest.approx(high)
+        assert high - low > 0.2  # 12 documents cannot pin an accuracy down
+    ci = frame[frame.metric == "acc_ci_low"]
+    assert json.loads(ci["params"].iloc[0])["interval"] == "Clopper-Pearson"
 
 
 def test_every_model_gets_the_same_documents(setup) -> None:

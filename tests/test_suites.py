@@ -15,7 +15,7 @@ from forgebench.errors import ForgebenchError
 from forgebench.evaluation import suites as su
 from forgebench.evaluation.samples import read_samples, samples_frame, write_samples
 from forgebench.record import Recorder, read_measurements, write_measurements
-from forgebench.stats import bootstrap_ci
+from forgebench.stats import proportion_ci
 
 # The issue's original suites, verbatim (truthfulqa_mc is lm-eval's truthfulqa_mc2).
 ORIGINAL = {
@@ -131,8 +131,15 @@ def test_overrides_and_custom_tasks(tmp_path) -> None:
 # ------------------------------------------------------------------------------ scores
 
 
-def _task_files(model: str, task: str, values: dict[str, list[float]], n_choices: int | None):
-    """Measurement rows and samples of one evaluated task, as the runner writes them."""
+def _task_files(
+    model: str,
+    task: str,
+    values: dict[str, list[float]],
+    n_choices: int | None,
+    targets: list[int] | None = None,
+):
+    """Measurement rows and samples of one evaluated task, as the runner writes them; the
+    gold answers are ``targets`` (default: choices in turn, 0, 1, .., n_choices - 1, 0, ..)."""
     rec = Recorder("eval", task, 1)
     for metric, vals in values.items():
         rec.add(model, {"task": task}, metric, "fraction", True, float(np.mean(vals)))
@@ -143,7 +150,7 @@ def _task_files(model: str, task: str, values: dict[str, list[float]], n_choices
                 "doc_id": i,
                 "doc": {"i": i},
                 "doc_hash": f"h{task}{i}",
-                "target": 0,
+                "target": targets[i] if targets else i % (n_choices or 1),
                 "filter": "none",
                 "metrics": list(values),
                 **{m: vals[i] for m, vals in values.items()},
@@ -195,9 +202,14 @@ def test_score_is_the_weighted_mean_of_objectives_with_a_ci() -> None:
     assert get["objective.winogrande"] == pytest.approx(
         samples[(samples.task == "fb_winogrande") & (samples.metric == "acc")]["value"].mean()
     )
-    # Chance: 1/4 for hellaswag and ARC, 1/2 for winogrande and boolq.
+    # Chance: the higher of uniform and majority class, per objective: 1/4 for hellaswag
+    # (answers spread evenly over 40 documents), 1/2 for winogrande and boolq; ARC's 30
+    # documents hold answer 0 and 1 eight times each, so its majority class is 8/30.
     assert get["objective.hellaswag.chance"] == pytest.approx(0.25)
-    assert get["chance"] == pytest.approx((0.25 + 0.5 + 0.25 + 0.5) / 4)
+    assert get["objective.arc_challenge.chance_uniform"] == pytest.approx(0.25)
+    assert get["objective.arc_challenge.chance"] == pytest.approx(8 / 30)
+    assert get["chance"] == pytest.approx((0.25 + 0.5 + 8 / 30 + 0.5) / 4)
+    assert get["chance_uniform"] == pytest.approx((0.25 + 0.5 + 0.25 + 0.5) / 4)
     head = json.loads(rows.loc[rows.metric == "score", "params"].iloc[0])
     assert head["complete"] is True and head["missing"] == []
     assert (rows["status"] == "ok").all()
@@ -221,12 +233,73 @@ def test_weights_change_the_score() -> None:
     assert rows.loc[rows.metric == "score", "value"].iloc[0] == pytest.approx(expected)
 
 
-def test_single_objective_ci_is_the_plain_bootstrap_of_its_mean() -> None:
+def test_single_objective_ci_is_its_clopper_pearson_interval() -> None:
     vals = np.random.default_rng(5).integers(0, 2, 80).astype(float)
     part = su.PartScore("x", su.TaskRef("fb_x", "acc"), 1.0, "ok", values=vals)
-    score, ci = su.weighted_score_ci([part], confidence=0.9, n_resamples=500, seed=7)
+    score, ci = su.weighted_score_ci([part], confidence=0.9)
     assert score == pytest.approx(vals.mean())
-    assert ci == bootstrap_ci(vals, "mean", confidence=0.9, n_resamples=500, seed=7)
+    assert ci == pytest.approx(proportion_ci(int(vals.sum()), 80, 0.9))
+
+
+def test_objectives_at_zero_are_not_certain_zeros() -> None:
+    """The coding suite of a small model: HumanEval and MBPP 0/20, BoolQ 0/20. The pooled
+    bootstrap called the score a certain 0 ([0.0%, 0.0%]); each objective's 0/20 supports
+    up to 16.8%, and the score's interval carries all three (Bonferroni)."""
+    records, samples = [], []
+    for name in ("humaneval", "mbpp", "boolq"):
+        ref = su.CATALOG[name]
+        rec = Recorder("eval", ref.task, 1)
+        rec.add("m", {}, "x", "fraction", True, 0.0)
+        records.append(rec.frame())
+        logged = {
+            ref.task: [
+                {"doc_id": i, "doc": {}, "doc_hash": f"{name}{i}", "target": "t",
+                 "filter": ref.filter, "metrics": [ref.metric], ref.metric: 0.0}
+                for i in range(20)
+            ]
+        }  # fmt: skip
+        samples.append(samples_frame(logged, model="m", task=ref.task))
+    rows, table = su.score_suite(
+        su.load_suite("coding"), "m", pd.concat(records), pd.concat(samples), allow_online=False
+    )
+    get = dict(zip(rows["metric"], rows["value"], strict=True))
+    assert get["score"] == 0.0 and get["score_ci_low"] == 0.0
+    assert get["objective.humaneval.ci_high"] == pytest.approx(proportion_ci(0, 20)[1])
+    assert get["score_ci_high"] == pytest.approx(proportion_ci(0, 20, 1 - 0.05 / 3)[1])
+    assert get["score_ci_high"] > 0.168
+    assert table.set_index("name").loc["humaneval", "score_ci_high"] > 0.168
+
+
+def test_boolq_objective_chance_is_its_majority_class() -> None:
+    """62% of BoolQ's answers are "yes": a model that always says "no" scores 0.38 and
+    must be compared with 0.62, not 1/2."""
+    targets = [1] * 62 + [0] * 38
+    r, s = _task_files("m", "fb_boolq", {"acc": [float(t == 0) for t in targets]}, 2, targets)
+    suite = su.Suite("one", "", (su.Objective("boolq", su.CATALOG["boolq"]),))
+    rows, table = su.score_suite(suite, "m", r, s, allow_online=False)
+    get = dict(zip(rows["metric"], rows["value"], strict=True))
+    assert get["objective.boolq.chance"] == pytest.approx(0.62)
+    assert get["chance"] == pytest.approx(0.62)
+    assert table.set_index("name").loc["boolq", "chance"] == pytest.approx(0.62)
+
+
+def test_suite_interval_covers_at_its_level() -> None:
+    """Three objectives of 20, 40 and 200 documents with weights 1, 1, 2: the interval
+    covers the weighted mean of their true accuracies at least 95% of the time, small and
+    near-zero objectives included."""
+    rng = np.random.default_rng(11)
+    truth_p, sizes, weights = (0.02, 0.5, 0.9), (20, 40, 200), (1.0, 1.0, 2.0)
+    truth = float(np.dot(weights, truth_p) / sum(weights))
+    covered, runs = 0, 400
+    for _ in range(runs):
+        parts = [
+            su.PartScore(f"p{i}", su.TaskRef(f"fb_{i}", "acc"), w, "ok",
+                         values=(rng.random(n) < p).astype(float))
+            for i, (p, n, w) in enumerate(zip(truth_p, sizes, weights, strict=True))
+        ]  # fmt: skip
+        _, (low, high) = su.weighted_score_ci(parts, confidence=0.95)
+        covered += low <= truth <= high
+    assert covered / runs >= 0.95
 
 
 def test_ci_narrows_with_more_documents() -> None:
@@ -243,7 +316,7 @@ def test_ci_narrows_with_more_documents() -> None:
             )
             for i in range(3)
         ]
-        _, (lo, hi) = su.weighted_score_ci(parts, confidence=0.95, n_resamples=400, seed=1)
+        _, (lo, hi) = su.weighted_score_ci(parts, confidence=0.95)
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 3
 

@@ -10,12 +10,17 @@ evaluation spends computing. It writes:
 * results/raw/eval/<model>.parquet: the measurement record (suite ``eval``, benchmark =
   task, case = model). Each task metric is a row named ``<metric>`` (filter ``none``) or
   ``<metric>.<filter>`` (``@`` and ``-`` spelt ``_at_`` and ``_``; params keep lm-eval's
-  key); its standard error is a row of its own, ``<metric>_stderr``; beside them
-  ``chance_acc`` (multiple choice: mean over the evaluated documents of 1 / choices),
-  ``n_docs`` and ``wall_time`` (the task's own time; loading the model is logged and in
-  the provenance). A task that cannot run is one ``evaluation`` row with its status
-  (``unavailable`` for missing data or hub data while offline, else ``error:<Class>``) and
-  the reason in params, never an exception that stops the others;
+  key); its standard error is a row of its own, ``<metric>_stderr`` (lm-eval's), and a
+  share of documents (accuracy, acc_norm, exact match, pass@k) has its interval from the
+  per-document values, ``<metric>_ci_low``/``<metric>_ci_high``: Clopper-Pearson, exact,
+  where they are 0/1 (``samples.document_interval``; 0/20 is [0, 16.8%], where value ±
+  z·stderr said [0, 0]). Beside them the chance level of multiple-choice tasks
+  (``samples.chance_levels``: ``chance_uniform``, the mean of 1 / choices;
+  ``chance_majority``, the share of the most frequent gold answer; ``chance_acc``, the
+  higher of the two), ``n_docs`` and ``wall_time`` (the task's own time; loading the
+  model is logged and in the provenance). A task that cannot run is one ``evaluation``
+  row with its status (``unavailable`` for missing data or hub data while offline, else
+  ``error:<Class>``) and the reason in params, never an exception that stops the others;
 * results/raw/eval/<model>.samples.parquet: per-document values keyed by document hash,
   with a ``task`` column (forgebench.evaluation.samples).
 
@@ -43,7 +48,8 @@ import pandas as pd
 
 from forgebench.errors import ForgebenchError
 from forgebench.evaluation.samples import (
-    chance_accuracy,
+    chance_levels,
+    document_interval,
     empty_samples,
     samples_frame,
     write_lm_eval_results,
@@ -53,7 +59,8 @@ from forgebench.record import Recorder, status_for, validate_measurements, write
 
 log = logging.getLogger(__name__)
 
-BENCHMARK_VERSION = 1
+#: 2: ``chance_acc`` is the higher of the uniform and the majority-class baseline.
+BENCHMARK_VERSION = 2
 SUITE = "eval"
 #: The benchmark name of an evaluation job's own rows (job duration, memory).
 JOB_BENCHMARK = "evaluation"
@@ -335,6 +342,27 @@ def _n_choices_fn(leaves: Mapping[str, Any]) -> Any:
     return n_choices
 
 
+def _gold_fn(leaves: Mapping[str, Any]) -> Any:
+    """The index of a multiple-choice document's right answer, found as lm-eval's
+    ``process_results`` finds it (``doc_to_text`` for multiple-input tasks such as
+    WinoGrande, else ``doc_to_target``; a string is looked up among the choices); None
+    where there is no one index (not multiple choice, several golds, out of range)."""
+
+    def gold(subtask: str, doc: Mapping[str, Any]) -> int | None:
+        t = leaves.get(subtask)
+        if t is None or t.config.output_type != "multiple_choice":
+            return None
+        choices = t.doc_to_choice(doc)
+        g = t.doc_to_text(doc) if getattr(t, "multiple_input", 0) else t.doc_to_target(doc)
+        if isinstance(g, str):
+            return choices.index(g) if g in choices else None
+        if isinstance(g, int | np.integer) and not isinstance(g, bool) and 0 <= g < len(choices):
+            return int(g)
+        return None
+
+    return gold
+
+
 def _metric_rows(
     rec: Recorder,
     model: str,
@@ -342,8 +370,11 @@ def _metric_rows(
     results: Mapping[str, Any],
     base: Mapping[str, Any],
     started_at: Any,
+    samples: pd.DataFrame | None = None,
+    confidence: float = 0.95,
 ) -> int:
-    """Rows for every numeric metric lm-eval reports for ``task`` (and their stderr)."""
+    """Rows for every numeric metric lm-eval reports for ``task`` (and their stderr); for
+    a share of documents, its interval from ``samples`` (``_interval_rows``)."""
     res = results["results"][task]
     hib = results.get("higher_is_better", {}).get(task, {})
     count = 0
@@ -371,7 +402,42 @@ def _metric_rows(
             rec.add(
                 model, params, f"{name}_stderr", unit, False, float(stderr), started_at=started_at
             )
+        if unit == "fraction" and samples is not None:
+            sel = samples[(samples["metric"] == metric) & (samples["filter"] == filt)]
+            _interval_rows(rec, model, name, float(value), sel, params, confidence, started_at)
     return count
+
+
+def _interval_rows(
+    rec: Recorder,
+    model: str,
+    name: str,
+    value: float,
+    sel: pd.DataFrame,
+    params: Mapping[str, Any],
+    confidence: float,
+    started_at: Any,
+) -> None:
+    """``<name>_ci_low``/``_ci_high`` from the metric's per-document rows ``sel``
+    (``document_interval``). None where lm-eval's figure is not their mean (a group whose
+    aggregate is not weighted by size): an interval of another figure would mislead."""
+    metric = str(params.get("lm_eval_key", "")).split(",", 1)[0]
+    values = sel.drop_duplicates(["subtask", "doc_id"])["value"].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    if abs(float(values.mean()) - value) > 1e-9:
+        log.warning(
+            "%s: %s is %.6g but its documents' mean is %.6g: no interval recorded",
+            params.get("task"), name, value, float(values.mean()),
+        )  # fmt: skip
+        return
+    low, high, how = document_interval(values, metric, confidence)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return
+    ci_params = {**params, "interval": how, "confidence": confidence, "n": int(values.size)}
+    for suffix, bound in (("_ci_low", low), ("_ci_high", high)):
+        rec.add(model, ci_params, name + suffix, "fraction", True, bound, started_at=started_at)
 
 
 def evaluate(
@@ -388,6 +454,7 @@ def evaluate(
     threads: int | None = None,
     write_record: bool = True,
     provenance_out: dict[str, Any] | None = None,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Evaluate ``model_dir`` on ``tasks``, in order, loading the model once; write the
     outputs (``output_paths``); return the measurement rows. With ``write_record=False``
@@ -396,6 +463,7 @@ def evaluate(
     ``task_manager`` overrides the default (suites/tasks over ``datasets_dir`` for fb_*
     tasks, lm-eval's built-ins otherwise). ``threads`` caps torch's CPU threads (the job's
     share of the cores: more threads than cores slows a CPU evaluation several-fold).
+    ``confidence`` is the level of the recorded intervals (``statistics.confidence``).
     Only config mistakes raise; a task that cannot run becomes failed rows.
     """
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
@@ -413,7 +481,7 @@ def evaluate(
     frames, samples, lm_config = [], [], {}
     for task in tasks:
         rows, task_samples, results = _evaluate_task(
-            loaded, model_name, task, settings[task], seed, threads, paths
+            loaded, model_name, task, settings[task], seed, threads, paths, confidence
         )
         frames.append(rows)
         samples.append(task_samples)
@@ -437,6 +505,7 @@ def evaluate(
             "model_load_s": loaded.load_s,
             "datasets_dir": str(datasets_dir),
             "seed": seed,
+            "confidence": confidence,
             "lm_eval_config": lm_config,
         }
     )
@@ -455,6 +524,7 @@ def _evaluate_task(
     seed: int,
     threads: int | None,
     paths: EvalPaths,
+    confidence: float = 0.95,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """One task's rows, per-document samples and lm-eval results (empty if it failed);
     writes lm-eval's own files (or a status file saying why there are none)."""
@@ -486,6 +556,7 @@ def _evaluate_task(
             model=model_name,
             task=task,
             n_choices=_n_choices_fn(out.leaves),
+            gold=_gold_fn(out.leaves),
         )
         n_docs = int(frame_samples.drop_duplicates(["subtask", "doc_id"]).shape[0])
         params = {
@@ -494,13 +565,13 @@ def _evaluate_task(
             "n_docs": n_docs,
             "lm_eval_version": out.results.get("lm_eval_version"),
         }
-        if not _metric_rows(rec, model_name, task, out.results, params, started_at):
+        if not _metric_rows(
+            rec, model_name, task, out.results, params, started_at, frame_samples, confidence
+        ):
             raise RuntimeError(f"lm-eval reported no numeric metric for {task}")
-        chance = chance_accuracy(frame_samples)
-        if math.isfinite(chance):
-            rec.add(
-                model_name, params, "chance_acc", "fraction", True, chance, started_at=started_at
-            )
+        for key, chance in chance_levels(frame_samples).items():
+            if math.isfinite(chance):
+                rec.add(model_name, params, key, "fraction", True, chance, started_at=started_at)
         rec.add(model_name, params, "n_docs", "docs", True, float(n_docs), started_at=started_at)
         rec.add(
             model_name, params, "lm_eval_time", "s", False, out.lm_eval_s, started_at=started_at
@@ -560,6 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out-dir", required=True, help="results folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     frame = evaluate(
@@ -571,6 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir=args.out_dir,
         seed=args.seed,
         threads=args.threads,
+        confidence=args.confidence,
     )
     return 0 if (frame["status"] == "ok").all() else 1
 

@@ -8,9 +8,15 @@ truthfulqa_mc2, mathqa, drop). Without ``allow_online`` those are "unavailable",
 and a suite missing an objective is "incomplete": its mean over the objectives it has,
 shown beside the list of what is missing. Nothing is ever filled in for a missing task.
 
-The score's confidence interval is a percentile bootstrap over the per-document rows of
-the objectives (forgebench.stats.bootstrap_ci): the pooled rows are resampled together
-and each resample's score is the weighted mean of its per-objective means.
+The score's confidence interval carries every objective's own uncertainty: each objective
+gets its exact interval (``samples.document_interval``: Clopper-Pearson for 0/1 values)
+at level ``1 - alpha / J`` for J objectives, and the score's bounds are the weighted means
+of their bounds (Bonferroni; ``weighted_score_ci``). A bootstrap over the pooled
+documents treated an objective scored 0/20 (HumanEval of a small model) as certainly 0.
+
+Chance follows the task rule per objective (``samples.chance_levels``): the higher of the
+uniform and the majority-class baseline of its evaluated documents; the suite's chance is
+their weighted mean.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ import pandas as pd
 
 from forgebench.config import load_yaml
 from forgebench.errors import ForgebenchError
+from forgebench.evaluation.samples import chance_levels, document_interval
 from forgebench.record import Recorder
-from forgebench.stats import bootstrap_ci
 
 SUITES_DIR = Path(__file__).resolve().parents[3] / "suites"
 SUITE_NAMES = ("coding", "general", "logic", "math", "writing")
 SUITE_RECORD = "eval"
-SUITE_VERSION = 1
+#: 2: exact per-objective intervals (Bonferroni) and chance with the majority class.
+SUITE_VERSION = 2
 OFFLINE_PREFIX = "fb_"
 
 
@@ -208,6 +215,8 @@ class PartScore:
     reason: str = ""
     values: np.ndarray = field(default_factory=lambda: np.empty(0))
     chance: float = math.nan
+    chance_uniform: float = math.nan
+    chance_majority: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -256,62 +265,43 @@ def _part(
         )
         return part
     part.status, part.values = "ok", values
-    if "n_choices" in sel and sel["n_choices"].notna().all():
-        part.chance = float(np.mean(1.0 / sel["n_choices"].to_numpy(dtype=float)))
+    levels = chance_levels(sel)
+    part.chance = levels["chance_acc"]
+    part.chance_uniform = levels["chance_uniform"]
+    part.chance_majority = levels["chance_majority"]
     return part
 
 
 def weighted_score_ci(
-    parts: Sequence[PartScore], *, confidence: float, n_resamples: int, seed: int
+    parts: Sequence[PartScore], *, confidence: float
 ) -> tuple[float, tuple[float, float]]:
-    """Weighted mean of the parts' means and its bootstrap CI over their pooled rows.
+    """Weighted mean of the parts' means and its interval, which carries each part's own.
 
-    The rows of all parts are resampled together (``bootstrap_ci`` over row indices); a
-    resample's score is the weighted mean of the per-part means it contains, so each part
-    keeps its weight whatever its number of documents.
+    Each of the J available parts gets its exact interval (``part_ci``) at level
+    ``1 - (1 - confidence) / J``; the score's interval is the weighted mean of their bounds
+    (as ``stats.intervals.union_ci``). All J intervals cover at once with probability at least
+    ``confidence`` (Bonferroni), and then the weighted mean lies between those bounds: the
+    coverage holds for any number of documents per part, a part scored 0/20 included
+    (its upper bound is then 0.2-0.3, not 0). It is conservative: no averaging out across
+    parts, and the per-part level is higher.
     """
     parts = [p for p in parts if p.ok]
     if not parts:
         return math.nan, (math.nan, math.nan)
-    values = np.concatenate([p.values for p in parts])
-    owner = np.concatenate([np.full(p.values.size, i) for i, p in enumerate(parts)])
-    weights = np.array([p.weight for p in parts], dtype=float)
-    observed = float(np.dot(weights, [p.score for p in parts]) / weights.sum())
-
-    def statistic(idx: np.ndarray, axis: int) -> np.ndarray:
-        rows = np.asarray(idx, dtype=np.int64)
-        vals, who = values[rows], owner[rows]
-        total = np.zeros(rows.shape[0])
-        wsum = np.zeros(rows.shape[0])
-        for i, w in enumerate(weights):
-            mask = who == i
-            count = mask.sum(axis=axis)
-            present = count > 0
-            mean = np.divide(
-                (vals * mask).sum(axis=axis), count, where=present, out=np.zeros_like(total)
-            )
-            total += np.where(present, w * mean, 0.0)
-            wsum += np.where(present, w, 0.0)
-        return total / wsum
-
-    ci = bootstrap_ci(
-        np.arange(values.size, dtype=float),
-        statistic,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
-    return observed, ci
+    weights = np.array([p.weight for p in parts], dtype=float) / sum(p.weight for p in parts)
+    observed = float(np.dot(weights, [p.score for p in parts]))
+    level = 1.0 - (1.0 - confidence) / len(parts)
+    low, high = np.array([part_ci(p, level) for p in parts]).T
+    return observed, (float(np.dot(weights, low)), float(np.dot(weights, high)))
 
 
-def _part_ci(
-    part: PartScore, confidence: float, n_resamples: int, seed: int
-) -> tuple[float, float]:
+def part_ci(part: PartScore, confidence: float) -> tuple[float, float]:
+    """One part's interval of its mean (``samples.document_interval``: Clopper-Pearson for
+    0/1 values); NaN for a part with no values."""
     if not part.ok:
         return (math.nan, math.nan)
-    return bootstrap_ci(
-        part.values, "mean", confidence=confidence, n_resamples=n_resamples, seed=seed
-    )
+    low, high, _ = document_interval(part.values, part.ref.metric, confidence)
+    return low, high
 
 
 def score_suite(
@@ -330,25 +320,25 @@ def score_suite(
     ``records`` are the model's task measurement rows (benchmark = task), ``samples`` its
     per-document rows (forgebench.evaluation.samples) with a ``task`` column. Rows go to
     suite "eval", benchmark ``suite_<name>``, case ``model``: ``score`` with
-    ``score_ci_low``/``score_ci_high``, ``chance`` where every objective is multiple
-    choice, one ``objective.<name>`` row per objective (a failed status for a missing
+    ``score_ci_low``/``score_ci_high`` (``weighted_score_ci``), ``chance`` where every
+    objective is multiple choice (the weighted mean of the objectives' chance levels, with
+    ``chance_uniform`` and ``chance_majority`` beside it), one ``objective.<name>`` row per
+    objective with ``.ci_low``/``.ci_high`` and ``.chance`` (a failed status for a missing
     one) and ``group.<name>`` per group. ``score`` params say whether the suite is
-    complete and list what is missing.
+    complete and list what is missing. ``n_resamples`` and ``seed`` are accepted and
+    unused: every interval here is exact or a union of exact ones.
     """
     members = suite.members()
     parts = {m.name: _part(m, records, samples, allow_online) for m in members}
     objectives = [parts[o.name] for o in suite.objectives]
     missing = [p.name for p in objectives if not p.ok]
-    score, ci = weighted_score_ci(
-        objectives, confidence=confidence, n_resamples=n_resamples, seed=seed
-    )
+    score, ci = weighted_score_ci(objectives, confidence=confidence)
     available = [p for p in objectives if p.ok]
-    chance = (
-        float(np.dot([p.weight for p in available], [p.chance for p in available]))
-        / sum(p.weight for p in available)
-        if available and all(math.isfinite(p.chance) for p in available)
-        else math.nan
-    )
+    chances = {
+        key: _weighted([p.weight for p in available], [getattr(p, key) for p in available])
+        for key in ("chance", "chance_uniform", "chance_majority")
+    }
+    chance = chances["chance"]
     rec = Recorder(SUITE_RECORD, f"suite_{suite.name}", SUITE_VERSION)
     head = {
         "suite": suite.name,
@@ -361,8 +351,9 @@ def score_suite(
     rec.add(model, head, "score", "fraction", True, score, status=status)
     rec.add(model, head, "score_ci_low", "fraction", True, ci[0], status=_finite(ci[0], status))
     rec.add(model, head, "score_ci_high", "fraction", True, ci[1], status=_finite(ci[1], status))
-    if math.isfinite(chance):
-        rec.add(model, head, "chance", "fraction", True, chance)
+    for key, value in chances.items():
+        if math.isfinite(value):
+            rec.add(model, head, key, "fraction", True, value)
     rec.add(model, head, "objectives_missing", "count", False, float(len(missing)))
     table: list[dict[str, Any]] = []
     table.append(
@@ -380,8 +371,8 @@ def score_suite(
             sum(p.values.size for p in available),
         )
     )
-    for i, p in enumerate(parts.values()):
-        pci = _part_ci(p, confidence, n_resamples, seed + 1 + i)
+    for p in parts.values():
+        pci = part_ci(p, confidence)
         params = {
             "task": p.ref.task,
             "metric": p.ref.metric,
@@ -413,8 +404,10 @@ def score_suite(
                 pci[1],
                 status=_finite(pci[1], p.status),
             )
-            if math.isfinite(p.chance):
-                rec.add(model, params, f"objective.{p.name}.chance", "fraction", True, p.chance)
+            for key in ("chance", "chance_uniform", "chance_majority"):
+                value = getattr(p, key)
+                if math.isfinite(value):
+                    rec.add(model, params, f"objective.{p.name}.{key}", "fraction", True, value)
         table.append(
             _table_row(
                 model,
@@ -458,6 +451,13 @@ def score_suite(
             )
         )
     return rec.frame(), pd.DataFrame(table)
+
+
+def _weighted(weights: Sequence[float], values: Sequence[float]) -> float:
+    """Weighted mean; NaN when there is nothing or any value is NaN."""
+    if not values or not all(math.isfinite(v) for v in values):
+        return math.nan
+    return float(np.dot(weights, values) / sum(weights))
 
 
 def _finite(value: float, status: str) -> str:

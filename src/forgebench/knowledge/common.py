@@ -1,5 +1,5 @@
 """Helpers shared by the knowledge benchmarks: config access, per-item rows with a mean and
-its bootstrap interval, and the embedding model."""
+its interval (exact for 0/1 items), and the embedding model."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from forgebench import stats
 from forgebench.errors import ForgebenchError
+from forgebench.evaluation.samples import mean_interval
 from forgebench.record import Recorder
 
 
@@ -35,7 +35,9 @@ def record_items(
     higher_is_better: bool = True,
 ) -> None:
     """One row per item (NaN = undefined for that item, a skipped row), then the mean over
-    the defined items and its percentile-bootstrap interval (stats.bootstrap_ci)."""
+    the defined items and its interval (``samples.mean_interval``): Clopper-Pearson where
+    the items are 0/1 (hits, passes: a bootstrap of all misses said [0, 0]), else the
+    percentile bootstrap."""
     arr = np.asarray(values, dtype=float)
     for i, v in enumerate(arr):
         ok = bool(np.isfinite(v))
@@ -54,9 +56,8 @@ def record_items(
         for suffix in ("_mean", "_ci_low", "_ci_high"):
             rec.add(case, params, metric + suffix, unit, higher_is_better, None, status="skipped")
         return
-    low, high = stats.bootstrap_ci(
+    low, high, _ = mean_interval(
         good,
-        "mean",
         confidence=float(cfg.get("confidence", 0.95)),
         n_resamples=int(cfg.get("bootstrap_resamples", 2000)),
         seed=seed,

@@ -19,7 +19,9 @@ What is measured, and how (cases and metrics as recorded):
   depth (``fusion_depth``), so each does equal work.
 * Quality from the same rankings, one row per query (``sample`` = query index):
   ``recall_at_{1,5,10,20}``, ``reciprocal_rank`` (MRR's terms) and ``ndcg_at_10``, plus per
-  method the mean with its percentile-bootstrap interval over queries (forgebench.stats):
+  method the mean with its interval over queries (``evaluation.samples.mean_interval``:
+  Clopper-Pearson where every query's value is 0/1, as recall@k with one relevant passage,
+  else the percentile bootstrap):
   ``<metric>_mean``, ``_mean_ci_low``, ``_mean_ci_high`` (``mrr`` for reciprocal rank).
   ``dense_hnsw``/``ann_recall_at_10`` is the share of the exact top 10 the HNSW top 10 holds.
 * Throughput: ``<mode>_<c>clients``/``throughput`` (queries/s over the wall time of the
@@ -48,8 +50,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from forgebench import stats
 from forgebench.errors import ForgebenchError
+from forgebench.evaluation.samples import mean_interval
 from forgebench.rag.bm25 import Bm25Index
 from forgebench.rag.corpus import Corpus, load_boolq_corpus
 from forgebench.rag.embedder import Embedder
@@ -185,7 +187,8 @@ def _record_quality(
     opts: Mapping[str, Any],
     seed: int,
 ) -> None:
-    """Per-query rows, then each metric's mean with its bootstrap CI over queries."""
+    """Per-query rows, then each metric's mean with its interval over queries
+    (``mean_interval``: exact for 0/1 values, whose bootstrap at all misses is [0, 0])."""
     for metric, values in per_query.items():
         arr = np.asarray(values, dtype=float)
         for i, v in enumerate(arr):
@@ -208,9 +211,8 @@ def _record_quality(
                     method, params, name + suffix, "ratio", True, None, status="error:NoQueries"
                 )
             continue
-        low, high = stats.bootstrap_ci(
+        low, high, _ = mean_interval(
             good,
-            "mean",
             confidence=float(opts["confidence"]),
             n_resamples=int(opts["bootstrap_resamples"]),
             seed=seed,
