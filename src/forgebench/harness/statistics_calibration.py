@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from forgebench.harness.calibration import comparisons, coverage, histories
+from forgebench.harness.calibration import anchor_runs, comparisons, coverage, histories
 from forgebench.harness.calibration.figures import Figures
 from forgebench.record import Recorder, status_for
 from forgebench.stats import defaults
@@ -146,8 +146,12 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
             fig, s["comparisons"], seed=seed, common=common
         ),
         "coverage": lambda: coverage.run_part(fig, s["coverage"], seed=seed, common=common),
-        "histories": lambda: histories.run_part(
-            fig, s["histories"], s["anchors"], seed=seed, common=common
+        "histories": lambda: anchor_runs.run_part(
+            fig,
+            s["histories"],
+            s["anchors"],
+            histories.run_part(fig, s["histories"], seed=seed, common=common),
+            seed=seed,
         ),
     }
     for name, part in parts.items():

@@ -1,4 +1,4 @@
-"""Part 3 (and the scoring of part 4): detection over histories of runs.
+"""Part 3: detection over histories of runs (and the scoring ``anchor_runs`` shares).
 
 Why: a history check that cries wolf every few runs is muted, one that waits twenty runs
 to see a 4-sigma step is useless, and one that confirms every spike blames the wrong
@@ -38,15 +38,8 @@ import numpy as np
 from scipy import stats as sps
 
 from forgebench.harness.calibration import ours, synthetic
-from forgebench.harness.calibration.anchors import (
-    Alarms,
-    eval_times,
-    otava_alarms,
-    otava_python,
-    ruptures_alarms,
-)
+from forgebench.harness.calibration.anchors import Alarms
 from forgebench.harness.calibration.figures import Figures, scenario_rng
-from forgebench.record import status_for
 
 DELAY_QUANTILES = {"median_delay_runs": 0.5, "p90_delay_runs": 0.9}
 
@@ -187,11 +180,11 @@ def false_alarms_per_100(
 # ----------------------------------------------------------------------------- driver
 
 
-def _case(scenario: Scenario, cv: float, detector: str) -> str:
+def case_name(scenario: Scenario, cv: float, detector: str) -> str:
     return f"history/{scenario.label}/cv={cv:g}/{detector}"
 
 
-def _common_params(cfg: Mapping[str, Any], scenario: Scenario, cv: float, replicates: int) -> dict:
+def common_params(cfg: Mapping[str, Any], scenario: Scenario, cv: float, replicates: int) -> dict:
     return {
         "part": "histories",
         **scenario.params(),
@@ -204,7 +197,7 @@ def _common_params(cfg: Mapping[str, Any], scenario: Scenario, cv: float, replic
     }
 
 
-def _series(
+def series(
     seed: int,
     cfg: Mapping[str, Any],
     scenario: Scenario,
@@ -227,12 +220,12 @@ def _series(
     )
 
 
-def _check_at(scenario: Scenario) -> int | None:
+def check_at_of(scenario: Scenario) -> int | None:
     """Runs in the series when a spike is judged: the spike and the next two runs."""
     return scenario.onset + 3 if scenario.kind == "spike" else None
 
 
-def _tally(scenario: Scenario, alarms: Sequence[Alarms], cfg: Mapping[str, Any]) -> Tally:
+def tally_of(scenario: Scenario, alarms: Sequence[Alarms], cfg: Mapping[str, Any]) -> Tally:
     tally = Tally()
     for a in alarms:
         score(
@@ -247,32 +240,28 @@ def _tally(scenario: Scenario, alarms: Sequence[Alarms], cfg: Mapping[str, Any])
 
 
 def run_part(
-    fig: Figures,
-    cfg: Mapping[str, Any],
-    anchors_cfg: Mapping[str, Any],
-    *,
-    seed: int,
-    common: Mapping[str, Any],
-) -> None:
-    """Histories through forgebench's detection, the family check, then the anchors."""
+    fig: Figures, cfg: Mapping[str, Any], *, seed: int, common: Mapping[str, Any]
+) -> dict[float, float]:
+    """Histories through forgebench's detection and the family check; returns the false
+    alarms per 100 runs on flat series by noise CV, the rate the anchors are tuned to."""
     shapes = scenarios(cfg)
     replicates = int(cfg["replicates"])
     ours_flat: dict[float, float] = {}
     for cv in map(float, cfg["noise_cv"]):
         for sc in shapes:
-            ys = _series(seed, cfg, sc, cv, replicates)
+            ys = series(seed, cfg, sc, cv, replicates)
             alarms = [
-                ours.alarms(y, check_at=_check_at(sc), cfg=cfg, threshold=common["threshold"])
+                ours.alarms(y, check_at=check_at_of(sc), cfg=cfg, threshold=common["threshold"])
                 for y in ys
             ]
-            tally = _tally(sc, alarms, cfg)
-            params = {**_common_params(cfg, sc, cv, replicates), **ours.describe(cfg)}
-            write_tally(fig, _case(sc, cv, "forgebench"), params, sc, tally)
+            tally = tally_of(sc, alarms, cfg)
+            params = {**common_params(cfg, sc, cv, replicates), **ours.describe(cfg)}
+            write_tally(fig, case_name(sc, cv, "forgebench"), params, sc, tally)
             if sc.kind == "flat":
                 ours_flat[cv] = 100.0 * tally.false_alarms / max(tally.monitored_runs, 1)
         if int(cfg.get("family_metrics") or 0) > 0:
             _family(fig, cfg, cv, seed, common)
-    _anchors(fig, cfg, anchors_cfg, shapes, ours_flat, seed)
+    return ours_flat
 
 
 def _family(
@@ -293,7 +282,7 @@ def _family(
         ).items():
             raised[corrected] += int(any_false.sum())
         monitored += runs - warmup
-    params = {**_common_params(cfg, flat, cv, reps), "metrics_per_run": m, **ours.describe(cfg)}
+    params = {**common_params(cfg, flat, cv, reps), "metrics_per_run": m, **ours.describe(cfg)}
     fig.share(
         case, params, "any_false_regression_share", raised[True], monitored, higher_is_better=False
     )
@@ -305,203 +294,3 @@ def _family(
         monitored,
         higher_is_better=False,
     )
-
-
-def _tune(rates: Sequence[float], target: float) -> int:
-    """Index of the most sensitive setting (settings ordered from most to least sensitive)
-    whose false-alarm rate on the flat tuning series does not exceed ``target``; the least
-    sensitive one when none does."""
-    for i, rate in enumerate(rates):
-        if rate <= target + 1e-12:
-            return i
-    return len(rates) - 1
-
-
-def _anchors(
-    fig: Figures,
-    cfg: Mapping[str, Any],
-    anchors_cfg: Mapping[str, Any],
-    shapes: Sequence[Scenario],
-    ours_flat: Mapping[float, float],
-    seed: int,
-) -> None:
-    """ruptures and Otava on the first ``replicates`` of the same series, default and tuned."""
-    reps, tune_reps = int(anchors_cfg["replicates"]), int(anchors_cfg["tuning_replicates"])
-    flat = next(sc for sc in shapes if sc.kind == "flat")
-    for cv in map(float, anchors_cfg["noise_cv"]):
-        target = ours_flat.get(cv)
-        tuning = _series(seed, cfg, flat, cv, tune_reps, purpose="tuning")
-        evaluation = {sc.label: _series(seed, cfg, sc, cv, reps) for sc in shapes}
-        for name in ("ruptures", "otava"):
-            acfg = anchors_cfg[name]
-            if not acfg.get("enabled", False):
-                continue
-            runner = _ruptures if name == "ruptures" else _otava
-            try:
-                runner(fig, cfg, acfg, shapes, evaluation, tuning, cv, target)
-            except Exception as exc:  # one anchor failing leaves the others standing
-                fig.rec.add(
-                    f"history/anchor/cv={cv:g}/{name}",
-                    {"part": "anchors"},
-                    "figures",
-                    "count",
-                    True,
-                    None,
-                    status=status_for(exc),
-                )
-
-
-def _ruptures(
-    fig: Figures,
-    cfg: Mapping[str, Any],
-    acfg: Mapping[str, Any],
-    shapes: Sequence[Scenario],
-    evaluation: Mapping[str, np.ndarray],
-    tuning: np.ndarray,
-    cv: float,
-    target: float | None,
-) -> None:
-    """ruptures, tuned over ``penalty_factors`` on the flat tuning series."""
-    algorithm = str(acfg["algorithm"])
-    factors = [float(f) for f in acfg["penalty_factors"]]
-    runs, warmup, within = int(cfg["runs"]), int(cfg["warmup_runs"]), int(cfg["match_within"])
-    stride, dense = int(acfg["stride"]), int(acfg["dense_runs"])
-    flat = next(sc for sc in shapes if sc.kind == "flat")
-    times_flat = eval_times(runs, warmup, [], stride)
-    per_factor = list(
-        zip(
-            *[
-                ruptures_alarms(
-                    y, factors, algorithm=algorithm, times=times_flat, check_at=None, within=within
-                )
-                for y in tuning
-            ],
-            strict=True,
-        )
-    )
-    rates = [
-        false_alarms_per_100(a, runs=runs, warmup=warmup, within=within, scenario=flat)
-        for a in per_factor
-    ]
-    chosen = factors[_tune(rates, target)] if target is not None else None
-    for sc in shapes:
-        window = [(sc.onset, sc.onset + dense)] if sc.kind != "flat" else []
-        times = eval_times(runs, warmup, window, stride)
-        use = [1.0] + ([chosen] if chosen is not None else [])
-        results = [
-            ruptures_alarms(
-                y, use, algorithm=algorithm, times=times, check_at=_check_at(sc), within=within
-            )
-            for y in evaluation[sc.label]
-        ]
-        base = {
-            **_common_params(cfg, sc, cv, len(results)),
-            "detector": f"ruptures {algorithm}",
-            "cost": "l2",
-            "min_size": 2,
-            "jump": 5,
-            "penalty": "factor * 2 sigma^2 ln(n)",
-            "rerun_every_runs": stride,
-            "rerun_every_run_after_event": dense,
-        }
-        tuned_info = {
-            "tuned_on": "flat series",
-            "tuning_replicates": len(tuning),
-            "target_false_alarms_per_100_runs": target,
-            "tuning_false_alarms_per_100_runs": dict(zip(map(str, factors), rates, strict=True)),
-        }
-        for j, label in enumerate(["default", "tuned"][: len(use)]):
-            params = {**base, "penalty_factor": use[j], **(tuned_info if label == "tuned" else {})}
-            tally = _tally(sc, [r[j] for r in results], cfg)
-            write_tally(fig, _case(sc, cv, f"ruptures_{algorithm}_{label}"), params, sc, tally)
-
-
-def _otava(
-    fig: Figures,
-    cfg: Mapping[str, Any],
-    acfg: Mapping[str, Any],
-    shapes: Sequence[Scenario],
-    evaluation: Mapping[str, np.ndarray],
-    tuning: np.ndarray,
-    cv: float,
-    target: float | None,
-) -> None:
-    """Otava, tuned over ``max_pvalues`` on the flat tuning series (one subprocess a stage)."""
-    python = otava_python(acfg)
-    runs, warmup, within = int(cfg["runs"]), int(cfg["warmup_runs"]), int(cfg["match_within"])
-    flat = next(sc for sc in shapes if sc.kind == "flat")
-    if python is None:
-        for sc in shapes:
-            params = {
-                **_common_params(cfg, sc, cv, 0),
-                "detector": "otava",
-                "why": "no otava environment: run tools/otava_env.sh",
-            }
-            fig.value(
-                _case(sc, cv, "otava_default"),
-                params,
-                "false_alarms_per_100_runs",
-                "per 100 runs",
-                False,
-                None,
-                status="unavailable",
-            )
-        return
-    default = {k: acfg[k] for k in ("window_len", "max_pvalue", "min_magnitude")}
-    grid = [{**default, "max_pvalue": float(p)} for p in sorted(acfg["max_pvalues"], reverse=True)]
-    timeout = float(acfg["timeout_s"])
-    workers = int(acfg.get("workers", 1))
-    tuned_alarms, version = otava_alarms(
-        python,
-        list(tuning),
-        grid,
-        start=warmup,
-        check_at=[None] * len(tuning),
-        within=within,
-        timeout_s=timeout,
-        workers=workers,
-    )
-    rates = [
-        false_alarms_per_100(
-            [row[j] for row in tuned_alarms], runs=runs, warmup=warmup, within=within, scenario=flat
-        )
-        for j in range(len(grid))
-    ]
-    chosen = grid[_tune(rates, target)] if target is not None else None
-    use = [default] + ([chosen] if chosen is not None else [])
-    series, checks, owner = [], [], []
-    for sc in shapes:
-        for y in evaluation[sc.label]:
-            series.append(y)
-            checks.append(_check_at(sc))
-            owner.append(sc.label)
-    results, version = otava_alarms(
-        python,
-        series,
-        use,
-        start=warmup,
-        check_at=checks,
-        within=within,
-        timeout_s=timeout,
-        workers=workers,
-    )
-    for sc in shapes:
-        mine = [r for r, o in zip(results, owner, strict=True) if o == sc.label]
-        base = {
-            **_common_params(cfg, sc, cv, len(mine)),
-            "detector": "otava e-divisive",
-            "otava_version": version,
-            "fed": "one run at a time (incremental)",
-        }
-        tuned_info = {
-            "tuned_on": "flat series",
-            "tuning_replicates": len(tuning),
-            "target_false_alarms_per_100_runs": target,
-            "tuning_false_alarms_per_100_runs": {
-                str(g["max_pvalue"]): r for g, r in zip(grid, rates, strict=True)
-            },
-        }
-        for j, label in enumerate(["default", "tuned"][: len(use)]):
-            params = {**base, **use[j], **(tuned_info if label == "tuned" else {})}
-            tally = _tally(sc, [r[j] for r in mine], cfg)
-            write_tally(fig, _case(sc, cv, f"otava_{label}"), params, sc, tally)
