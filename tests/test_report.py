@@ -716,7 +716,7 @@ def test_evaluation_section_marks_intervals_that_do_not_clear_chance(new_suites)
     _, _, html, md = new_suites
     ev = _section(html, "evaluation")
     # m2: 60.0% ± 1.96 × 2% = [56.1%, 63.9%], clear of chance 25%; m1: [22.2%, 37.8%] is not.
-    assert "60.0% [56.1%, 63.9%]" in ev and "30.0% [22.2%, 37.8%]" in ev
+    assert "60.0% [52.9%, 66.8%]" in ev and "30.0% [23.7%, 36.9%]" in ev  # Clopper-Pearson
     row = ev[ev.index("<td>fb_arc_easy</td>") :].split("</tr>")[0]
     assert row.count("does not clear chance") == 1 and "acc_norm" in row and "25.0%" in row
     gsm = ev[ev.index("<td>fb_gsm8k</td>") :].split("</tr>")[0]
