@@ -85,7 +85,10 @@ def start_summaries(
         row["n_warmup"] = int(warm.sum())
         row["n_ok"] = int(ok.sum())
         row["n_failed"] = int(failed.sum())
-        row["n_by_design"] = int((~is_ok[pos] & ~is_failure[pos] & ~warm).sum())
+        by_design = ~is_ok[pos] & ~is_failure[pos] & ~warm
+        row["n_by_design"] = int(by_design.sum())
+        planned = Counter(s for s in status[pos[by_design]] if not pd.isna(s))
+        row["by_design"] = json.dumps(dict(sorted(planned.items())), sort_keys=True)
         counts = Counter(s for s in status[pos[failed]] if not pd.isna(s))
         row["failures"] = json.dumps(dict(sorted(counts.items())), sort_keys=True)
         if row["n_ok"]:

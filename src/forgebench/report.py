@@ -751,6 +751,7 @@ class Cells:
         self.confidence = confidence
         self.rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.failures: dict[tuple[str, str, str, str], Counter] = {}
+        self.by_design: dict[tuple[str, str, str, str], Counter] = {}
         records = [] if summary.empty else summary.to_dict("records")
         for s in records:
             if is_job_case(s["case"]):
@@ -760,6 +761,9 @@ class Cells:
             if prev is None or (prev["n_ok"] == 0 and s["n_ok"] > 0):
                 self.rows[key] = s
             self.failures.setdefault(key, Counter()).update(json.loads(s["failures"]))
+            planned = s.get("by_design")
+            if isinstance(planned, str):
+                self.by_design.setdefault(key, Counter()).update(json.loads(planned))
 
     def benchmarks(self, suite: str) -> list[str]:
         return sorted({k[1] for k in self.rows if k[0] == suite})
@@ -792,7 +796,9 @@ class Cells:
             return "not run"
         if self.rows[key]["n_ok"] > 0:
             return "ok"
-        return ", ".join(f"{s}: {n}" for s, n in sorted(self.failures[key].items())) or "no value"
+        failed = [f"{s}: {n}" for s, n in sorted(self.failures[key].items())]
+        planned = [f"{s}: {n}" for s, n in sorted(self.by_design.get(key, {}).items())]
+        return ", ".join(failed + planned) or "no value"
 
     def interval(self, key: tuple[str, str, str, str]) -> tuple[float, float, str]:
         """(low, high, how): the metric's own interval rows, else value ± z·stderr from a
@@ -878,7 +884,9 @@ def _eval_cell(cells: Cells, task: str, model: str, metric: str | None) -> dict[
         failed = ("eval", task, model, "evaluation")
         reason = str(cells.params(failed).get("reason", "")) if cells.has(failed) else ""
         status = cells.status(failed) if cells.has(failed) else cells.status(key)
-        return {"text": status, "flag": "failed", "title": reason, "how": ""}
+        planned_only = cells.has(key) and not cells.failures.get(key) and cells.by_design.get(key)
+        flag = "not run (by design)" if planned_only else "failed"
+        return {"text": status, "flag": flag, "title": reason, "how": ""}
     value = cells.value(key)
     low, high, how = cells.interval(key)
     if how == "recorded interval":
