@@ -360,7 +360,11 @@ def _decide(prep: _Prepared, confidence: float, family_size: int = 1) -> Compari
         effect_size=_cliffs_delta(prep.base, prep.cand),
     )
     t = prep.threshold
-    ci_text = f"{confidence:.1%} CI {_pct(imp_bounds[0])} to {_pct(imp_bounds[1])}"
+    ci_text = (
+        f"{confidence:.1%} CI {_pct(imp_bounds[0])} to {_pct(imp_bounds[1])}"
+        if not math.isnan(lo)
+        else f"no {confidence:.1%} interval"
+    )
     head = (
         f"improvement {_pct(fields_['improvement'])} ({ci_text}; {shift.name}, "
         f"{shift.n_units[0]} vs {shift.n_units[1]} units, {prep.design})"
