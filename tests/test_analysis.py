@@ -98,14 +98,6 @@ def test_failed_operations_never_become_an_improvement(failures, expected):
         assert overall["verdict"] == "FAILED"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis._improvement_target reads only the comparison's interval unless the "
-    "comparison is 'failed': a comparison left 'inconclusive' because the candidate's "
-    "failure rate exceeds the error budget (1 of 40) still has its interval filled in, so "
-    "its improvement target is 'met' (docs/verdicts.md: met only when the failures are "
-    "within the error budget; stats.with_failures would make it inconclusive)",
-)
 def test_improvement_target_counts_the_candidates_failures():
     rng = np.random.default_rng(1)
     base = rng.lognormal(np.log(1e-2), 0.1, 40)
@@ -272,13 +264,6 @@ def test_repetitions_are_the_units_within_a_run():
     assert row["verdict"] == "improvement"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis._survival_row drops failed runs (status error:*) from a Kaplan-Meier "
-    "comparison and only counts them (n_failed_candidate): no error budget, no failure "
-    "check, not even a mention in the reason, so 5 crashed runs of 10 leave 'improvement' "
-    "and its target 'met' on the 5 survivors",
-)
 def test_kaplan_meier_comparison_counts_failed_runs():
     rng = np.random.default_rng(0)
     rec = Recorder("training", "grok", 1)

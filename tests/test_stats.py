@@ -697,13 +697,6 @@ def test_compare_rejects_bad_parameters():
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stats.comparison._prepare counts units (_unit_counts: distinct labels, else "
-    "rows) and returns 'inconclusive' below min_units before _design validates them, so "
-    "unit labels of the wrong length, or paired sides of unequal length, raise only when "
-    "there are enough units; below that the caller's error becomes a verdict",
-)
 def test_compare_rejects_mislabelled_units_whatever_their_count():
     with pytest.raises(ValueError, match="labels"):
         stats.compare(
@@ -1317,14 +1310,6 @@ def test_is_exact_unit():
         assert not stats.is_exact_unit(unit), unit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stats.targets.is_exact_unit matches unit suffixes: 's' (seconds) also "
-    "matches 'bytes' (compress_model's artifact sizes, peak_rss), so an exact size counts "
-    "as varying; '/h' and '%' miss the project's own rate units 'MB/hour' (runner.py job "
-    "rows, service soak) and 'percent' (cpu_percent_mean), so one draw of those counts as "
-    "exact and a value target on it is judged without an interval",
-)
 def test_is_exact_unit_knows_the_projects_own_units():
     assert stats.is_exact_unit("bytes")
     assert not stats.is_exact_unit("MB/hour")

@@ -238,14 +238,6 @@ def test_ratio_verdict_is_read_off_the_interval(base, cand, expected):
     assert (r.verdict == "no change") == (lo > -0.05 and hi < 0.05)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stats.km_median_ratio_ci has no minimum number of runs: with one run a side "
-    "its paired bootstrap draws the same run every time, a zero-width interval, and the "
-    "verdict is 'improvement' (two runs: a two-point interval, also 'improvement'). Only "
-    "analysis._survival_row applies statistics.min_units.survival (3) afterwards, so any "
-    "other caller of the stats function gets the verdict the rewrite meant to remove",
-)
 @pytest.mark.parametrize("runs", [1, 2])
 def test_ratio_with_fewer_runs_than_the_minimum_is_inconclusive(runs):
     base, cand = [100.0, 110.0][:runs], [50.0, 52.0][:runs]

@@ -271,8 +271,8 @@ def _survival_row(
     Fewer paired runs than statistics.min_units.survival: inconclusive."""
     row: dict[str, Any] = {"kind": "comparison", **dict(comp)}
     usable = {"ok", "censored"}
-    row["n_failed_baseline"] = int((~base["status"].isin(usable)).sum())
-    row["n_failed_candidate"] = int((~cand["status"].isin(usable)).sum())
+    row["n_failed_baseline"] = _failure_count(base)
+    row["n_failed_candidate"] = _failure_count(cand)
     b = base[base["status"].isin(usable)].set_index("repetition")
     c = cand[cand["status"].isin(usable)].set_index("repetition")
     paired = sorted(set(b.index) & set(c.index))
@@ -287,19 +287,29 @@ def _survival_row(
         confidence=settings.confidence,
         n_resamples=settings.bootstrap_resamples,
         seed=seed,
+        min_runs=settings.min_n("survival"),
     )
     row.update(result.as_dict())
     row["method"] = "kaplan-meier"
-    minimum = settings.min_n("survival")
     reason = _not_measurable(comp)
+    failure, failure_text, _ = stats.failure_check(
+        len(b), row["n_failed_baseline"], len(c), row["n_failed_candidate"],
+        error_budget=float(comp.get("error_budget", settings.error_budget)),
+        alpha=settings.alpha, confidence=settings.confidence,
+    )  # fmt: skip
     if reason is not None:
         row.update(verdict=V.NOT_MEASURABLE, reason=f"declared before the run: {reason}")
-    elif len(paired) < minimum and row["verdict"] not in (V.UNDETERMINED,):
-        row["verdict"] = V.INCONCLUSIVE
-        row["reason"] = (
-            f"{len(paired)} paired run(s): fewer than the minimum of {minimum} "
-            f"(statistics.min_units.survival); {row['reason']}"
+    elif failure == V.FAILED:
+        row.update(
+            verdict=V.FAILED,
+            reason=f"{failure_text}; no verdict on the runs that survived",
+            improvement=float("nan"),
+            improvement_ci=(float("nan"), float("nan")),
         )
+    elif failure == V.INCONCLUSIVE:
+        row.update(verdict=V.INCONCLUSIVE, reason=f"{failure_text}; {row['reason']}")
+    elif failure_text:
+        row["reason"] = f"{row['reason']}; {failure_text}"
     return row
 
 
@@ -342,15 +352,19 @@ def check_targets(
             row["evidence"] = "no benchmark in this workflow measures it; left out of pass rates"
             row.update(estimate=None, ci_low=None, ci_high=None, verdict=V.NOT_MEASURED)
         elif target["statistic"] == "improvement":
-            row.update(_improvement_target(target, comparisons))
+            row.update(_improvement_target(target, comparisons, settings))
         else:
             row.update(_case_target(target, select, settings))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _improvement_target(target: Mapping[str, Any], comparisons: pd.DataFrame) -> dict[str, Any]:
-    """A target on a comparison's improvement, read off the comparison's own interval."""
+def _improvement_target(
+    target: Mapping[str, Any], comparisons: pd.DataFrame, settings: Settings
+) -> dict[str, Any]:
+    """A target on a comparison's improvement, read off the comparison's own interval,
+    with the candidate's failures against the error budget (stats.with_failures)."""
+    budget = float(target.get("error_budget", settings.error_budget))
     match = (
         comparisons[comparisons["name"] == target["comparison"]]
         if len(comparisons) and "name" in comparisons
@@ -385,8 +399,13 @@ def _improvement_target(target: Mapping[str, Any], comparisons: pd.DataFrame) ->
     low, high = (float(x) for x in comp["improvement_ci"])
     out.update(estimate=float(comp["improvement"]), ci_low=low, ci_high=high)
     verdict = stats.check_target(low, high, op=target["op"], threshold=target["threshold"])
-    if comp["verdict"] == V.INCONCLUSIVE and verdict == V.MET and np.isnan([low, high]).any():
-        verdict = V.INCONCLUSIVE
+    failed = int(comp.get("n_failed_candidate") or 0)
+    total = failed + int(comp.get("n_candidate") or 0)
+    verdict, failure_text = stats.with_failures(
+        verdict, failed, total, error_budget=budget, confidence=settings.confidence
+    )
+    if failure_text:
+        out["evidence"] += f"; candidate: {failure_text}"
     out["verdict"] = verdict
     return out
 

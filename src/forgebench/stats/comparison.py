@@ -38,7 +38,7 @@ from forgebench.stats._common import _check_confidence, _pct, _plain
 from forgebench.stats.defaults import ALPHA, CONFIDENCE, ERROR_BUDGET, MIN_UNITS
 from forgebench.stats.defaults import PRACTICAL_THRESHOLD as THRESHOLD
 from forgebench.stats.intervals import proportion_ci
-from forgebench.stats.shift import RankShift, Shift, TShift
+from forgebench.stats.shift import RankShift, RoundedShift, Shift, TShift
 
 #: Pairs beyond which paired rows are analysed with the paired t instead of Walsh
 #: averages (n (n + 1) / 2 values).
@@ -123,6 +123,7 @@ class _Prepared:
     alpha: float
     failures: tuple[int, int]
     failure_ci: tuple[float, float]
+    counts: tuple[int, int] = (0, 0)  # independent units a side
 
 
 def _design(
@@ -156,15 +157,44 @@ def _design(
     return RankShift(np.log(base), np.log(cand), paired=False), "independent rows"
 
 
+def resolution(values: np.ndarray) -> float:
+    """The step of a quantised sample (a coarse timer, integer counts), or 0.
+
+    Values are taken as quantised when some repeat exactly; the step is then the smallest
+    gap between distinct values. Continuous samples (no repeats) and constant ones give 0.
+    """
+    if values.size < 2:
+        return 0.0
+    distinct = np.unique(values)
+    if distinct.size == values.size or distinct.size < 2:
+        return 0.0
+    return float(np.min(np.diff(distinct)))
+
+
 def _unit_counts(
-    base: np.ndarray, cand: np.ndarray, baseline_units: Any, candidate_units: Any
+    base: np.ndarray,
+    cand: np.ndarray,
+    baseline_units: Any,
+    candidate_units: Any,
+    paired: bool | None,
 ) -> tuple[int, int]:
-    """Independent units a side: distinct labels when given, else rows."""
-    if baseline_units is None or candidate_units is None:
+    """Independent units a side: distinct labels when given, else rows. ValueError for
+    labels that do not fit their values, whatever the count."""
+    if (baseline_units is None) != (candidate_units is None):
+        raise ValueError("unit labels must be given for both sides or neither")
+    if baseline_units is None:
+        if paired and base.size != cand.size:
+            raise ValueError(f"paired sides need equal lengths, got {base.size}, {cand.size}")
         return base.size, cand.size
-    return len(set(np.asarray(baseline_units, dtype=object).tolist())), len(
-        set(np.asarray(candidate_units, dtype=object).tolist())
-    )
+    counts = []
+    for values, labels in ((base, baseline_units), (cand, candidate_units)):
+        lab = np.asarray(labels, dtype=object).reshape(-1)
+        if lab.size != values.size:
+            raise ValueError(
+                f"unit labels ({lab.size}) and values ({values.size}) differ in length"
+            )
+        counts.append(len(set(lab.tolist())))
+    return counts[0], counts[1]
 
 
 def failure_check(
@@ -239,6 +269,7 @@ def _prepare(
         "threshold": float(threshold),
         "alpha": float(alpha),
         "failures": (int(failures[0]), int(failures[1])),
+        "counts": (0, 0),
     }
     fail, fail_text, fail_ci = failure_check(
         base.size,
@@ -263,7 +294,8 @@ def _prepare(
                 early=V.UNDETERMINED,
                 reason=f"{name} has values <= 0: a ratio needs positive values",
             )
-    counts = _unit_counts(base, cand, baseline_units, candidate_units)
+    counts = _unit_counts(base, cand, baseline_units, candidate_units, paired)
+    kw["counts"] = counts
     if min(counts) < max(min_units, 2):
         return _Prepared(
             **kw,
@@ -272,6 +304,12 @@ def _prepare(
             f"{max(min_units, 2)} a side (statistics.min_units.comparison)",
         )
     shift, design = _design(base, cand, baseline_units, candidate_units, paired)
+    step = resolution(np.concatenate([base, cand]))
+    if step > 0 and float(min(base.min(), cand.min())) > step / 2:
+        half = step / 2
+        low, _ = _design(base + half, cand - half, baseline_units, candidate_units, paired)
+        high, _ = _design(base - half, cand + half, baseline_units, candidate_units, paired)
+        shift = RoundedShift(shift, low, high, step)
     kw.update(shift=shift, design=design)
     if fail == V.INCONCLUSIVE:
         return _Prepared(**kw, early=V.INCONCLUSIVE, reason=fail_text)
@@ -304,8 +342,8 @@ def _decide(prep: _Prepared, confidence: float, family_size: int = 1) -> Compari
     fields_: dict[str, Any] = {
         "n_baseline": int(prep.base.size),
         "n_candidate": int(prep.cand.size),
-        "n_units_baseline": int(shift.n_units[0]) if shift else 0,
-        "n_units_candidate": int(shift.n_units[1]) if shift else 0,
+        "n_units_baseline": int(shift.n_units[0]) if shift else int(prep.counts[0]),
+        "n_units_candidate": int(shift.n_units[1]) if shift else int(prep.counts[1]),
         "design": prep.design,
         "median_baseline": float(np.median(prep.base)) if prep.base.size else math.nan,
         "median_candidate": float(np.median(prep.cand)) if prep.cand.size else math.nan,

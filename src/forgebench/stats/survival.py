@@ -22,6 +22,7 @@ from forgebench.stats._common import (
     _plain,
     _sample,
 )
+from forgebench.stats.defaults import MIN_UNITS
 from forgebench.stats.targets import TARGET_OPS as _TARGET_OPS
 from forgebench.stats.targets import check_target
 
@@ -276,6 +277,7 @@ def km_median_ratio_ci(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    min_runs: int = MIN_UNITS["survival"],
 ) -> SurvivalComparison:
     """Improvement in a time-to-event metric from Kaplan-Meier medians, with a bootstrap CI.
 
@@ -300,7 +302,8 @@ def km_median_ratio_ci(
       them. The interval is reported only when the observed medians are defined.
 
     Verdict (the rule of :func:`forgebench.stats.compare`): ``"undetermined"`` when a side
-    has no runs; ``"inconclusive"`` when a median is undefined because of censoring;
+    has no runs; ``"inconclusive"`` below ``min_runs`` runs a side or when a median is
+    undefined because of censoring;
     else ``"improvement"`` (``"regression"``) when the whole CI lies above
     ``threshold`` (below ``-threshold``), ``"no change"`` when it lies inside, and
     ``"inconclusive"`` otherwise. Targets use :func:`check_survival_target`.
@@ -354,6 +357,12 @@ def km_median_ratio_ci(
             return result(reason=f"{name} has no runs: nothing to compare")
         if (times <= 0).any():
             return result(reason=f"{name} has times <= 0: a ratio of medians needs times > 0")
+    if min(bt.size, ct.size) < min_runs:
+        return result(
+            verdict="inconclusive",
+            reason=f"{bt.size} vs {ct.size} runs: fewer than the minimum of {min_runs} a side "
+            "(statistics.min_units.survival)",
+        )
     bounds = _improvement_range(b_bounds, c_bounds)
     undefined = [
         f"{name} median is undefined: {int(n - ev)} of {n} runs censored, the Kaplan-Meier "

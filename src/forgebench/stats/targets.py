@@ -10,6 +10,7 @@ the point estimate.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -30,7 +31,8 @@ _TARGET_OPS = TARGET_OPS
 TARGET_VERDICTS = V.TARGET_VERDICTS
 #: Units whose single value is an exact figure (a count, a size) rather than one draw of
 #: something that varies (a time, a rate): only those may be judged without an interval.
-_VARYING_UNIT_PARTS = ("s", "ms", "us", "µs", "ns", "/s", "per s", "/min", "/h", "%")
+_TIME_UNITS = ("s", "ms", "us", "µs", "ns", "sec", "second", "seconds", "min", "minutes", "h")
+_RATE = re.compile(r"(/|\bper\s+)(s|sec|second|ms|us|µs|ns|min|minute|h|hr|hour|day)s?\b")
 
 
 def check_target(
@@ -154,9 +156,12 @@ def with_failures(
 
 def is_exact_unit(unit: str) -> bool:
     """True when one value in this unit is an exact figure (counts, sizes, ratios of
-    sizes), False for times and rates, whose single value is one draw."""
+    sizes), False for times, rates and utilisations, whose single value is one draw."""
     u = str(unit or "").strip().lower()
-    return not any(u == p or u.endswith(p) for p in _VARYING_UNIT_PARTS)
+    if u in _TIME_UNITS or u in ("%", "percent", "pct"):
+        return False
+    # a rate: something per unit of time (ops/s, MB/hour, tokens/s, requests per minute)
+    return _RATE.search(u) is None
 
 
 def statistic_interval(
