@@ -4,6 +4,7 @@ against a real service process (and against nothing at all)."""
 from __future__ import annotations
 
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -33,6 +34,43 @@ def test_parse_response_chunked_close_and_garbage() -> None:
     assert (status, body, used, close) == (503, b"abcde", len(raw), True)
     with pytest.raises(lg.ProtocolError):
         lg.parse_response(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"))
+
+
+def test_parse_response_http10_and_bodies_ending_at_close() -> None:
+    """A user's server may speak HTTP/1.0: it closes unless it says keep-alive, and a body
+    without Content-Length ends when the connection does."""
+    raw = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    assert lg.parse_response(bytearray(raw)) == (200, b"ok", len(raw), True)
+    kept = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+    assert lg.parse_response(bytearray(kept))[3] is False
+    open_ended = bytearray(b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\npart one, ")
+    assert lg.parse_response(open_ended) is None  # more may come until the server closes
+    assert lg.parse_response(open_ended, eof=True) == (200, b"part one, ", len(open_ended), True)
+
+
+def test_http10_server_without_keep_alive_is_served_request_after_request(tmp_path) -> None:
+    """Python's http.server (HTTP/1.0, a connection per answer) loads without failures."""
+    import subprocess
+    import sys
+
+    (tmp_path / "f.txt").write_text("hello")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):  # up to 5 s for it to listen
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        req = [lg.HttpRequest("GET", "/f.txt", expect=b"hello")]
+        res = lg.run_async(lg.closed_loop("127.0.0.1", port, req, 2, lg.Limits(0, 60, 10, 5)))
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert res.n >= 60 and res.n_ok == res.n, res.failures()
 
 
 def test_poisson_schedule_is_seeded_and_meets_both_minimums() -> None:

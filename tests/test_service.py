@@ -104,8 +104,10 @@ def test_failing_service_fails_its_sla_with_failures_counted() -> None:
         {"path_prefix": "/api/v1/info", "error_share": 0.3},
         {"path_prefix": "/status", "stall_share": 0.3, "stall_s": 3.0},
     ]
+    # min_duration_s: a dozen error-rate windows of 0.1 s, enough units for a t interval
+    # of the mean error rate to exclude the SLA (5 windows leave it inconclusive)
     cfg = _resp_cfg(endpoints=["health", "info", "status"], users=[2], timeout_s=0.5,
-                    faults=faults, min_queries=40)  # fmt: skip
+                    faults=faults, min_queries=40, min_duration_s=1.2)  # fmt: skip
     frame = responsiveness.run(cfg, seed=5)
     lat = frame[(frame["metric"] == "latency") & ~frame["warmup"]]
     by_case = lat.groupby("case")["status"].value_counts().unstack(fill_value=0)

@@ -26,6 +26,10 @@ Choices worth knowing when reading the results:
   an application would have it: sqlite3 keeps compiled statements, psycopg prepares a
   statement on the server from its fifth execution on.
 * Cases are ``<backend>_<method>``: ``sqlite_n_plus_one``, ``postgres_join``, ...
+
+With ``query_file`` set, none of the above runs: the file's own read-only SELECTs run
+against ``postgres_dsn`` (a user's database, nothing created there), one case per query
+(``forgebench.database.user_queries``).
 """
 
 from __future__ import annotations
@@ -278,7 +282,12 @@ def _log_check(backend: str, expected: PageResult, results: Mapping[str, PageRes
 
 def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     """Check the config (and the DSN, by connecting once) before any work; then generate the
-    data, load it into each backend in turn and measure the three methods."""
+    data, load it into each backend in turn and measure the three methods. With
+    ``query_file`` set, run that file's queries against ``postgres_dsn`` instead."""
+    if cfg.get("query_file"):
+        from forgebench.database import user_queries
+
+        return user_queries.run(cfg, seed=seed, benchmark=NAME, version=BENCHMARK_VERSION)
     p = plan(cfg)
     if "postgres" in p.common.backends:
         check_postgres(p.common.postgres_dsn, config_key(NAME, "postgres_dsn"), p.common.timeout_s)

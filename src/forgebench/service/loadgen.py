@@ -19,6 +19,11 @@ Vocabulary after MLPerf LoadGen. Why it looks the way it does:
 * **Stopping.** A run ends once both ``min_duration_s`` and ``min_queries`` are met (the
   open-loop schedule is drawn long enough for both); ``max_duration_s`` and, in closed
   loop, ``MAX_CONSECUTIVE_FAILURES`` failures in a row on one connection bound a broken run.
+* **Any HTTP/1.x server.** The same client drives the built-in service and a user's own
+  (``forgebench.service.target``): HTTP/1.0 answers close their connection unless they say
+  keep-alive, a body without ``Content-Length`` or chunking ends when the server closes,
+  and ``https`` targets are reached through TLS (``ssl``; the default context, so
+  ``SSL_CERT_FILE`` names a private CA).
 * **Every request accounted for.** Non-2xx answers (``error:HTTP<code>``), timeouts
   (``timeout``), refused or reset connections (``error:<OSError class>``), malformed
   responses (``error:ProtocolError``) and answers without their expected content
@@ -34,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import ssl as ssl_lib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -64,17 +70,23 @@ class HttpRequest:
     expect: bytes | None = None
     name: str = ""
 
-    def raw(self, host: str, port: int) -> bytes:
+    def raw(self, host: str, port: int, host_header: str | None = None) -> bytes:
+        """The request's bytes; ``Host`` is ``host_header`` when given, else host:port."""
         head = (
-            f"{self.method} {self.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"{self.method} {self.path} HTTP/1.1\r\nHost: {host_header or f'{host}:{port}'}\r\n"
             f"User-Agent: forgebench\r\nContent-Length: {len(self.body)}\r\n\r\n"
         )
         return head.encode("latin-1") + self.body
 
 
-def parse_response(buf: bytearray) -> tuple[int, bytes, int, bool] | None:
-    """(status, body, bytes used, server asked to close) once ``buf`` holds a whole
-    response, else None. Raises ProtocolError on bytes that are not HTTP/1.x."""
+def parse_response(buf: bytearray, *, eof: bool = False) -> tuple[int, bytes, int, bool] | None:
+    """(status, body, bytes used, connection ends) once ``buf`` holds a whole response,
+    else None. Raises ProtocolError on bytes that are not HTTP/1.x.
+
+    ``eof``: the server has closed the connection, which ends a body sent without
+    ``Content-Length`` or chunking (HTTP/1.0 style); an HTTP/1.0 answer closes the
+    connection unless it says ``Connection: keep-alive``.
+    """
     h = buf.find(b"\r\n\r\n")
     if h < 0:
         if len(buf) > 65536:
@@ -87,7 +99,9 @@ def parse_response(buf: bytearray) -> tuple[int, bytes, int, bool] | None:
         status = int(head[9:12])
     except ValueError:
         raise ProtocolError(f"bad status line {head[:40]!r}") from None
-    close = b"\r\nconnection: close" in head
+    close = b"\r\nconnection: close" in head or (
+        head.startswith(b"http/1.0") and b"\r\nconnection: keep-alive" not in head
+    )
     i = head.find(b"\r\ncontent-length:")
     if i >= 0:
         j = head.find(b"\r\n", i + 2)
@@ -103,7 +117,9 @@ def parse_response(buf: bytearray) -> tuple[int, bytes, int, bool] | None:
         return _parse_chunked(buf, h + 4, status, close)
     if status in (204, 304) or 100 <= status < 200:
         return status, b"", h + 4, close
-    raise ProtocolError("response without Content-Length or chunked encoding")
+    if eof:  # the body ran until the server closed the connection
+        return status, bytes(buf[h + 4 :]), len(buf), True
+    return None
 
 
 def _parse_chunked(
@@ -167,8 +183,18 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.usable = False
         fut, self.fut = self.fut, None
-        if fut is not None and not fut.done():
-            fut.set_exception(exc or ConnectionResetError("the server closed the connection"))
+        if fut is None or fut.done():
+            return
+        if exc is None and self.buf:
+            try:
+                parsed = parse_response(self.buf, eof=True)
+            except ProtocolError as perr:
+                fut.set_exception(perr)
+                return
+            if parsed is not None:
+                fut.set_result((parsed[0], parsed[1]))
+                return
+        fut.set_exception(exc or ConnectionResetError("the server closed the connection"))
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:
@@ -177,11 +203,13 @@ def _expire(fut: asyncio.Future[Any]) -> None:
 
 
 class HttpConnection:
-    """A lazily (re)opened keep-alive connection; any failure closes it."""
+    """A lazily (re)opened keep-alive connection (TLS when ``ssl`` is given); any failure
+    closes it."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, ssl: ssl_lib.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
+        self.ssl = ssl
         self.proto: _Protocol | None = None
 
     async def call(self, raw: bytes, timeout_s: float) -> tuple[int, bytes]:
@@ -191,8 +219,11 @@ class HttpConnection:
         if proto is None or not proto.usable:
             self.close()
             deadline = loop.time() + timeout_s
+            tls: dict[str, Any] = {}
+            if self.ssl is not None:
+                tls = {"ssl": self.ssl, "server_hostname": self.host}
             _, proto = await asyncio.wait_for(
-                loop.create_connection(_Protocol, self.host, self.port), timeout_s
+                loop.create_connection(_Protocol, self.host, self.port, **tls), timeout_s
             )
             self.proto = proto
             timeout_s = max(0.0, deadline - loop.time())
@@ -212,7 +243,10 @@ class HttpConnection:
     def close(self) -> None:
         if self.proto is not None:
             if self.proto.transport is not None:
-                self.proto.transport.close()
+                if self.ssl is None:
+                    self.proto.transport.close()
+                else:  # no TLS close handshake: it would outlive the run's event loop
+                    self.proto.transport.abort()
             self.proto = None
 
 
@@ -369,11 +403,13 @@ async def closed_loop(
     *,
     seed: int = 0,
     keep_bodies: bool = False,
+    ssl: ssl_lib.SSLContext | None = None,
+    host_header: str | None = None,
 ) -> RunResult:
     """U users, each on its own keep-alive connection, back to back until the limits say."""
     if users < 1:
         raise ForgebenchError(f"closed loop needs users >= 1, got {users}")
-    raws = [r.raw(host, port) for r in requests]
+    raws = [r.raw(host, port, host_header) for r in requests]
     expects = [r.expect for r in requests]
     pick = _picker(len(requests), seed)
     res = RunResult(mode="closed", users=users, connections=users)
@@ -387,7 +423,7 @@ async def closed_loop(
     reasons: set[str] = set()
 
     async def user() -> None:
-        conn = HttpConnection(host, port)
+        conn = HttpConnection(host, port, ssl=ssl)
         consecutive = 0
         add = res.add
         try:
@@ -474,9 +510,11 @@ async def open_loop(
     max_connections: int = 256,
     seed: int = 0,
     keep_bodies: bool = False,
+    ssl: ssl_lib.SSLContext | None = None,
+    host_header: str | None = None,
 ) -> RunResult:
     """Send request ``i`` at ``start + schedule_ns[i]``; latency from that scheduled time."""
-    raws = [r.raw(host, port) for r in requests]
+    raws = [r.raw(host, port, host_header) for r in requests]
     expects = [r.expect for r in requests]
     pick = _picker(len(requests), seed)
     kinds = [pick() for _ in range(len(schedule_ns))]
@@ -511,7 +549,7 @@ async def open_loop(
             conn = free.pop()
         elif opened[0] < max_connections:
             opened[0] += 1
-            conn = HttpConnection(host, port)
+            conn = HttpConnection(host, port, ssl=ssl)
         else:
             try:
                 conn = await wait_for_connection(sched)

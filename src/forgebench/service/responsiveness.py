@@ -14,6 +14,11 @@ The background job (case ``job_<users>u``, metric ``completion_latency``) is two
 ``GET /api/v1/jobs/<id>?wait=<timeout>`` (answers when the job is done); its latency is
 submit to done. Every job's result is recomputed here after the run; a different one is
 a ``mismatch``.
+
+With ``target_url`` set, nothing is started and the built-in endpoints are not used: each
+of ``target_paths`` is a case (``<path slug>_<users>u``, e.g. ``items_id_1_10u``) against
+that URL, a request is ok when it answers 2xx within ``timeout_s`` (answers cannot be
+verified), and the params say ``"target": "external"`` (``forgebench.service.target``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from forgebench.service.scenarios import (
     server_settings,
 )
 from forgebench.service.server import ServiceAddress, service_process
+from forgebench.service.target import ExternalTarget, announce, case_names, external_target
 
 BENCHMARK_VERSION = 1
 SUITE = "service"
@@ -155,8 +161,45 @@ def _limits(cfg: Mapping[str, Any]) -> Limits:
     )
 
 
+def measure_paths(
+    cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress, target: ExternalTarget
+) -> pd.DataFrame:
+    """Every path of a user's service at every concurrency level; ok = 2xx in time."""
+    limits = _limits(cfg)
+    warm = Limits(0.0, max(1, int(cfg["warmup_queries"])), limits.max_duration_s, limits.timeout_s)
+    window_s = float(cfg["window_s"])
+    rec = Recorder(SUITE, NAME, BENCHMARK_VERSION)
+    total = len(target.paths) * len(cfg["users"])
+    done = 0
+    options = addr.client_options()
+    for request, slug in zip(target.requests(), case_names(target.paths), strict=True):
+        for users in cfg["users"]:
+            users = int(users)
+            case = f"{slug}_{users}u"
+            params = {"endpoint": request.name, "users": users, "mode": "closed",
+                      **target.params()}  # fmt: skip
+            clock = WallClock()
+            wres = run_async(closed_loop(addr.host, addr.port, [request], users, warm,
+                                         seed=seed, **options))  # fmt: skip
+            clock2 = WallClock()
+            res = run_async(closed_loop(addr.host, addr.port, [request], users, limits,
+                                        seed=seed + 1, **options))  # fmt: skip
+            add_request_rows(rec, case, params, wres, clock, warmup=True)
+            add_request_rows(rec, case, params, res, clock2)
+            name = add_run_rows(rec, case, params, res, clock2, window_s=window_s)
+            done += 1
+            level = logging.WARNING if res.n_ok < res.n else logging.INFO
+            log.log(level, "[%d/%d] %s (GET %s): %s; grade %s", done, total, case,
+                    request.path, describe(res), name)  # fmt: skip
+    return rec.frame()
+
+
 def measure(cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress) -> pd.DataFrame:
-    """Every configured endpoint at every concurrency level against a running service."""
+    """Every configured endpoint at every concurrency level against a running service
+    (``target_url``'s paths instead when the section names one)."""
+    target = external_target(cfg, KEY)
+    if target is not None:
+        return measure_paths(cfg, seed=seed, addr=addr, target=target)
     limits = _limits(cfg)
     warm = Limits(0.0, max(1, int(cfg["warmup_queries"])), limits.max_duration_s, limits.timeout_s)
     window_s = float(cfg["window_s"])
@@ -213,11 +256,18 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         raise ForgebenchError(f"{KEY}.users: levels must be >= 1, got {list(cfg['users'])}")
     if not math.isfinite(float(cfg["timeout_s"])) or float(cfg["timeout_s"]) <= 0:
         raise ForgebenchError(f"{KEY}.timeout_s: must be > 0, got {cfg['timeout_s']}")
+    external_target(cfg, KEY)
 
 
 def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
-    """Start the service (RAG pipeline only if the rag endpoint is measured), measure, stop."""
+    """Start the service (RAG pipeline only if the rag endpoint is measured), measure, stop;
+    or measure ``target_url`` without starting anything."""
     check_config(cfg)
+    target = external_target(cfg, KEY)
+    if target is not None:
+        addr = target.address()
+        announce(target, addr, float(cfg["timeout_s"]), KEY)
+        return measure_paths(cfg, seed=seed, addr=addr, target=target)
     settings = server_settings(cfg, seed, rag="rag" in cfg["endpoints"])
     with service_process(
         settings, startup_timeout_s=float(cfg["startup_timeout_s"]), key=KEY

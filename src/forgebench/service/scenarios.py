@@ -26,6 +26,11 @@ Scenario definitions:
   recorded and checked against the SLA. CPython grows its heap in arenas of
   ``growth_granularity_mb``, so a soak shorter than the time the SLA rate needs to grow
   one arena cannot tell a leak from one arena: its verdict is "inconclusive".
+
+Against a user's own service (``forgebench.service.target``) every scenario runs alike,
+with ``extra`` params on every row (``"target": "external"``, the URL, the ok rule); the
+endurance soak's server memory rows are ``unavailable`` there, since that process is not
+ours to sample.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from forgebench.service.server import ServiceAddress
 
 log = logging.getLogger(__name__)
 
+#: Why a server figure is missing for a user's own service (kept in the rows' params).
+NOT_OURS = "external target: its process is not ours to sample"
 SATURATED = "error:GeneratorSaturated"
 
 
@@ -229,6 +236,7 @@ def _open(
             target_rate=rate,
             max_connections=int(cfg["max_connections"]),
             seed=seed,
+            **addr.client_options(),
         )
     )
 
@@ -241,6 +249,7 @@ def run_load(
     *,
     seed: int,
     endpoint: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Closed-loop user levels, then open-loop Poisson rates; each its own case."""
     limits = Limits(
@@ -252,15 +261,18 @@ def run_load(
     window_s = float(cfg["window_s"])
     for users in cfg["load"]["users"]:
         case = f"load_closed_{users}u"
-        params = {"scenario": "load", "mode": "closed", "users": users, "endpoint": endpoint}
+        params = {"scenario": "load", "mode": "closed", "users": users, "endpoint": endpoint,
+                  **(extra or {})}  # fmt: skip
         clock = WallClock()
-        res = run_async(closed_loop(addr.host, addr.port, requests, int(users), limits, seed=seed))
+        res = run_async(closed_loop(addr.host, addr.port, requests, int(users), limits, seed=seed,
+                                    **addr.client_options()))  # fmt: skip
         add_request_rows(rec, case, params, res, clock)
         name = add_run_rows(rec, case, params, res, clock, window_s=window_s)
         log.info("%s: %s; grade %s", case, describe(res), name)
     for rate in cfg["load"]["rates"]:
         case = f"load_open_{rate:g}rps"
-        params = {"scenario": "load", "mode": "open", "rate": rate, "endpoint": endpoint}
+        params = {"scenario": "load", "mode": "open", "rate": rate, "endpoint": endpoint,
+                  **(extra or {})}  # fmt: skip
         schedule = poisson_schedule(float(rate), limits.min_duration_s, limits.min_queries, seed)
         clock = WallClock()
         res = _open(addr, requests, schedule, cfg, rate=float(rate), seed=seed)
@@ -285,6 +297,7 @@ def run_stress(
     *,
     seed: int,
     endpoint: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Ramp the open-loop rate until the SLA breaks; record the highest rate meeting it."""
     scfg = cfg["stress"]
@@ -294,7 +307,8 @@ def run_stress(
     ended = "ramp reached max_rate without breaking the SLA"
     censored = True
     for step, rate in enumerate(rates):
-        params = {"scenario": "stress", "rate": rate, "step": step, "endpoint": endpoint}
+        params = {"scenario": "stress", "rate": rate, "step": step, "endpoint": endpoint,
+                  **(extra or {})}  # fmt: skip
         schedule = poisson_schedule(
             rate, float(scfg["step_duration_s"]), int(scfg["min_queries"]), seed + step
         )
@@ -314,7 +328,7 @@ def run_stress(
             ended, censored = f"SLA {verdict} at {rate:g}/s", False
             break
         best = rate
-    params = {"scenario": "stress", "rates": rates, "ended": ended}
+    params = {"scenario": "stress", "rates": rates, "ended": ended, **(extra or {})}
     if best is None:
         rec.add("stress", params, "max_rate_meeting_sla", "requests/s", True, math.nan,
                 status="error:SlaBrokenAtFirstStep")  # fmt: skip
@@ -348,6 +362,7 @@ def run_spike(
     *,
     seed: int,
     endpoint: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Plateau, sudden ``multiplier`` x spike, plateau: the time until p95 recovers."""
     scfg = cfg["spike"]
@@ -357,7 +372,8 @@ def run_spike(
     timeout_s = float(cfg["timeout_s"])
     schedule = piecewise_schedule([(pre, rate), (spike, rate * mult), (post, rate)], seed)
     params = {"scenario": "spike", "rate": rate, "multiplier": mult, "pre_s": pre,
-              "spike_s": spike, "post_s": post, "endpoint": endpoint}  # fmt: skip
+              "spike_s": spike, "post_s": post, "endpoint": endpoint,
+              **(extra or {})}  # fmt: skip
     clock = WallClock()
     res = _open(addr, requests, schedule, cfg, rate=rate, seed=seed)
     add_request_rows(rec, "spike", params, res, clock)
@@ -410,12 +426,13 @@ def run_endurance(
     *,
     seed: int,
     endpoint: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Soak at a steady rate; the server's memory growth (MB/hour, CI) against the SLA."""
     ecfg = cfg["endurance"]
     rate, soak_s = float(ecfg["rate"]), float(ecfg["duration_s"])
     params = {"scenario": "endurance", "rate": rate, "duration_s": soak_s, "endpoint": endpoint,
-              "sample_interval_s": float(ecfg["sample_interval_s"])}  # fmt: skip
+              "sample_interval_s": float(ecfg["sample_interval_s"]), **(extra or {})}  # fmt: skip
     if float(ecfg["warmup_s"]) > 0:
         warm = poisson_schedule(rate, float(ecfg["warmup_s"]), 1, seed + 1)
         clock = WallClock()
@@ -423,6 +440,9 @@ def run_endurance(
         add_request_rows(rec, "endurance", params, res, clock, warmup=True)
     schedule = poisson_schedule(rate, soak_s, 1, seed)
     clock = WallClock()
+    if addr.external:
+        return _endurance_without_server(rec, addr, requests, cfg, schedule, clock, params,
+                                         rate=rate, seed=seed)  # fmt: skip
     with ResourceSampler(
         addr.pid, interval_s=float(ecfg["sample_interval_s"]), include_children=False, gpu=False
     ) as sampler:
@@ -465,6 +485,39 @@ def run_endurance(
         verdict, min_conclusive_s(ecfg),
     )  # fmt: skip
     return verdict
+
+
+def _endurance_without_server(
+    rec: Recorder,
+    addr: ServiceAddress,
+    requests: Sequence[HttpRequest],
+    cfg: Mapping[str, Any],
+    schedule: np.ndarray,
+    clock: WallClock,
+    params: Mapping[str, Any],
+    *,
+    rate: float,
+    seed: int,
+) -> str:
+    """The soak against a service that is not ours: requests and rates as usual; the
+    server's memory rows ``unavailable`` (its process cannot be sampled), not guessed."""
+    res = _open(addr, requests, schedule, cfg, rate=rate, seed=seed)
+    add_request_rows(rec, "endurance", params, res, clock)
+    add_run_rows(rec, "endurance", params, res, clock, window_s=float(cfg["window_s"]))
+    started = clock.at(res.start_ns)
+    why = {**params, "unavailable": NOT_OURS}
+    for metric, unit in (
+        ("memory_growth", "MB/hour"),
+        ("memory_growth_ci_low", "MB/hour"),
+        ("memory_growth_ci_high", "MB/hour"),
+        ("server_peak_rss", "bytes"),
+    ):
+        rec.add("endurance", why, metric, unit, False, math.nan, status="unavailable",
+                started_at=started)  # fmt: skip
+    rec.add("endurance", params, "soak_duration", "s", False, res.wall_s, started_at=started)
+    log.info("endurance %g/s for %.0f s against %s: %s; server memory not measured (%s)",
+             rate, res.wall_s, addr.url, describe(res), NOT_OURS)  # fmt: skip
+    return "not measured"
 
 
 # ------------------------------------------------------------------ server and endpoints

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import socket
+import ssl as ssl_lib
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from forgebench.errors import ForgebenchError
@@ -32,15 +33,34 @@ from forgebench.network.echo_server import _read_port, child_env, stop_process
 
 @dataclass(frozen=True)
 class ServiceAddress:
-    """Where a started service listens, and its process id."""
+    """Where a service listens, and its process id when the benchmark started it.
+
+    ``pid`` is None for a user's own service (``forgebench.service.target``): its process
+    is not ours, so nothing tied to it (memory, CPU) is measured. ``base_path`` prefixes
+    every request path; ``ssl`` is set for https; ``host_header`` is the URL's authority.
+    """
 
     host: str
     port: int
-    pid: int
+    pid: int | None
+    scheme: str = "http"
+    base_path: str = ""
+    host_header: str | None = None
+    ssl: ssl_lib.SSLContext | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def external(self) -> bool:
+        """A service the benchmark did not start (a user's own)."""
+        return self.pid is None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{self.host_header or f'{host}:{self.port}'}{self.base_path}"
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``loadgen.closed_loop``/``open_loop`` for this address."""
+        return {"ssl": self.ssl, "host_header": self.host_header}
 
 
 def _loop_impl() -> str:

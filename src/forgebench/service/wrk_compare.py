@@ -22,6 +22,10 @@ How each side is measured, alike where possible:
 * Both check answers: ours requires 2xx (and the body ``ok`` from ``/health``); wrk counts
   non-2xx as errors.
 * A short unrecorded warm-up of ours before the first round warms the server for both.
+
+With ``target_url`` set, both generators load ``path`` on that URL instead of a started
+built-in service; ours then judges only the status (2xx), like wrk, and the rows' params
+say ``"target": "external"`` (``forgebench.service.target``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from forgebench.record import Recorder
 from forgebench.service.loadgen import HttpRequest, Limits, closed_loop, run_async
 from forgebench.service.scenarios import server_settings
 from forgebench.service.server import ServiceAddress, service_process
+from forgebench.service.target import announce, external_target
 
 BENCHMARK_VERSION = 1
 SUITE = "service"
@@ -152,10 +157,13 @@ def run_wrk(
 
 def run_ours(addr: ServiceAddress, path: str, connections: int, seconds: float, timeout_s: float
              ) -> SideResult:  # fmt: skip
-    """Our closed loop with the same connections for the same time."""
-    request = [HttpRequest("GET", path, expect=b"ok" if path == "/health" else None)]
+    """Our closed loop with the same connections for the same time (the body ``ok`` is
+    checked only on the built-in service's ``/health``)."""
+    expect = b"ok" if path == "/health" and not addr.external else None
+    request = [HttpRequest("GET", addr.base_path + path, expect=expect)]
     limits = Limits(seconds, 1, seconds + 10.0, timeout_s)
-    res = run_async(closed_loop(addr.host, addr.port, request, connections, limits))
+    res = run_async(closed_loop(addr.host, addr.port, request, connections, limits,
+                                **addr.client_options()))  # fmt: skip
     lat = res.latencies_s()[res.ok_mask()]
     return SideResult(
         rate=res.throughput,
@@ -185,6 +193,9 @@ def measure(cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress, wrk: str
     rounds = int(cfg["rounds"])
     params = {"path": path, "connections": conns, "wrk_threads": threads, "duration_s": seconds,
               "loop": "closed"}  # fmt: skip
+    target = external_target(cfg, KEY, paths=[path])
+    if target is not None:
+        params.update(target.params())
     rec = Recorder(SUITE, NAME, BENCHMARK_VERSION)
     if float(cfg["warmup_s"]) > 0:
         run_ours(addr, path, conns, float(cfg["warmup_s"]), timeout_s)
@@ -234,10 +245,16 @@ def measure(cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress, wrk: str
 
 
 def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
-    """Start a service (no RAG: /health needs none), compare, always stop it."""
+    """Start a service (no RAG: /health needs none), compare, always stop it; or compare
+    on ``target_url`` without starting anything."""
     wrk = find_wrk()
     if int(cfg["rounds"]) < 2:
         raise ForgebenchError(f"{KEY}.rounds: at least 2 interleaved rounds, got {cfg['rounds']}")
+    target = external_target(cfg, KEY, paths=[str(cfg["path"])])
+    if target is not None:
+        addr = target.address()
+        announce(target, addr, float(cfg["timeout_s"]), KEY)
+        return measure(cfg, seed=seed, addr=addr, wrk=wrk)
     settings = server_settings(cfg, seed, rag=False)
     with service_process(
         settings, startup_timeout_s=float(cfg["startup_timeout_s"]), key=KEY
