@@ -1,5 +1,6 @@
 # Validation first, then the functions rules use. Logic lives in forgebench.workflow.
 import math
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -19,6 +20,7 @@ if workflow.non_local_exec and not config.get("limits"):
 check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
 validate(config, "../config/schema.yaml")
 fw.check_references(config)
+fw.check_model_sources(config, workflow.basedir)
 
 
 wildcard_constraints:
@@ -35,8 +37,9 @@ def get_benchmark_config(wildcards):
 
 
 def get_datasets_config():
-    # A relative mirror is taken from the repository root, wherever --directory points.
-    return fw.resolve_mirror(config["datasets"], workflow.basedir)
+    # A relative mirror is taken from the repository root, wherever --directory points,
+    # and given to the job relative to the working directory: no absolute path in params.
+    return fw.job_datasets_config(config["datasets"], workflow.basedir, os.getcwd())
 
 
 def get_benchmark_inputs(wildcards):
@@ -71,7 +74,16 @@ def get_benchmark_resource(name):
 
 
 def get_model_build_inputs(wildcards):
-    return fw.model_build_inputs(config, wildcards.model)
+    return fw.model_build_inputs(config, wildcards.model, workflow.basedir, os.getcwd())
+
+
+def get_model_spec(wildcards):
+    return fw.model_job_spec(config, wildcards.model, workflow.basedir, os.getcwd())
+
+
+def get_eval_settings(wildcards):
+    # Only what this model's evaluation uses: adding a model changes no other's params.
+    return fw.evaluation_job_settings(config, wildcards.model)
 
 
 def get_model_threads(wildcards):

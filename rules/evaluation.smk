@@ -25,11 +25,9 @@ rule evaluate_model:
         runtime=get_eval_resource("runtime"),
     params:
         tasks=lambda w: fw.model_tasks(config, w.model),
-        # datasets.allow_online is the run's one switch for going online.
-        evaluation={
-            **config.get("evaluation", {}),
-            "allow_online": config["datasets"]["allow_online"],
-        },
+        # This model's settings only, with datasets.allow_online (the run's one switch
+        # for going online): listing another model or suite leaves this job's params alone.
+        evaluation=get_eval_settings,
         datasets_dir=fw.DATASETS_ROOT,
         seed=config["seed"],
         sampler=config["sampler"],

@@ -1,6 +1,7 @@
-# Models: one job per configured model builds it (the cognate reference model, trained
-# briefly on the training splits), fetches it from the hub or checks a local copy, and
-# writes it to results/models/<name>/ in Hugging Face format (forgebench.models).
+# Models: one job per model a stage reads builds it (the cognate reference model, trained
+# briefly on the training splits) into results/models/<name>/ in Hugging Face format, or
+# references a hub or path model there: links to the hub cache or the folder, read in
+# place, with their sha256 digests in source.json (forgebench.models).
 
 
 rule model:
@@ -26,7 +27,7 @@ rule model:
         mem_mb=get_model_resource("mem_mb"),
         runtime=get_model_resource("runtime"),
     params:
-        spec=lambda w: config["models"][w.model],
+        spec=get_model_spec,
         seed=config["seed"],
         sampler=config["sampler"],
         datasets_dir=fw.DATASETS_ROOT,

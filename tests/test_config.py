@@ -163,3 +163,186 @@ def test_every_suite_fragment_is_referenced_and_declares_its_dialect():
         assert "$schema" in load_yaml(fragment), fragment.name
     for ref in refs:
         assert (SCHEMA_PATH.parent / ref.split("#")[0]).is_file(), ref
+
+
+# ------------------------------------------------------------- models a stage names
+
+
+def _with(**changes: object) -> dict:
+    """The default config with keys (dotted paths, as config errors name them) replaced."""
+    config = copy.deepcopy(DEFAULT)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            _with(evaluation__models=["cognate", "cognate-s22"]),
+            r"'evaluation\.models\.1': no model named 'cognate-s22' \(did you mean 'cognate-s2'",
+        ),
+        (
+            _with(evaluation__paired=[{"baseline": "cognate", "candidate": "cognate__int9"}]),
+            r"'evaluation\.paired\.0\.candidate': .*'cognate__int9' \(did you mean 'cognate__int8'",
+        ),
+        (
+            _with(suites__compression__models=["cogante"]),
+            r"'suites\.compression\.models\.0': .*'cogante' \(did you mean 'cognate'",
+        ),
+        (
+            _with(suites__knowledge__benchmarks__creativity={"model": "cognat"}),
+            r"'suites\.knowledge\.benchmarks\.creativity\.model': no model named 'cognat'",
+        ),
+    ],
+    ids=["evaluation.models", "paired", "compression", "benchmark"],
+)
+def test_an_undefined_model_is_a_config_error_with_close_names(config, message):
+    check_config(config)
+    with pytest.raises(ForgebenchError, match=message):
+        check_references(config)
+
+
+@pytest.mark.workflow
+def test_snakemake_names_an_undefined_model_before_any_job(tmp_path, repo):
+    """Not Snakemake's MissingInputException for results/models/<typo>: the config key."""
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text(yaml.safe_dump({"evaluation": {"models": ["cognate", "cognte"]}}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+         str(repo / "config" / "config.yaml"), str(overlay), "--directory", str(tmp_path)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "'evaluation.models.1': no model named 'cognte'" in out, out[-2000:]
+    assert "did you mean 'cognate'" in out
+    assert "MissingInputException" not in out
+
+
+def test_a_missing_path_model_folder_is_a_config_error(tmp_path):
+    from forgebench.workflow import check_model_sources
+
+    config = _with(evaluation__models=["mine"])
+    config["models"]["mine"] = {"source": "path", "path": "no/such/folder"}
+    with pytest.raises(ForgebenchError, match=r"'models\.mine\.path': 'no/such/folder' is not a"):
+        check_model_sources(config, tmp_path)
+    (tmp_path / "no" / "such" / "folder").mkdir(parents=True)
+    check_model_sources(config, tmp_path)
+
+
+def test_derived_models_may_be_evaluated_on_every_suite():
+    config = _with(evaluation__models=["cognate", "cognate__int8"])
+    check_references(config)
+
+
+def test_only_models_a_stage_reads_are_built():
+    from forgebench.workflow import used_models
+
+    assert used_models(DEFAULT) == ["cognate", "cognate-s2", "cognate-s3"]
+    config = _with(evomerge__enabled=False)
+    assert used_models(config) == ["cognate"]
+    assert "results/raw/models/build/cognate-s2.parquet" not in final_outputs(config)
+
+
+# ------------------------------------------------- overlays: extras and eval-only
+
+
+def _overlay(*layers: dict) -> dict:
+    from snakemake.utils import update_config
+
+    config = copy.deepcopy(DEFAULT)
+    for layer in layers:
+        update_config(config, copy.deepcopy(layer))
+    return config
+
+
+EXTRA_COMPARISON = {
+    "name": "echo 1 KiB vs 64 B",
+    "suite": "network",
+    "benchmark": "echo_latency",
+    "metric": "rtt",
+    "baseline": "persistent_64B",
+    "candidate": "persistent_1024B",
+}
+EXTRA_TARGET = {
+    "name": "echo p99 under 5 ms",
+    "suite": "network",
+    "benchmark": "echo_latency",
+    "case": "persistent_64B",
+    "metric": "rtt",
+    "statistic": "p99",
+    "op": "<",
+    "threshold": 0.005,
+}
+
+
+def test_extra_comparisons_and_targets_are_appended_to_the_defaults():
+    config = _overlay({"extra_comparisons": [EXTRA_COMPARISON], "extra_targets": [EXTRA_TARGET]})
+    check_config(config)
+    check_references(config)
+    assert len(config["comparisons"]) == len(DEFAULT["comparisons"]) + 1
+    assert len(config["targets"]) == len(DEFAULT["targets"]) + 1
+    assert config["comparisons"][-1]["name"] == EXTRA_COMPARISON["name"]
+    assert config["targets"][-1]["name"] == EXTRA_TARGET["name"]
+    assert [t["name"] for t in config["targets"][:-1]] == [t["name"] for t in DEFAULT["targets"]]
+    # The keys are consumed: a second check (the CLI checks once more) adds nothing twice.
+    assert "extra_comparisons" not in config and "extra_targets" not in config
+    check_config(config)
+    assert len(config["targets"]) == len(DEFAULT["targets"]) + 1
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        (
+            {"extra_comparisons": [{**EXTRA_COMPARISON, "name": "sampler overhead"}]},
+            r"'extra_comparisons\.0\.name': 'sampler overhead' is already the name of "
+            r"'comparisons\.0'",
+        ),
+        (
+            {"extra_targets": [EXTRA_TARGET, EXTRA_TARGET]},
+            r"'extra_targets\.1\.name': 'echo p99 under 5 ms' is already the name of "
+            r"'extra_targets\.0'",
+        ),
+        (
+            {"extra_targets": [{**EXTRA_TARGET, "suit": "network"}]},
+            r"unknown config key 'extra_targets\.0\.suit' \(did you mean 'suite'\?\)",
+        ),
+    ],
+    ids=["duplicate of a default", "duplicate within extras", "misspelt key"],
+)
+def test_extra_entries_are_checked(layer, message):
+    with pytest.raises(ForgebenchError, match=message):
+        check_config(_overlay(layer))
+
+
+def test_eval_only_overlay_runs_the_evaluation_of_ones_own_model_alone():
+    """config/eval-only.yaml plus the README's two-line model file: the model's reference
+    job, its evaluation and suite scores, the report and the history; nothing else."""
+    only = load_yaml(SCHEMA_PATH.parent / "eval-only.yaml")
+    schema = load_yaml(SCHEMA_PATH)
+    assert set(only["suites"]) == set(schema["properties"]["suites"]["properties"])
+    mine = {"models": {"mine": {"source": "path", "path": "/data/my-model"}},
+            "evaluation": {"models": ["mine"]}}  # fmt: skip
+    config = _overlay(only, mine)
+    check_config(config)
+    check_references(config)
+    assert list(enabled_benchmarks(config)) == []
+    suites = config["evaluation"]["suites"]
+    assert final_outputs(config) == [
+        "results/raw/models/build/mine.parquet",
+        "results/raw/eval/mine.parquet",
+        *(f"results/raw/suites/mine/{s}.parquet" for s in suites),
+        "results/summary/summary.parquet",
+        "results/summary/run.json",
+        "results/report/index.html",
+    ]

@@ -305,21 +305,90 @@ def test_hub_source_offline_is_a_clear_error(tmp_path):
     assert not (tmp_path / "smol").exists()
 
 
-def test_path_source_copies_a_valid_directory(tiny_model_dir, tmp_path):
-    src, _ = tiny_model_dir
+def _weights_and_tokenizer_load(model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
+
+
+def test_path_source_references_the_folder_in_place(tiny_model_dir, tmp_path):
+    """No copy: every file is a link to the folder, with its sha256 in source.json, and the
+    directory loads like the folder itself."""
+    import hashlib
+
+    from forgebench.models.materialize import SOURCE_FILE, verify_reference
+
+    src = tmp_path / "mine"
+    shutil.copytree(tiny_model_dir[0], src)
+    out = tmp_path / "results" / "models" / "local"
     frame = materialize(
-        "local",
-        {"source": "path", "path": str(src)},
-        datasets_dir=tmp_path,
-        out_dir=tmp_path / "local",
-        seed=0,
+        "local", {"source": "path", "path": str(src)}, datasets_dir=tmp_path, out_dir=out, seed=0
     )
     validate_measurements(frame)
     assert _value(frame, "param_count") == Architecture.from_config(TINY).param_count()
     assert _value(frame, "weights_file_bytes") == (src / "model.safetensors").stat().st_size
-    assert (tmp_path / "local" / "model.safetensors").read_bytes() == (
-        src / "model.safetensors"
-    ).read_bytes()
+    weights = out / "model.safetensors"
+    assert weights.is_symlink() and weights.resolve() == (src / "model.safetensors").resolve()
+    doc = json.loads((out / SOURCE_FILE).read_text())
+    assert doc["source"] == "path" and doc["path"] == str(src.resolve())
+    digest = hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()
+    assert doc["files"]["model.safetensors"]["sha256"] == digest
+    linked = {p.name for p in out.iterdir() if p.is_symlink()}
+    assert linked == set(doc["files"]) and "config.json" in linked
+    _weights_and_tokenizer_load(out)
+    assert verify_reference(out)["digest"] == doc["digest"]
+    # The folder changes after the job: the recorded digest says so.
+    (src / "config.json").write_text((src / "config.json").read_text() + " ")
+    with pytest.raises(ForgebenchError, match=r"models\.local: .*config\.json changed"):
+        verify_reference(out)
+
+
+def test_relative_path_links_survive_moving_the_checkout(tiny_model_dir, tmp_path, monkeypatch):
+    """A folder given relative to the working directory is linked relatively: moving the
+    checkout with the folder in it keeps the model directory valid."""
+    checkout = tmp_path / "a"
+    shutil.copytree(tiny_model_dir[0], checkout / "models-in" / "mine")
+    monkeypatch.chdir(checkout)
+    materialize(
+        "mine",
+        {"source": "path", "path": "models-in/mine"},
+        datasets_dir=tmp_path,
+        out_dir=Path("results/models/mine"),
+        seed=0,
+    )
+    monkeypatch.chdir(tmp_path)
+    checkout.rename(tmp_path / "b")
+    moved = tmp_path / "b" / "results" / "models" / "mine"
+    assert os.readlink(moved / "model.safetensors") == "../../../models-in/mine/model.safetensors"
+    _weights_and_tokenizer_load(moved)
+
+
+def test_hub_source_references_the_cache_snapshot(tiny_model_dir, tmp_path, monkeypatch):
+    """Offline, a snapshot already in the hub cache is linked from there, not copied; the
+    commit it holds is recorded."""
+    import huggingface_hub.constants as hub_constants
+
+    from forgebench.models.materialize import SOURCE_FILE
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--forgebench-test--tiny"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(tiny_model_dir[0], snapshot)
+    (snapshot / "notes.txt").write_text("not a model file")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    out = tmp_path / "results" / "models" / "smol"
+    spec = {"source": "hub", "repo_id": "forgebench-test/tiny", "allow_online": False}
+    frame = materialize("smol", spec, datasets_dir=tmp_path, out_dir=out, seed=0)
+    validate_measurements(frame)
+    doc = json.loads((out / SOURCE_FILE).read_text())
+    assert doc["commit"] == commit and doc["repo_id"] == "forgebench-test/tiny"
+    assert Path(os.readlink(out / "model.safetensors")) == snapshot.resolve() / "model.safetensors"
+    assert not (out / "notes.txt").exists()  # only the files a model load needs
+    assert "notes.txt" not in doc["files"] and "model.safetensors" in doc["files"]
+    _weights_and_tokenizer_load(out)
 
 
 @pytest.mark.parametrize(

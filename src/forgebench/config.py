@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,22 @@ def load_yaml(path: str | Path) -> Any:
         raise ForgebenchError(f"{path} is not valid YAML: {exc}") from exc
 
 
+def close_names(name: str, allowed: Iterable[str], n: int = 3) -> list[str]:
+    """The allowed names closest to ``name`` (difflib's ratio), best first: the hint of
+    every "unknown name" message, so a typo points at what was meant."""
+    return difflib.get_close_matches(name, list(allowed), n=n)
+
+
+def unknown_name(key: str, name: str, allowed: Iterable[str], what: str) -> ForgebenchError:
+    """The error for ``name`` at config ``key`` not being one of ``allowed``, with the
+    closest names as a hint and the full list (sorted) after it."""
+    allowed = sorted(allowed)
+    close = close_names(name, allowed)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    listed = ", ".join(allowed) if allowed else "none"
+    return ForgebenchError(f"config key {key!r}: no {what} named {name!r}{hint}; known: {listed}")
+
+
 def _key_path(error: ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
@@ -39,7 +55,7 @@ def _describe(error: ValidationError) -> str:
         extra = sorted(set(error.instance) - set(allowed))
         hints = []
         for key in extra:
-            close = difflib.get_close_matches(key, allowed, n=1)
+            close = close_names(key, allowed, n=1)
             name = f"{where}.{key}" if where != "(top level)" else key
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             hints.append(f"unknown config key {name!r}{hint}; allowed here: {', '.join(allowed)}")
@@ -110,3 +126,34 @@ def check_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) 
     filler = _with_defaults(Draft202012Validator)(schema, registry=validator._registry)
     for error in filler.iter_errors(config):  # defaults satisfy the schema; check anyway
         raise ForgebenchError(f"config invalid after filling defaults: {_describe(error)}")
+    append_extras(config)
+
+
+#: Overlay keys whose items are appended to a list of the defaults, not replacing it.
+EXTRA_LISTS = {"extra_comparisons": "comparisons", "extra_targets": "targets"}
+
+
+def append_extras(config: dict[str, Any]) -> None:
+    """Append ``extra_comparisons``/``extra_targets`` to ``comparisons``/``targets``, in
+    place, and drop the extra keys (so a second call adds nothing twice).
+
+    An overlay's list replaces the default's whole; these keys let an overlay add one
+    comparison or target to the defaults instead of repeating them all. Names identify
+    verdicts in the report, the history and ``forgebench gate``, so a repeated name in the
+    combined list is an error naming both places.
+    """
+    for extra_key, key in EXTRA_LISTS.items():
+        extras = config.pop(extra_key, None) or []
+        base = list(config.get(key) or [])
+        where: dict[str, str] = {}
+        for label, items in ((key, base), (extra_key, extras)):
+            for i, item in enumerate(items):
+                name = item.get("name")
+                if name in where:
+                    raise ForgebenchError(
+                        f"config key '{label}.{i}.name': {name!r} is already the name of "
+                        f"'{where[name]}'; names in {key} and {extra_key} must be unique"
+                    )
+                where[name] = f"{label}.{i}"
+        if extras or key in config:
+            config[key] = [*base, *extras]

@@ -6,6 +6,7 @@ pandas) so that an up-to-date workflow starts in well under the 5 s budget.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,29 @@ def benchmark_dataset_inputs(config: Mapping[str, Any], suite: str, name: str) -
     return [DATASET_DIR.format(dataset=d) for d in DATASET_NAMES]
 
 
-def resolve_mirror(section: Mapping[str, Any], basedir: str) -> dict[str, Any]:
-    """The ``datasets`` section with a relative ``mirror`` made absolute from ``basedir``."""
+def from_root(path: str, basedir: str | Path, workdir: str | Path) -> str:
+    """A config path relative to the repository root (``basedir``, where the Snakefile
+    is), rewritten relative to the working directory jobs run in; absolute paths stay.
+
+    Job params hold this, never an absolute path: moving the checkout (with the working
+    directory and what the path names inside or beside it) leaves the params, and so
+    Snakemake's params trigger, unchanged. Symlinks in the path are kept, not resolved.
+    """
+    if Path(path).expanduser().is_absolute():
+        return str(Path(path).expanduser())
+    full = os.path.normpath(os.path.join(os.path.realpath(basedir), path))
+    return os.path.relpath(full, os.path.realpath(workdir))
+
+
+def job_datasets_config(
+    section: Mapping[str, Any], basedir: str | Path, workdir: str | Path
+) -> dict[str, Any]:
+    """The ``datasets`` section a dataset job receives: a relative ``mirror`` is taken
+    from the repository root and given relative to the working directory (``from_root``)."""
     out = dict(section)
     mirror = out.get("mirror")
-    if mirror is not None and not Path(mirror).is_absolute():
-        out["mirror"] = str((Path(basedir) / mirror).resolve())
+    if mirror is not None:
+        out["mirror"] = from_root(mirror, basedir, workdir)
     return out
 
 
@@ -88,12 +106,81 @@ def model_names(config: Mapping[str, Any]) -> list[str]:
     return list(config.get("models", {}))
 
 
-def model_build_inputs(config: Mapping[str, Any], model: str) -> list[str]:
-    """A locally built model trains on the training datasets; others read nothing here."""
+def used_models(config: Mapping[str, Any]) -> list[str]:
+    """Models under ``models:`` that an enabled stage reads, in config order: evaluated,
+    compressed, read by a benchmark, or EvoMerge seeds. Only these are built (a model
+    nothing reads would cost its build and give nothing)."""
+    wanted: set[str] = set()
+    if evaluation_enabled(config):
+        wanted.update(config["evaluation"].get("models", []))
+    comp = config.get("suites", {}).get("compression", {})
+    if comp.get("enabled", False):
+        wanted.update(comp.get("models", []))
+    for spec in enabled_benchmarks(config):
+        if "model" in spec.needs:
+            wanted.add(benchmark_config(config, spec.suite, spec.name).get("model"))
+    from forgebench.evomerge import stages
+
+    if stages.enabled(config):
+        wanted.update(stages.section(config)["seeds"])
+    return [m for m in model_names(config) if m in wanted]
+
+
+def _source_files(folder: Path) -> list[str]:
+    """Files under a model folder a path model references (hidden ones left out), relative
+    to it, sorted."""
+    out = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = Path(root).relative_to(folder)
+        out += [str(rel / f) for f in files if not f.startswith(".")]
+    return sorted(out)
+
+
+def model_job_spec(
+    config: Mapping[str, Any], model: str, basedir: str | Path, workdir: str | Path
+) -> dict[str, Any]:
+    """A model's spec as its job receives it: a path model's ``path`` given relative to the
+    working directory (``from_root``), everything else as configured."""
+    spec = dict(config["models"][model])
+    if spec.get("source") == "path" and spec.get("path"):
+        spec["path"] = from_root(str(spec["path"]), basedir, workdir)
+    return spec
+
+
+def model_build_inputs(
+    config: Mapping[str, Any],
+    model: str,
+    basedir: str | Path = ".",
+    workdir: str | Path = ".",
+) -> list[str]:
+    """A locally built model trains on the training datasets; a path model's job reads its
+    folder's files in place (so changing them reruns it and what reads it); a hub model
+    reads the hub cache, outside the workflow."""
     spec = config["models"][model]
-    if spec.get("source") != "build":
-        return []
-    return [DATASET_DIR.format(dataset=d) for d in TRAINING_DATASETS]
+    if spec.get("source") == "build":
+        return [DATASET_DIR.format(dataset=d) for d in TRAINING_DATASETS]
+    if spec.get("source") == "path":
+        folder = model_job_spec(config, model, basedir, workdir)["path"]
+        local = Path(workdir, folder) if not Path(folder).is_absolute() else Path(folder)
+        return [os.path.join(folder, f) for f in _source_files(local)]
+    return []
+
+
+def check_model_sources(config: Mapping[str, Any], basedir: str | Path) -> None:
+    """Every path model a stage reads is a folder now, before any job starts (its files are
+    the model job's inputs)."""
+    for name in used_models(config):
+        spec = config["models"][name]
+        if spec.get("source") != "path":
+            continue
+        folder = Path(str(spec["path"])).expanduser()
+        folder = folder if folder.is_absolute() else Path(basedir, folder)
+        if not folder.is_dir():
+            raise ForgebenchError(
+                f"config key 'models.{name}.path': {spec['path']!r} is not a directory "
+                f"(looked for {folder}; a relative path is taken from the repository root)"
+            )
 
 
 def evaluation_enabled(config: Mapping[str, Any]) -> bool:
@@ -183,6 +270,25 @@ def model_tasks(config: Mapping[str, Any], model: str) -> list[str]:
     return list(dict.fromkeys([*tasks, *(d["tasks"] if d else [])]))
 
 
+#: Keys of ``evaluation:`` that choose what is evaluated, not how: the job's own tasks
+#: (``model_tasks``) carry what they decide for it.
+_EVAL_SELECTION = ("enabled", "models", "suites", "paired")
+
+
+def evaluation_job_settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The ``evaluation:`` settings one model's evaluation job receives: how to evaluate
+    (backend, batch, subset, ...), ``per_task`` only for this model's tasks, and the run's
+    ``allow_online``. Which models and suites are listed is left out, so adding a model or
+    a pair changes no other model's params (Snakemake reruns a job whose params changed).
+    """
+    section = config.get("evaluation", {})
+    tasks = set(model_tasks(config, model))
+    out = {k: v for k, v in section.items() if k not in _EVAL_SELECTION}
+    out["per_task"] = {t: o for t, o in (section.get("per_task") or {}).items() if t in tasks}
+    out["allow_online"] = config["datasets"]["allow_online"]
+    return out
+
+
 def evaluation_tasks(config: Mapping[str, Any]) -> list[str]:
     """Every task some evaluated model runs."""
     if not evaluation_enabled(config):
@@ -223,7 +329,7 @@ def raw_outputs(config: Mapping[str, Any]) -> list[str]:
     """Measurement files of every enabled benchmark and model stage: the report's inputs."""
     return [
         *(RAW.format(suite=s.suite, benchmark=s.name) for s in enabled_benchmarks(config)),
-        *(MODEL_RAW.format(model=m) for m in model_names(config)),
+        *(MODEL_RAW.format(model=m) for m in used_models(config)),
         *compression_outputs(config),
         *eval_outputs(config),
         *evomerge_outputs(config),
@@ -247,8 +353,51 @@ def _known_benchmark(suite: str, benchmark: str) -> bool:
     return key in BENCHMARKS or key in STAGE_BENCHMARKS or suite in STAGE_SUITES
 
 
+def _readable_models(config: Mapping[str, Any]) -> list[str]:
+    """Every name whose ``results/models/<name>`` some job makes: the models under
+    ``models:``, the derived ones (compressed, merged) and EvoMerge's exported best."""
+    from forgebench.evomerge import stages
+
+    export = [stages.section(config)["export_as"]] if stages.enabled(config) else []
+    return list(dict.fromkeys([*model_names(config), *derived_models(config), *export]))
+
+
+def _check_model_names(config: Mapping[str, Any]) -> None:
+    """Every model a stage names is one some job makes, before Snakemake would report a
+    missing file for it."""
+    from forgebench.config import unknown_name
+
+    readable = _readable_models(config)
+    if evaluation_enabled(config):
+        for i, name in enumerate(config["evaluation"].get("models", [])):
+            if name not in readable:
+                raise unknown_name(f"evaluation.models.{i}", name, readable, "model")
+        evaluated = evaluated_models(config)
+        for i, pair in enumerate(config["evaluation"].get("paired", [])):
+            for side in ("baseline", "candidate"):
+                if pair[side] not in evaluated:
+                    raise unknown_name(
+                        f"evaluation.paired.{i}.{side}", pair[side], evaluated, "evaluated model"
+                    )
+    comp = config.get("suites", {}).get("compression", {})
+    if comp.get("enabled", False):
+        defined = model_names(config)
+        for i, name in enumerate(comp.get("models", [])):
+            if name not in defined:
+                raise unknown_name(
+                    f"suites.compression.models.{i}", name, defined, "model under `models:`"
+                )
+    for spec in enabled_benchmarks(config):
+        name = benchmark_config(config, spec.suite, spec.name).get("model")
+        if "model" in spec.needs and name not in readable:
+            key = f"suites.{spec.suite}.benchmarks.{spec.name}.model"
+            raise unknown_name(key, str(name), readable, "model")
+
+
 def check_references(config: Mapping[str, Any]) -> None:
-    """Checks the schema cannot express: comparisons and targets name things that exist."""
+    """Checks the schema cannot express: the models, comparisons and targets a stage names
+    exist (a typo is a config error naming the key, not a missing file mid-DAG)."""
+    _check_model_names(config)
     comparisons = {c["name"] for c in config.get("comparisons", [])}
     for i, comp in enumerate(config.get("comparisons", [])):
         if not _known_benchmark(comp["suite"], comp["benchmark"]):

@@ -1,11 +1,20 @@
 """Put a configured model at results/models/<name>/ in Hugging Face format: built locally
-(the cognate builder), fetched from the hub (only where the config allows going online) or
-copied from a local directory, and return measurement rows for what was measured."""
+(the cognate builder), or referenced from the hub cache (fetched there only where the config
+allows going online) or from a local directory, and return measurement rows.
+
+A hub or path model is not copied: results/models/<name>/ holds a link per file to the
+hub cache's snapshot or to the folder, read in place, and ``source.json`` recording where
+they point and each file's size and sha256 (``verify_reference`` checks them again). A
+path model's files are its job's inputs, so changing them reruns the job and everything
+that reads the model."""
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import json
 import logging
-import shutil
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +24,7 @@ import pandas as pd
 
 from forgebench.errors import ForgebenchError
 from forgebench.models.files import (
+    MANIFEST,
     safetensors_param_count,
     staged_dir,
     validate_model_dir,
@@ -25,6 +35,7 @@ from forgebench.record import Recorder
 
 log = logging.getLogger(__name__)
 
+SOURCE_FILE = "source.json"  # what a hub or path model's links point to, with digests
 SUITE = "models"
 BENCHMARK = "build"
 BUILD_VERSION = 1
@@ -56,14 +67,79 @@ def _key(name: str, field: str) -> str:
     return f"models.{name}.{field}"
 
 
-def _copy_model(src: Path, dst: Path) -> None:
-    for item in sorted(Path(src).iterdir()):
-        if item.name.startswith("."):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, dst / item.name)
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files_under(folder: Path, patterns: list[str] | None) -> list[str]:
+    """Files a reference covers, relative to ``folder``, sorted: every non-hidden file
+    (``patterns``: only names matching one of them) but the two this module writes beside
+    them (never through a link into the folder)."""
+    out = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = Path(root).relative_to(folder)
+        for f in files:
+            if f.startswith(".") or str(rel / f) in (MANIFEST, SOURCE_FILE):
+                continue
+            if patterns is None or any(fnmatch.fnmatch(str(rel / f), p) for p in patterns):
+                out.append(str(rel / f))
+    return sorted(out)
+
+
+def _link_model(
+    src: Path, dst: Path, out_dir: Path, files: list[str], relative: bool
+) -> dict[str, Any]:
+    """Link each of ``files`` under ``src`` into ``dst`` (the staging directory of
+    ``out_dir``) and return their ``{name: {bytes, sha256}}`` and the overall digest.
+
+    ``relative`` links resolve from ``out_dir`` (a sibling of ``dst``, so the same target
+    from either), which keeps them valid when the checkout moves with the folder in it."""
+    entries: dict[str, dict[str, Any]] = {}
+    for name in files:
+        target = src / name
+        link = dst / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if relative:
+            where = os.path.abspath((out_dir / name).parent)
+            os.symlink(os.path.relpath(os.path.abspath(target), where), link)
         else:
-            shutil.copy2(item, dst / item.name)
+            os.symlink(os.path.abspath(target), link)
+        entries[name] = {"bytes": target.stat().st_size, "sha256": _file_digest(target)}
+    overall = hashlib.sha256(
+        "".join(f"{n}\0{e['sha256']}\n" for n, e in sorted(entries.items())).encode()
+    ).hexdigest()
+    return {"files": entries, "digest": overall}
+
+
+def _write_source(model_dir: Path, doc: Mapping[str, Any]) -> None:
+    (Path(model_dir) / SOURCE_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def verify_reference(model_dir: str | Path) -> dict[str, Any]:
+    """Check that a hub or path model's links still hold the files its job hashed: every
+    linked file has its recorded size and sha256. Returns ``source.json``; raises
+    ForgebenchError naming the model and each file that changed or went missing."""
+    model_dir = Path(model_dir)
+    doc = json.loads((model_dir / SOURCE_FILE).read_text())
+    problems = []
+    for name, entry in sorted(doc["files"].items()):
+        path = model_dir / name
+        if not path.is_file():
+            target = os.readlink(path) if path.is_symlink() else "no link"
+            problems.append(f"{name} is missing (its link: {target})")
+        elif path.stat().st_size != entry["bytes"] or _file_digest(path) != entry["sha256"]:
+            problems.append(f"{name} changed since the model job hashed it")
+    if problems:
+        raise ForgebenchError(
+            f"models.{doc['name']}: {model_dir} no longer references what was recorded: "
+            f"{'; '.join(problems)}. Rerun its job: snakemake --forcerun model"
+        )
+    return doc
 
 
 def _record_files(rec: Recorder, name: str, params: Mapping[str, Any], model_dir: Path) -> None:
@@ -96,8 +172,11 @@ def _from_path(name: str, spec: Mapping[str, Any], out_dir: Path, rec: Recorder)
     params = {"source": "path", "path": str(src)}
     t0 = time.perf_counter()
     with staged_dir(out_dir) as tmp:
-        _copy_model(src, tmp)
+        ref = _link_model(
+            src, tmp, out_dir, _files_under(src, None), relative=not src.is_absolute()
+        )
         _check_tokenizer(tmp, _key(name, "path"))
+        _write_source(tmp, {"name": name, "source": "path", "path": str(src.resolve()), **ref})
         write_manifest(tmp, {"name": name, "source": "path", "spec": dict(spec)})
     rec.add(name, params, "materialize_time", "s", False, time.perf_counter() - t0)
     _record_files(rec, name, params, out_dir)
@@ -133,11 +212,25 @@ def _from_hub(name: str, spec: Mapping[str, Any], out_dir: Path, rec: Recorder) 
                 f"({_key(name, 'allow_online')} is false). Set {_key(name, 'allow_online')}: "
                 f"true, or download it elsewhere and use source: path"
             ) from exc
-    validate_model_dir(Path(local), _key(name, "repo_id"))
+    local = Path(local)
+    validate_model_dir(local, _key(name, "repo_id"))
     params = {"source": "hub", "repo_id": repo_id, "revision": revision or "main"}
     with staged_dir(out_dir) as tmp:
-        _copy_model(Path(local), tmp)
+        # The snapshot folder is named by the commit it holds.
+        ref = _link_model(local, tmp, out_dir, _files_under(local, HUB_PATTERNS), relative=False)
         _check_tokenizer(tmp, _key(name, "repo_id"))
+        _write_source(
+            tmp,
+            {
+                "name": name,
+                "source": "hub",
+                "repo_id": repo_id,
+                "revision": revision or "main",
+                "commit": local.name,
+                "path": str(local),
+                **ref,
+            },
+        )
         write_manifest(tmp, {"name": name, "source": "hub", "spec": dict(spec)})
     rec.add(name, params, "materialize_time", "s", False, time.perf_counter() - t0)
     _record_files(rec, name, params, out_dir)
