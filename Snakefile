@@ -30,3 +30,16 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+onsuccess:
+    for line in fw_gate.workflow_summary():
+        print(line)
+
+
+onerror:
+    for line in fw_gate.workflow_summary():
+        print(line)
+    print(
+        "a job failed: its log is printed above; verdicts above are from the last report"
+    )

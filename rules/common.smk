@@ -10,6 +10,7 @@ from forgebench.errors import ForgebenchError
 from forgebench.registry import BENCHMARKS
 from forgebench import sizing
 from forgebench import workflow as fw
+from forgebench import gate as fw_gate
 
 coerce_limits(config)
 if workflow.non_local_exec and not config.get("limits"):

@@ -235,3 +235,16 @@ def junit_xml(result: GateResult) -> str:
     root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def workflow_summary(results: str | Path = "results") -> list[str]:
+    """The lines the workflow prints when it ends: the gate's view of the run and where
+    the report is; nothing when the run wrote no verdicts (a partial target)."""
+    try:
+        result = evaluate(results)
+    except ForgebenchError:
+        return []
+    report = Path(results, "report", "index.html")
+    lines = format_result(result, report_path=str(report) if report.exists() else None)
+    lines.append("(`forgebench gate` exits non-zero on this; the workflow itself exits 0)")
+    return lines
