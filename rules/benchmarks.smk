@@ -21,6 +21,7 @@ rule benchmark:
         seed=config["seed"],
         sampler=config["sampler"],
         fail=get_fail_switch,
+        planted_delay_s=get_planted_delay,
         datasets_dir=get_benchmark_datasets_dir,
     script:
         "../scripts/run_benchmark.py"

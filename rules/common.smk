@@ -144,6 +144,12 @@ def get_history_resource(name):
     return resource
 
 
+def get_planted_delay(wildcards):
+    # Test-only: a regression planted on purpose, to prove the gate catches one.
+    key = f"{wildcards.suite}/{wildcards.benchmark}"
+    return float(config["testing"].get("planted_delay_s", {}).get(key, 0.0))
+
+
 def get_fail_switch(wildcards):
     # Test-only: prove a failing job is reported as failed (tests/test_slurm.py).
     return (

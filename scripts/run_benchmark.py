@@ -1,6 +1,7 @@
 """Rule entry point: run one registered benchmark (see rules/benchmarks.smk)."""
 
 import logging
+import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
@@ -9,10 +10,13 @@ logging.basicConfig(
 )
 
 from forgebench.errors import ForgebenchError  # noqa: E402
+from forgebench.network.echo_server import PLANTED_DELAY_ENV  # noqa: E402
 from forgebench.runner import run_benchmark  # noqa: E402
 
 if snakemake.params.fail:
     raise ForgebenchError("failing on purpose: config testing.fail_benchmarks names this job")
+if snakemake.params.planted_delay_s:  # test-only: a regression planted on purpose
+    os.environ[PLANTED_DELAY_ENV] = str(snakemake.params.planted_delay_s)
 
 # Where the workflow outputs it reads live (model_dir, datasets_dir), beside its settings.
 section = dict(snakemake.params.section)

@@ -26,12 +26,24 @@ from pathlib import Path
 from forgebench.errors import ForgebenchError
 
 RECV_BUFFER_BYTES = 256 * 1024
+#: Test-only (config testing.planted_delay_s): seconds of busy work the server adds to
+#: every echo, a regression planted on purpose so a test can prove the gate catches it.
+PLANTED_DELAY_ENV = "FORGEBENCH_PLANTED_DELAY_S"
+
+
+def _planted_work(seconds: float) -> None:
+    """Spin the CPU for ``seconds``: real work in the server's path, as a slower build is."""
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
 
 
 def serve_connection(conn: socket.socket) -> None:
     """Echo exactly the bytes received on ``conn`` until the peer closes or resets."""
     buf = bytearray(RECV_BUFFER_BYTES)
     view = memoryview(buf)
+    planted = float(os.environ.get(PLANTED_DELAY_ENV) or 0.0)
     with conn:
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -41,6 +53,8 @@ def serve_connection(conn: socket.socket) -> None:
                 n = recv_into(view)
                 if not n:
                     return
+                if planted:
+                    _planted_work(planted)
                 sendall(view[:n])
         except OSError:
             return  # a reset or abort by the client ends only this connection
