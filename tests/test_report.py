@@ -184,12 +184,21 @@ def test_report_has_every_section_and_every_figure_it_names(built):
     written = sorted((out / "report" / "plots").glob("*.png"))
     assert sorted(sources) == sorted(f"plots/{p.name}" for p in written)
     kinds = {p.name.split("_")[0] for p in written}
-    assert {"cdf", "percentiles", "ab", "resources"} <= kinds
-    assert "accuracy" not in kinds and "trend" not in kinds  # no such metric, no history
+    assert {"cdf", "percentiles", "ab"} <= kinds
+    # no such metric, no history; per-job resource timelines only on request, on their page
+    assert not {"accuracy", "trend", "resources"} & kinds
     for p in written:
         assert p.read_bytes().startswith(b"\x89PNG")
         assert b"Software" not in p.read_bytes()[:4096]
     assert "cdf_network_echo_latency_persistent.png" in {p.name for p in written}
+    # every suite links its page of full tables, and the page holds every summary row
+    pages = sorted(p.name for p in (out / "report" / "pages").glob("*.html"))
+    assert pages == ["environment.html", "history.html", "suite-harness.html", "suite-network.html"]
+    assert 'href="pages/suite-network.html"' in html
+    network = (out / "report" / "pages" / "suite-network.html").read_text()
+    summary = pd.read_parquet(out / "summary" / "summary.parquet")
+    shown = summary[(summary["suite"] == "network") & ~summary["case"].str.startswith("job")]
+    assert network.count(">network/echo_latency v") == len(shown)
 
 
 def test_summaries_agree_with_the_verdict_table(built):
@@ -205,7 +214,13 @@ def test_summaries_agree_with_the_verdict_table(built):
     assert doc["families"] == ["harness (within run)"]
     assert doc["history"] is None
     summary = pd.read_parquet(out / "summary" / "summary.parquet")
-    assert len(doc["summary"]) == len(summary)
+    # verdicts and headline figures only: the full tables stay in Parquet, named here
+    assert "summary" not in doc and doc["summary_rows"] == len(summary)
+    assert doc["tables"]["summary"] == "summary/summary.parquet"
+    assert doc["tables"]["verdicts"] == "summary/verdicts.parquet"
+    rtt = [h for h in doc["headline"]["network"] if h["metric"] == "rtt"]
+    assert rtt and all(h["median"] > 0 and h["ci"][0] <= h["median"] for h in rtt)
+    assert doc["overall"] == doc["audit"]["overall"]
     md = (out / "report" / "summary.md").read_text()
     assert "Overall: " + doc["audit"]["overall"]["verdict"] in md
     assert "| sampler overhead |" in md
@@ -383,12 +398,22 @@ def test_history_is_shown_when_stored(raw, tmp_path):
     assert doc["verdict_counts"]["regression detection"] == {"regression": 1}
     assert doc["history"]["runs"] == ["aaaa1111", "bbbb2222"]
     assert doc["history"]["regressions"][0]["change_at"] == "bbbb2222"
+    # a trend only where the history verdict names a change: rtt's regression, not the
+    # throughput that did not change
     trends = sorted((results / "report" / "plots").glob("trend_*.png"))
-    assert [p.name for p in trends] == [
-        "trend_network_echo_latency_rtt.png",
-        "trend_network_echo_latency_throughput.png",
-    ]
+    assert [p.name for p in trends] == ["trend_network_echo_latency_rtt.png"]
     assert f'src="plots/{trends[0].name}"' in html
+    # the regression is named in the overview, with its estimate
+    overview = _section(html, "overview")
+    assert "network/echo_latency persistent_64B rtt" in overview and "regression" in overview
+    assert doc["attention"] == [
+        {
+            "kind": "history",
+            "name": "network/echo_latency persistent_64B rtt",
+            "verdict": "regression",
+            "suite": "network",
+        }
+    ]
     again = tmp_path / "again"
     build(
         raw,
@@ -402,6 +427,20 @@ def test_history_is_shown_when_stored(raw, tmp_path):
         assert (again / name).read_bytes() == (results / name).read_bytes(), name
     changes = report.detected_changes(pd.read_parquet(summary / "regressions.parquet"))
     assert changes.to_dict("records") == [{**key, "run_id": "bbbb2222"}]
+    # on request, a trend for every metric
+    every = tmp_path / "every"
+    build(
+        raw,
+        every,
+        run_info_path=summary / "run.json",
+        regressions_path=summary / "regressions.parquet",
+        history_dir=history,
+        all_trends=True,
+    )
+    assert sorted(p.name for p in (every / "report" / "plots").glob("trend_*.png")) == [
+        "trend_network_echo_latency_rtt.png",
+        "trend_network_echo_latency_throughput.png",
+    ]
 
 
 def test_detected_changes_accepts_a_flag_and_a_run_column():
@@ -762,8 +801,8 @@ def test_knowledge_section_and_scaling_figure(new_suites):
     assert "200000 records/s" in thr and "bootstrap" not in thr and "order statistics" not in thr
     assert 'src="plots/scaling_knowledge_repair.png"' in kn
     assert (results / "report" / "plots" / "scaling_knowledge_repair.png").is_file()
-    generic = _section(html, "suite-knowledge")
-    assert "scaling_knowledge" not in generic  # shown once, in its own section
+    assert 'id="suite-knowledge"' not in html  # one section per suite: its own
+    assert html.count("scaling_knowledge_repair.png") == 1  # shown once
 
 
 def test_evomerge_section_uses_rows_and_lineage(new_suites):

@@ -34,10 +34,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from scipy import stats as sps
 
 from forgebench.atomic import atomic_path
 from forgebench.runner import is_job_case
+from forgebench.stats.vocabulary import is_failure
 
 LATENCY_METRICS = ("rtt", "latency")
 ACCURACY_METRICS = ("acc", "acc_norm", "accuracy", "exact_match")
@@ -73,6 +75,7 @@ class Figure:
     suite: str
     title: str
     caption: str
+    benchmark: str = ""
 
 
 def is_latency_metric(metric: str, unit: str) -> bool:
@@ -89,6 +92,62 @@ def _name(kind: str, suite: str, *parts: str) -> str:
     return f"{kind}_{_SAFE.sub('-', suite.replace('_', '-'))}_{rest}.png"
 
 
+#: (upper limit of a typical value in seconds, unit, scale): the unit a time axis shows.
+_TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
+#: Params that tell apart summary rows of one case, in the order they are tried.
+_VARIANT_KEYS = ("rate", "users", "concurrency", "step", "scenario", "module", "seed", "size")
+
+
+def time_scale(values_s: Iterable[float]) -> tuple[float, str]:
+    """(scale, unit) for an axis of durations in seconds: the unit whose typical value
+    (the median of the positive values) lies below 1000, so ticks read 200 µs, not 2e-4."""
+    x = np.asarray([v for v in values_s if math.isfinite(v) and v > 0], dtype=float)
+    typical = float(np.median(x)) if x.size else 1.0
+    return next((scale, unit) for limit, unit, scale in _TIME_SCALES if typical < limit)
+
+
+def _log_ticks(axis: Any, low: float, high: float) -> None:
+    """Plain-number labels on a log axis, at 1-2-5 steps over a narrow range and at powers
+    of ten over a wide one; minor ticks unlabelled, so labels never overlap."""
+    span = high / low if low > 0 and high > 0 else math.inf
+    subs = (1.0, 2.0, 5.0) if span < 200 else (1.0,)
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10) * 1.0))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _number_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def variant_labels(cases: Sequence[str], params: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A label per row: its case, and where several rows share a case, the params that
+    tell them apart ("stress, rate 50/s")."""
+    labels = list(cases)
+    for case in sorted(set(cases)):
+        idx = [i for i, c in enumerate(cases) if c == case]
+        if len(idx) < 2:
+            continue
+        keys = sorted({k for i in idx for k in params[i]})
+        differ = [
+            k for k in keys if len({json.dumps(params[i].get(k), sort_keys=True) for i in idx}) > 1
+        ]
+        differ = [k for k in _VARIANT_KEYS if k in differ] + [
+            k for k in differ if k not in _VARIANT_KEYS
+        ]
+        for i in idx:
+            shown = []
+            for key in differ[:1] if differ and differ[0] in ("rate", "users") else differ[:2]:
+                value = params[i].get(key)
+                text = f"{_number_text(value)}/s" if key == "rate" else _number_text(value)
+                shown.append(text if key == "rate" else f"{key} {text}")
+            labels[i] = f"{case}, {', '.join(shown)}" if shown else case
+    return labels
+
+
 @dataclass(frozen=True)
 class FigureJob:
     """A planned figure: ``draw(**data)`` builds the matplotlib figure written to
@@ -98,6 +157,8 @@ class FigureJob:
     figure: Figure
     draw: Callable[..., Any]
     data: dict[str, Any] = field(default_factory=dict)
+    #: Values the figure plots (points, bars, curve steps); never 0 for a planned figure.
+    n_points: int = 0
 
 
 def _draw_one(job: FigureJob) -> None:
@@ -150,15 +211,24 @@ class _Writer:
         title: str,
         draw_fn: Callable[..., Any],
         /,
+        benchmark: str | None = None,
+        *,
+        n_points: int,
         **data: Any,
     ) -> None:
+        """Plan one figure; ``benchmark`` (default: the first name part) is the one it
+        shows, so the report can give each benchmark one figure on its main page. A figure
+        with nothing to plot (``n_points`` 0) is not planned: no empty axes, ever."""
+        if n_points <= 0:
+            return
         name = _name(kind, suite, *parts)
         stem, n = name[:-4], 2
         while name in self.used:
             name, n = f"{stem}-{n}.png", n + 1
         self.used.add(name)
-        figure = Figure(self.dir / name, kind, suite, title, KINDS[kind][1])
-        self.planned.append(FigureJob(figure, draw_fn, data))
+        bench = benchmark if benchmark is not None else (parts[0] if parts else "")
+        figure = Figure(self.dir / name, kind, suite, title, KINDS[kind][1], str(bench))
+        self.planned.append(FigureJob(figure, draw_fn, data, int(n_points)))
 
     def done(self) -> list[Figure]:
         if self.jobs is None:
@@ -222,9 +292,11 @@ def latency_cdfs(
         ["suite", "benchmark", "metric", "scenario"], sort=True
     ):
         curves = []
+        ok_of = {case: _ok_values(rows) for case, rows in group.groupby("case", sort=True)}
+        scale, unit = time_scale(np.concatenate(list(ok_of.values())))
         for case, rows in group.groupby("case", sort=True):
-            ok = _ok_values(rows) * 1e6
-            failed = int((rows["status"] != "ok").sum())
+            ok = ok_of[case] * scale
+            failed = int(sum(is_failure(st) for st in rows["status"]))
             if len(ok) == 0:
                 continue
             y = np.arange(1, len(ok) + 1) / len(ok)
@@ -236,16 +308,25 @@ def latency_cdfs(
         parts = (
             [benchmark, scenario] if metric in LATENCY_METRICS else [benchmark, metric, scenario]
         )
-        writer.add("cdf", suite, parts, title, _draw_cdf, curves=curves, metric=metric, title=title)
+        writer.add(
+            "cdf", suite, parts, title, _draw_cdf,
+            curves=curves, metric=metric, unit=unit, title=title,
+            n_points=sum(len(x) for x, _, _ in curves),
+        )  # fmt: skip
     return writer.done()
 
 
-def _draw_cdf(curves: Sequence[tuple[np.ndarray, np.ndarray, str]], metric: str, title: str) -> Any:
+def _draw_cdf(
+    curves: Sequence[tuple[np.ndarray, np.ndarray, str]], metric: str, unit: str, title: str
+) -> Any:
     fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
     for x, y, label in curves:
         ax.step(x, y, where="post", label=label)
     ax.set_xscale("log")
-    ax.set_xlabel(f"{metric} (µs, log scale)")
+    low = min(float(np.min(x)) for x, _, _ in curves if len(x))
+    high = max(float(np.max(x)) for x, _, _ in curves if len(x))
+    _log_ticks(ax.xaxis, low, high)
+    ax.set_xlabel(f"{metric} ({unit}, log scale)")
     ax.set_ylabel("fraction of operations ≤ x")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
@@ -270,21 +351,39 @@ def percentile_bars(
     for (suite, benchmark, metric), group in sel.groupby(
         ["suite", "benchmark", "metric"], sort=True
     ):
-        group = group.sort_values(["case", "params"])
+        params = [json.loads(p) for p in group["params"]]
+        order = sorted(
+            range(len(group)),
+            key=lambda i: (
+                str(group["case"].iloc[i]),
+                *(
+                    float(params[i][k]) if isinstance(params[i].get(k), int | float) else -1.0
+                    for k in ("step", "rate", "users")
+                ),
+                str(group["params"].iloc[i]),
+            ),
+        )
+        group = group.iloc[order]
+        params = [params[i] for i in order]
+        scale, unit = time_scale(group["p50"].to_numpy(dtype=float))
         bars = []
         for col, colour in (("p50", "C0"), ("p90", "C1"), ("p99", "C3")):
-            values = group[col].to_numpy(dtype=float) * 1e6
+            values = group[col].to_numpy(dtype=float) * scale
             err = None
             if col == "p50":
-                low = group["ci_low"].to_numpy(dtype=float) * 1e6
-                high = group["ci_high"].to_numpy(dtype=float) * 1e6
+                low = group["ci_low"].to_numpy(dtype=float) * scale
+                high = group["ci_high"].to_numpy(dtype=float) * scale
                 err = np.nan_to_num(np.vstack([values - low, high - values]), nan=0.0)
                 err = np.clip(err, 0.0, None)
             bars.append((col, colour, values, err))
         title = f"{suite}/{benchmark}: {metric} percentiles"
+        labels = variant_labels(list(group["case"]), params)
+        counts = [int(n) for n in group["n_ok"]]
         writer.add(
             "percentiles", suite, [benchmark, metric], title, _draw_percentiles,
-            labels=list(group["case"]), bars=bars, metric=metric, title=title,
+            labels=[f"{label} (n={n})" for label, n in zip(labels, counts, strict=True)],
+            bars=bars, metric=metric, unit=unit, title=title,
+            n_points=int(np.isfinite(bars[0][2]).sum()),
         )  # fmt: skip
     return writer.done()
 
@@ -293,19 +392,40 @@ def _draw_percentiles(
     labels: list[str],
     bars: Sequence[tuple[str, str, np.ndarray, np.ndarray | None]],
     metric: str,
+    unit: str,
     title: str,
 ) -> Any:
+    """Grouped bars, horizontal once there are more cases than fit under a 7-inch axis;
+    a log axis only where the values span more than 30×, with plain-number ticks."""
+    horizontal = len(labels) > 6
     x = np.arange(len(labels))
     width = 0.27
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(labels) + 2), 4.2), dpi=_DPI)
-    for i, (col, colour, values, err) in enumerate(bars):
-        ax.bar(x + (i - 1) * width, values, width, yerr=err, capsize=2, label=col, color=colour)
-    ax.set_yscale("log")
-    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"{metric} (µs, log scale)")
+    size = (7.0, max(3.0, 0.42 * len(labels) + 1.4)) if horizontal else _FIGSIZE
+    fig, ax = plt.subplots(figsize=size, dpi=_DPI)
+    values = np.concatenate([v[np.isfinite(v) & (v > 0)] for _, _, v, _ in bars])
+    log = values.size > 0 and float(values.max()) / float(values.min()) > 30
+    for i, (col, colour, vals, err) in enumerate(bars):
+        if horizontal:
+            pos = x - (i - 1) * width  # p50 on top within each group
+            ax.barh(pos, vals, width, xerr=err, capsize=2, label=col, color=colour)
+        else:
+            ax.bar(x + (i - 1) * width, vals, width, yerr=err, capsize=2, label=col, color=colour)
+    value_axis = ax.xaxis if horizontal else ax.yaxis
+    if log:
+        (ax.set_xscale if horizontal else ax.set_yscale)("log")
+        _log_ticks(value_axis, float(values.min()), float(values.max()))
+    label = f"{metric} ({unit}{', log scale' if log else ''})"
+    if horizontal:
+        ax.set_yticks(x, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+        ax.grid(True, axis="x", which="major", alpha=0.3)
+    else:
+        ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(True, axis="y", which="major", alpha=0.3)
     ax.set_title(title)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     return fig
 
 
@@ -317,7 +437,9 @@ def comparison_boxes(
     jobs: list[FigureJob] | None = None,
 ) -> list[Figure]:
     """A box plot per configured comparison: baseline against candidate, successful
-    non-warm-up values only, each side's failed operations counted in the title."""
+    non-warm-up values only, each side's failed operations (errors, timeouts,
+    mismatches) counted in the title. A comparison without successful values on both
+    sides has nothing to draw and gets no figure (its verdict says why)."""
     writer = _Writer(plots_dir, jobs)
     if comparisons.empty or frame.empty:
         return []
@@ -333,8 +455,13 @@ def comparison_boxes(
         for role in ("baseline", "candidate"):
             rows = sel[sel["case"] == comp[role]]
             sides.append(_ok_values(rows))
-            failed.append(int((rows["status"] != "ok").sum()))
+            failed.append(int(sum(is_failure(st) for st in rows["status"])))
+        if not all(len(side) for side in sides):
+            continue
         unit = str(sel["unit"].iloc[0]) if len(sel) else ""
+        if unit == "s":
+            scale, unit = time_scale(np.concatenate(sides))
+            sides = [side * scale for side in sides]
         labels = [
             f"{comp['baseline']}\n(baseline, n={len(sides[0])})",
             f"{comp['candidate']}\n(candidate, n={len(sides[1])})",
@@ -345,22 +472,16 @@ def comparison_boxes(
         )
         writer.add(
             "ab", str(comp["suite"]), [str(comp["name"])], title, _draw_ab,
-            sides=sides, labels=labels, title=title,
+            benchmark=str(comp["benchmark"]), sides=sides, labels=labels, title=title,
             ylabel=f"{comp['metric']} ({unit})" if unit else str(comp["metric"]),
+            n_points=sum(len(side) for side in sides),
         )  # fmt: skip
     return writer.done()
 
 
 def _draw_ab(sides: Sequence[np.ndarray], labels: list[str], ylabel: str, title: str) -> Any:
     fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
-    present = [i for i, values in enumerate(sides) if len(values)]
-    if present:
-        ax.boxplot(
-            [sides[i] for i in present],
-            positions=[i + 1 for i in present],
-            widths=0.5,
-            showfliers=True,
-        )
+    ax.boxplot(list(sides), positions=[1, 2], widths=0.5, showfliers=True)
     ax.set_xticks([1, 2], labels, fontsize=8)
     ax.set_xlim(0.4, 2.6)
     ax.set_ylabel(ylabel)
@@ -389,7 +510,7 @@ def resource_timelines(
             "resources", suite, [benchmark], title, _draw_resources,
             rss=(rss["t_s"].to_numpy(), (rss["value"] / 2**20).to_numpy()),
             cpu=(cpu["t_s"].to_numpy(), cpu["value"].to_numpy()),
-            title=title,
+            title=title, n_points=len(rss) + len(cpu),
         )  # fmt: skip
     return writer.done()
 
@@ -410,21 +531,35 @@ def _draw_resources(
 
 
 def _accuracy_interval(
-    values: np.ndarray, params: Mapping[str, Any], confidence: float, seed: int, n_resamples: int
-) -> tuple[float, float]:
-    """Student's t interval of the mean over repeated values (repetitions are the units);
-    for a single value, the Clopper-Pearson interval when params says over how many
-    documents it was measured (``n_items`` or ``n_docs``)."""
+    values: np.ndarray, n_items: float | None, confidence: float
+) -> tuple[float, float, str]:
+    """(low, high, how): Student's t over repeated values (the repetitions are the units);
+    for a single value that is a share of ``n_items`` documents, the exact binomial
+    (Clopper-Pearson) interval; NaN bounds without either."""
     from forgebench import stats
 
-    del seed, n_resamples
     if len(values) >= 2:
-        return stats.mean_ci(values, confidence)
-    n_items = params.get("n_items", params.get("n_docs"))
-    if len(values) == 1 and isinstance(n_items, int) and n_items > 0:
-        k = min(n_items, max(0, round(float(values[0]) * n_items)))
-        return stats.proportion_ci(k, n_items, confidence)
-    return (math.nan, math.nan)
+        low, high = stats.mean_ci(values, confidence)
+        return low, high, "t over repetitions"
+    if len(values) == 1 and n_items is not None and n_items >= 1:
+        n = round(n_items)
+        k = min(n, max(0, round(float(values[0]) * n)))
+        low, high = stats.proportion_ci(k, n, confidence)
+        return low, high, "Clopper-Pearson"
+    return math.nan, math.nan, ""
+
+
+def _first_ok(rows: pd.DataFrame, metric: str) -> float | None:
+    values = rows.loc[(rows["metric"] == metric) & (rows["status"] == "ok"), "value"]
+    return float(values.iloc[0]) if len(values) and math.isfinite(values.iloc[0]) else None
+
+
+def _number_param(params: Mapping[str, Any], *names: str) -> float | None:
+    for name in names:
+        value = params.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
 
 
 def accuracy_plots(
@@ -437,38 +572,65 @@ def accuracy_plots(
     jobs: list[FigureJob] | None = None,
 ) -> list[Figure]:
     """Accuracy (metrics in :data:`ACCURACY_METRICS`, unit ``fraction``) per case with its
-    confidence interval, against the chance level in the case's params (``chance``)."""
+    confidence interval, against the case's chance level.
+
+    The interval is the case's recorded one (``<metric>_ci_low``/``_ci_high`` rows), else
+    Clopper-Pearson over the documents it was measured on (an ``n_docs`` row of the case,
+    or ``n_docs``/``n_items`` in its params), else Student's t over repetitions. Chance is
+    the case's ``chance_acc`` row, else ``chance`` in its params. A figure with no value
+    is not drawn. ``n_resamples`` and ``seed`` are accepted for older callers (no
+    bootstrap is needed)."""
+    del n_resamples, seed
     writer = _Writer(plots_dir, jobs)
-    sel = _measured(frame)
-    if sel.empty:
+    everything = _measured(frame)
+    if everything.empty:
         return []
-    sel = sel[sel["metric"].isin(ACCURACY_METRICS) & (sel["unit"] == "fraction")]
+    sel = everything[
+        everything["metric"].isin(ACCURACY_METRICS) & (everything["unit"] == "fraction")
+    ]
     for (suite, benchmark, metric), group in sel.groupby(
         ["suite", "benchmark", "metric"], sort=True
     ):
         cases = sorted(group["case"].unique())
+        same = everything[(everything["suite"] == suite) & (everything["benchmark"] == benchmark)]
         rows_of = []  # per case: (point with its xerr or None, failed count, chance or None)
+        hows = set()
         for case in cases:
             rows = group[group["case"] == case]
+            mine = same[same["case"] == case]
             values = _ok_values(rows)
             params = json.loads(rows["params"].iloc[0])
-            failed = int((rows["status"] != "ok").sum())
+            failed = int(sum(is_failure(st) for st in rows["status"]))
             point = None
             if len(values):
                 mean = float(np.mean(values))
-                low, high = _accuracy_interval(values, params, confidence, seed, n_resamples)
-                xerr = (
-                    [[max(mean - low, 0.0)], [max(high - mean, 0.0)]]
-                    if math.isfinite(low) and math.isfinite(high)
-                    else None
-                )
+                low = _first_ok(mine, f"{metric}_ci_low")
+                high = _first_ok(mine, f"{metric}_ci_high")
+                how = "recorded (Clopper-Pearson)"
+                if low is None or high is None:
+                    n_items = _first_ok(mine, "n_docs") or _number_param(
+                        params, "n_docs", "n_items"
+                    )
+                    low, high, how = _accuracy_interval(values, n_items, confidence)
+                finite = math.isfinite(low) and math.isfinite(high)
+                if finite:
+                    hows.add(how)
+                xerr = [[max(mean - low, 0.0)], [max(high - mean, 0.0)]] if finite else None
                 point = (mean, xerr)
-            chance = params.get("chance")
-            rows_of.append((point, failed, chance if isinstance(chance, int | float) else None))
+            chance = _first_ok(mine, "chance_acc")
+            if chance is None:
+                chance = _number_param(params, "chance")
+            rows_of.append((point, failed, chance))
+        if not any(point is not None for point, _, _ in rows_of):
+            continue
+        interval = (
+            f"{confidence:.0%} CI: {', '.join(sorted(hows))}" if hows else "no interval recorded"
+        )
         title = f"{suite}/{benchmark}: {metric}"
         writer.add(
             "accuracy", suite, [benchmark, metric], title, _draw_accuracy,
-            cases=cases, rows=rows_of, xlabel=f"{metric} ({confidence:.0%} CI)", title=title,
+            cases=cases, rows=rows_of, xlabel=f"{metric} ({interval})", title=title,
+            n_points=sum(point is not None for point, _, _ in rows_of),
         )  # fmt: skip
     return writer.done()
 
@@ -497,12 +659,87 @@ def _draw_accuracy(
             )
             chance_drawn = True
     ax.set_yticks(range(len(cases)), cases, fontsize=8)
+    ax.set_ylim(-0.6, len(cases) - 0.4)
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(True, axis="x", alpha=0.3)
     if chance_drawn:
         ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def accuracy_overview(
+    rows: Sequence[Mapping[str, Any]],
+    plots_dir: str | Path,
+    *,
+    suite: str,
+    confidence: str = "95%",
+    jobs: list[FigureJob] | None = None,
+) -> list[Figure]:
+    """Every task of an evaluation in one figure: a row per task, a point per model with
+    its interval (``low``/``high``, as the report's table shows it) and the task's chance
+    level as a dashed mark. ``rows`` are dicts with task, model, value, low, high, chance;
+    without a finite value nothing is drawn."""
+    writer = _Writer(plots_dir, jobs)
+    shown = [r for r in rows if math.isfinite(float(r["value"]))]
+    if not shown:
+        return []
+    tasks = sorted({str(r["task"]) for r in shown})
+    models = sorted({str(r["model"]) for r in shown})
+    points = []
+    for r in shown:
+        low, high, value = float(r["low"]), float(r["high"]), float(r["value"])
+        err = (
+            [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+            if math.isfinite(low) and math.isfinite(high)
+            else None
+        )
+        points.append((tasks.index(str(r["task"])), models.index(str(r["model"])), value, err))
+    chances = {}
+    for r in shown:
+        chance = r.get("chance")
+        if chance is not None and math.isfinite(float(chance)):
+            chances.setdefault(tasks.index(str(r["task"])), float(chance))
+    title = f"{suite}: primary metric per task and model ({confidence} interval) against chance"
+    writer.add(
+        "accuracy", suite, ["tasks"], title, _draw_accuracy_overview,
+        benchmark="", tasks=tasks, models=models, points=points,
+        chances=sorted(chances.items()), title=title, n_points=len(points),
+    )  # fmt: skip
+    return writer.done()
+
+
+def _draw_accuracy_overview(
+    tasks: list[str],
+    models: list[str],
+    points: Sequence[tuple[int, int, float, Any]],
+    chances: Sequence[tuple[int, float]],
+    title: str,
+) -> Any:
+    per_task = max(0.3, 0.09 * len(models) + 0.12)
+    fig, ax = plt.subplots(figsize=(8.0, max(2.6, per_task * len(tasks) + 1.3)), dpi=_DPI)
+    spread = 0.7 / max(len(models), 1)
+    offsets = [(i - (len(models) - 1) / 2) * spread for i in range(len(models))]
+    drawn: set[int] = set()
+    for t, m, value, err in points:
+        ax.errorbar(
+            value, t + offsets[m], xerr=err, fmt="o", color=f"C{m % 10}", capsize=2,
+            markersize=4, label=None if m in drawn else models[m],
+        )  # fmt: skip
+        drawn.add(m)
+    for i, (t, chance) in enumerate(chances):
+        ax.plot(
+            [chance, chance], [t - 0.45, t + 0.45], color="black", linestyle="--",
+            linewidth=1, label="chance" if i == 0 else None,
+        )  # fmt: skip
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
+    ax.set_ylim(len(tasks) - 0.5, -0.5)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("share of documents (interval as in the table)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return fig
 
 
@@ -538,6 +775,7 @@ def compression_plots(
                     "compression", suite, [benchmark, q_metric], title, _draw_compression,
                     points=points, xlabel=f"{ratio_metric} (median)",
                     ylabel=f"{q_metric} (median, {q['unit'].iloc[0]})", title=title,
+                    n_points=len(points),
                 )  # fmt: skip
     return writer.done()
 
@@ -599,6 +837,7 @@ def scaling_plots(
         writer.add(
             "scaling", suite, [benchmark], title, _draw_scaling, lines=lines, title=title,
             xlabel="store records (log scale)" if use_records else f"{what} (log scale)",
+            n_points=sum(len(x) for x, _, _, _ in lines),
         )  # fmt: skip
     return writer.done()
 
@@ -651,6 +890,8 @@ def fitness_plots(
             cummax = ok.groupby("generation", sort=True)["fitness"].max().cummax()
             best = (cummax.index.to_numpy(), cummax.to_numpy())
         failed = len(group) - len(ok)
+        if not points and not len(seeds):
+            continue  # nothing measured: no empty axes
         gens = sorted(group["generation"].unique())
         title = f"{suite}/{benchmark}: fitness by generation" + (
             f"\n{failed} individuals failed" if failed else ""
@@ -659,6 +900,7 @@ def fitness_plots(
             "fitness", suite, [benchmark], title, _draw_fitness,
             best_seed=float(seeds["fitness"].max()) if len(seeds) else None,
             points=points, best=best, gens=gens, title=title,
+            n_points=sum(len(y) for _, y, _ in points) + (1 if len(seeds) else 0),
         )  # fmt: skip
     return writer.done()
 
@@ -782,7 +1024,9 @@ def history_trends(
         ["suite", "benchmark", "metric"], sort=True
     ):
         unit = str(group["unit"].iloc[0])
-        scale, shown_unit = (1e6, "µs") if unit == "s" else (1.0, unit)
+        scale, shown_unit = (
+            time_scale(group["median"].to_numpy(dtype=float)) if unit == "s" else (1.0, unit)
+        )
         lines = []
         here = changes[
             (changes["suite"] == suite)
@@ -806,7 +1050,7 @@ def history_trends(
             # cases orders of magnitude apart stay readable
             log=bool((positive > 0).all() and positive.max() / positive.min() > 20),
             ylabel=f"{metric} median ({shown_unit})" if shown_unit else f"{metric} median",
-            title=title,
+            title=title, n_points=sum(int(np.isfinite(y).sum()) for _, y, _, _, _ in lines),
         )  # fmt: skip
     return writer.done()
 
