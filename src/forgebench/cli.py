@@ -107,7 +107,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     unique prefix, 'latest', 'previous') with `forgebench compare`."""
     from forgebench.history import format_runs, list_runs
 
-    for line in format_runs(list_runs(Path(args.results, "history"))):
+    root = Path(args.results, "history")
+    if args.history_command == "export":
+        from forgebench.run_archive import export_run
+
+        print(export_run(root, args.run, args.to))
+        return 0
+    if args.history_command == "import":
+        from forgebench.run_archive import import_run
+
+        rid = import_run(root, args.archive)
+        print(f"run {rid} is in {root}; name it as history.baseline ({rid}) to compare with it")
+        return 0
+    for line in format_runs(list_runs(root)):
         print(line)
     return 0
 
@@ -215,7 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
         description=cmd_history.__doc__,
     )
     hist.add_argument("--results", default="results", help="results folder (default: %(default)s)")
-    hist.set_defaults(func=cmd_history)
+    hist.set_defaults(func=cmd_history, history_command=None)
+    hist_sub = hist.add_subparsers(dest="history_command")
+    exp = hist_sub.add_parser(
+        "export", help="Pack one stored run into a .tar.gz (for a CI job's baseline)."
+    )
+    exp.add_argument("run", metavar="RUN", help="run id, unique prefix, 'latest' or 'previous'")
+    exp.add_argument("--to", default=".", help="a folder or a .tar.gz path (default: %(default)s)")
+    imp = hist_sub.add_parser(
+        "import", help="Add an exported run to this history (checked against its id)."
+    )
+    imp.add_argument("archive", metavar="ARCHIVE", help="a .tar.gz from `history export`")
     comp = sub.add_parser(
         "compare",
         help="Compare two stored runs, metric by metric.",
