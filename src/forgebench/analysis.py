@@ -167,6 +167,14 @@ def _units(rows: pd.DataFrame) -> np.ndarray | None:
     return reps if len(set(reps.tolist())) > 1 else None
 
 
+def foreign_load(select: _Rows, suite: str, benchmark: str) -> float | None:
+    """Mean CPU of other processes while the benchmark's job ran (percent of one core),
+    from its job row; None for tables written before the sampler measured it."""
+    rows = select(suite, benchmark, "job", "foreign_cpu_percent")
+    ok = rows.loc[rows["status"] == "ok", "value"]
+    return float(ok.max()) if len(ok) else None
+
+
 def _not_measurable(entry: Mapping[str, Any]) -> str | None:
     """The declared reason a target or comparison cannot be decided at this budget."""
     spec = entry.get("not_measurable")
@@ -244,6 +252,10 @@ def compare_cases(
         else:
             members.append((len(rows), kwargs))
         rows.append(row)
+    for row in rows:
+        load = foreign_load(select, row["suite"], row["benchmark"])
+        row["foreign_cpu_percent"] = load
+        row["noisy"] = bool(load is not None and load > settings.noisy_foreign_cpu_percent)
     families: dict[str, list[int]] = {}
     for i, _ in members:
         families.setdefault(rows[i]["family"], []).append(i)

@@ -25,6 +25,9 @@ _JOB_METRICS = (
     ("cpu_percent_max", "cpu_percent_max", "percent", False),
     ("memory_growth_mb_per_hour", "memory_growth", "MB/hour", False),
     ("duration_s", "job_duration", "s", False),
+    # other processes' CPU while the job ran: a verdict on its timings is "noisy" above
+    # statistics.noisy_foreign_cpu_percent
+    ("foreign_cpu_percent_mean", "foreign_cpu_percent", "percent", False),
 )
 
 

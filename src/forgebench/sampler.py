@@ -278,6 +278,17 @@ class _Gpu:
             self.nvml.nvmlShutdown()
 
 
+def _machine_busy_s() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (every core, idle and iowait
+    excluded), or None where the kernel does not say."""
+    try:
+        t = psutil.cpu_times()
+    except (psutil.Error, OSError):
+        return None
+    busy = ("user", "nice", "system", "irq", "softirq", "steal")  # guest is inside user
+    return float(sum(getattr(t, name, 0.0) for name in busy))
+
+
 def _open_gpu() -> _Gpu | None:
     try:
         gpu = _Gpu()
@@ -388,6 +399,8 @@ class ResourceSampler:
         self._rusage_after = self._rusage_before
         self._gpu: _Gpu | None = _open_gpu() if self.gpu else None
 
+        self._machine_busy0 = _machine_busy_s()
+        self._machine_busy1 = self._machine_busy0
         cpu0 = time.thread_time()
         self._enter_ticks = math.floor(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK)
         self._t0 = time.perf_counter()
@@ -424,6 +437,7 @@ class ResourceSampler:
 
     def _finish(self) -> None:
         self._duration = self._last_t
+        self._machine_busy1 = _machine_busy_s()
         self._rusage_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         with _ACTIVE_LOCK:
             _ACTIVE.discard(self)
@@ -680,6 +694,7 @@ class ResourceSampler:
             "memory_growth_mb_per_hour": slope,
             "memory_growth_ci": ci,
             "sampler_cpu_s": self._thread_cpu_final + self._caller_cpu,
+            "foreign_cpu_percent_mean": self._foreign_percent(cpu_time, duration),
             "sampler_errors": self._errors,
         }
         if self._last_error is not None:
@@ -694,6 +709,14 @@ class ResourceSampler:
             if self._gpu_proc_peak is not None:
                 out["peak_gpu_process_memory_bytes"] = int(self._gpu_proc_peak)
         return out
+
+    def _foreign_percent(self, tree_cpu_s: float, duration: float) -> float | None:
+        """CPU that processes outside the measured tree used while it ran, in percent of
+        one core (machine-wide busy time minus the tree's): what makes a timing noisy."""
+        if self._machine_busy0 is None or self._machine_busy1 is None or duration <= 0:
+            return None
+        foreign = self._machine_busy1 - self._machine_busy0 - tree_cpu_s
+        return max(0.0, 100.0 * foreign / duration)
 
     def _marks_peak(self) -> tuple[int | None, str]:
         """Lower bound of the tree's peak RSS from kernel marks alone, and which mark gave it.

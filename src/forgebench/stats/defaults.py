@@ -17,6 +17,9 @@ PRACTICAL_THRESHOLD = 0.05
 #: Largest share of failed operations a target or comparison tolerates.
 ERROR_BUDGET = 0.01
 BOOTSTRAP_RESAMPLES = 2000
+#: Other processes' CPU (percent of one core, mean over a job) above which the timings
+#: of that job are flagged "noisy": shown, but not failing the gate by default.
+NOISY_FOREIGN_CPU_PERCENT = 25.0
 #: Fewest independent units (rows, repetitions or runs) per side or per target before a
 #: verdict is attempted; below them the verdict is "inconclusive" and says so. Interval
 #: existence can demand more: an order-statistic interval of the median needs 6 values at
@@ -37,6 +40,7 @@ class Settings:
     practical_threshold: float = PRACTICAL_THRESHOLD
     error_budget: float = ERROR_BUDGET
     bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
+    noisy_foreign_cpu_percent: float = NOISY_FOREIGN_CPU_PERCENT
     metric_thresholds: Mapping[str, float] = field(default_factory=dict)
     min_units: Mapping[str, int] = field(default_factory=lambda: dict(MIN_UNITS))
 
@@ -98,6 +102,7 @@ class Settings:
             "metric_thresholds": dict(self.metric_thresholds),
             "error_budget": self.error_budget,
             "min_units": dict(self.min_units),
+            "noisy_foreign_cpu_percent": self.noisy_foreign_cpu_percent,
         }
 
 
