@@ -49,7 +49,7 @@ RUN_RULES = {
 }
 HISTORY_COLUMNS = ["suite", "benchmark", "case", "metric", "unit", "value", "status", "warmup"]
 #: Rows of each history table listed on the main page; the rest are on pages/history.html.
-MAIN_PAGE_ROWS = 25
+MAIN_PAGE_ROWS = 15
 _KEY = ("suite", "benchmark", "case", "metric")
 
 
