@@ -151,6 +151,35 @@ def test_overview_groups_verdicts_and_puts_what_is_not_met_first():
     assert groups["fine"]["n_history"] == 1  # history verdicts outside attention: counted
 
 
+def test_a_verdict_made_under_load_is_marked_noisy():
+    """The workflow flags a comparison made while other processes used the machine; the
+    overview says so beside the verdict (forgebench gate shows it without failing on it)."""
+    row = {
+        "name": "pool",
+        "suite": "s",
+        "benchmark": "b",
+        "metric": "latency",
+        "baseline": "a",
+        "candidate": "b",
+        "median_baseline": 1e-3,
+        "median_candidate": 2e-3,
+        "improvement": -1.0,
+        "improvement_ci": (-1.2, -0.8),
+        "n_baseline": 20,
+        "n_candidate": 20,
+        "n_failed_baseline": 0,
+        "n_failed_candidate": 0,
+        "verdict": "regression",
+        "noisy": True,
+        "foreign_cpu_percent": 85.0,
+    }
+    formatted = overview.comparison_row(row, "s")
+    assert formatted["noisy"] == "made while other processes used 85% CPU"
+    assert overview.comparison_row({**row, "noisy": False}, "s")["noisy"] == ""
+    view = overview.overview([formatted], [], History())
+    assert view["attention"][0]["noisy"] == formatted["noisy"]
+
+
 # ----------------------------------------------------------------------------- calibration
 
 CALIBRATION = {

@@ -82,6 +82,24 @@ def units(summary: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     }
 
 
+def _flag(row: Mapping[str, Any], key: str) -> bool:
+    value = row.get(key)
+    return bool(value) if value is not None and not pd.isna(value) else False
+
+
+def _noise(row: Mapping[str, Any]) -> str:
+    """Why a verdict may be noise: other processes loaded the machine while it was made
+    (the workflow's ``noisy`` flag, as forgebench gate reads it); "" otherwise."""
+    if not _flag(row, "noisy"):
+        return ""
+    load = row.get("foreign_cpu_percent")
+    return (
+        f"made while other processes used {float(load):.0f}% CPU"
+        if finite(load)
+        else "made while other processes loaded the machine"
+    )
+
+
 def comparison_row(v: Mapping[str, Any], unit: str) -> dict[str, Any]:
     """One configured comparison, formatted."""
     lo, hi = pair(v.get("improvement_ci"))
@@ -103,6 +121,8 @@ def comparison_row(v: Mapping[str, Any], unit: str) -> dict[str, Any]:
         "family": v.get("family", ""),
         "verdict": v["verdict"],
         "reason": str(v.get("reason", "")),
+        "noisy": _noise(v),
+        "gate": _flag(v, "gate"),
     }
 
 
@@ -143,6 +163,8 @@ def target_row(t: Mapping[str, Any], unit: str) -> dict[str, Any]:
         "ci": format_interval(t.get("ci_low"), t.get("ci_high"), fmt),
         "verdict": t["verdict"],
         "evidence": str(t.get("evidence", "")),
+        "noisy": _noise(t),
+        "gate": _flag(t, "gate"),
     }
 
 
@@ -177,6 +199,8 @@ def _item(kind: str, name: str, estimate: str, ci: str, verdict: str, **more: st
         "reason_short": shorten(reason, REASON_CHARS),
         "condition": more.pop("condition", ""),
         "suite": more.pop("suite", "") or "",
+        "noisy": more.pop("noisy", ""),
+        "gate": bool(more.pop("gate", False)),
     }
 
 
@@ -209,6 +233,7 @@ def _history_items(history: History) -> list[dict[str, Any]]:
                     reason=str(r.get("reason", "") or ""),
                     condition=levels,
                     suite=str(r.get("suite", "")),
+                    noisy=_noise(r),
                 )
             )
     return items
@@ -233,6 +258,8 @@ def overview(
             reason=t["evidence"],
             condition=t["condition"],
             suite=t.get("suite") or "",
+            noisy=t.get("noisy", ""),
+            gate=t.get("gate", False),
         )
         for t in target_rows
     ] + [
@@ -245,6 +272,8 @@ def overview(
             reason=c["reason"],
             condition=f"{c['candidate']} vs {c['baseline']}",
             suite=c["suite"],
+            noisy=c.get("noisy", ""),
+            gate=c.get("gate", False),
         )
         for c in comp_rows
     ]
