@@ -53,6 +53,8 @@ rule report:
             subcategory="Summaries",
         ),
         json="results/report/summary.json",
+        # every row, the history and the provenance of each input, linked from index.html
+        pages=directory("results/report/pages"),
         plots=report(
             directory("results/report/plots"),
             patterns=[FIGURE_PATTERN],

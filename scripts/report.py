@@ -31,6 +31,7 @@ if __name__ == "__main__":
         markdown_path=snakemake.output.markdown,
         json_path=snakemake.output.json,
         plots_dir=snakemake.output.plots,
+        pages_dir=snakemake.output.pages,
         resource_paths=list(snakemake.input.resources),
         run_info_path=run_info,
         baseline_comparison_path=snakemake.input.get("baseline_comparison"),

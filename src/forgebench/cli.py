@@ -73,30 +73,54 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Rebuild the report from stored raw tables, without running any benchmark."""
+    """Rebuild the report from stored results, without running any benchmark: the same
+    inputs as the workflow's report rule (raw tables in its order, their resource tables,
+    and the history rule's run.json and tables when they exist), so the same output."""
     from forgebench.report import build_report
     from forgebench.workflow import raw_outputs
 
     config = _load_config(args.config)
+    results = Path(args.results)
     # The report rule's inputs, in its order, under --results instead of results/.
-    listed = [Path(args.results, *Path(p).parts[1:]) for p in raw_outputs(config)]
+    listed = [Path(results, *Path(p).parts[1:]) for p in raw_outputs(config)]
     raw = [p for p in listed if p.is_file()]
     if not raw:
-        raise ForgebenchError(f"no raw results under {args.results}/raw; run the workflow first")
+        raise ForgebenchError(f"no raw results under {results}/raw; run the workflow first")
+    missing = [str(p) for p in listed if not p.is_file()]
+    if missing:
+        print(f"not run (no table): {', '.join(missing)}", file=sys.stderr)
+    summary = results / "summary"
+    run_info = summary / "run.json"
+    has_history = run_info.is_file()
     build_report(
         [str(p) for p in raw],
-        summary_path=Path(args.results, "summary", "summary.parquet"),
-        verdicts_path=Path(args.results, "summary", "verdicts.parquet"),
-        html_path=Path(args.results, "report", "index.html"),
-        plots_dir=Path(args.results, "report", "plots"),
-        provenance_path=Path(args.results, "report", "provenance.json"),
+        summary_path=summary / "summary.parquet",
+        verdicts_path=summary / "verdicts.parquet",
+        html_path=results / "report" / "index.html",
+        markdown_path=results / "report" / "summary.md",
+        json_path=results / "report" / "summary.json",
+        plots_dir=results / "report" / "plots",
+        pages_dir=results / "report" / "pages",
+        provenance_path=results / "report" / "provenance.json",
+        code_dir=str(Path(__file__).resolve().parents[2] / "scripts"),
+        resource_paths=[
+            str(p.with_name(p.name.removesuffix(".parquet") + ".resources.parquet")) for p in raw
+        ],
+        run_info_path=str(run_info) if has_history else None,
+        baseline_comparison_path=str(summary / "baseline_comparison.parquet")
+        if has_history
+        else None,
+        regressions_path=str(summary / "regressions.parquet") if has_history else None,
+        history_dir=str(results / "history") if has_history else None,
         statistics=config["statistics"],
         comparisons=config["comparisons"],
         targets=config["targets"],
         seed=int(config["seed"]),
         workers=args.workers,
+        all_trends=args.all_trends,
+        resource_figures=args.resource_figures,
     )
-    print(f"wrote {Path(args.results, 'report', 'index.html')}")
+    print(f"wrote {results / 'report' / 'index.html'}")
     return 0
 
 
@@ -219,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes for the bootstraps and figures; the same output with any number "
         "(default: %(default)s)",
+    )
+    rep.add_argument(
+        "--all-trends",
+        action="store_true",
+        help="draw a history trend for every metric, not only those that changed",
+    )
+    rep.add_argument(
+        "--resource-figures",
+        action="store_true",
+        help="draw each job's resource timeline (on pages/resources.html)",
     )
     rep.set_defaults(func=cmd_report)
     hist = sub.add_parser(
