@@ -13,8 +13,8 @@ them in another order, gives the same id, and appending a run twice adds nothing
 is written into a hidden temporary directory beside the others and renamed into place,
 so a reader sees a whole run or none.
 
-Comparisons against a baseline run go through forgebench.stats (compare, failure_verdict,
-correct_family); regression detection over the history through its change-point and
+Comparisons against a baseline run go through forgebench.stats (compare_family, with
+failures judged against the error budget); regression detection over the history through its
 rolling z-score section. Nothing here decides a verdict on its own.
 """
 
@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from forgebench import record, stats
 from forgebench.atomic import write_text_atomic
 from forgebench.errors import ForgebenchError
+from forgebench.stats import vocabulary as V
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +236,16 @@ def run_metrics(frame: pd.DataFrame, files: Sequence[Mapping[str, Any]]) -> pd.D
     if measured.empty:
         return pd.DataFrame({c: [] for c in METRIC_COLUMNS})
     ok = measured["status"] == "ok"
+    failure = measured["status"].map(V.is_failure).astype(bool)
     table = (
-        measured.assign(_ok=ok, _value=measured["value"].where(ok))
+        measured.assign(_ok=ok, _failed=failure, _value=measured["value"].where(ok))
         .groupby(METRIC_KEYS, sort=True, dropna=False)
-        .agg(n_ok=("_ok", "sum"), n_rows=("_ok", "size"), median=("_value", "median"))
+        .agg(n_ok=("_ok", "sum"), n_failed=("_failed", "sum"), median=("_value", "median"))
         .reset_index()
     )
+    # by-design rows (skipped, unavailable, censored) are neither values nor failures
     table["n_ok"] = table["n_ok"].astype("int64")
-    table["n_failed"] = (table.pop("n_rows") - table["n_ok"]).astype("int64")
+    table["n_failed"] = table["n_failed"].astype("int64")
     machines = [
         _machine(files, s, b) for s, b in zip(table["suite"], table["benchmark"], strict=True)
     ]
@@ -275,10 +278,17 @@ def append_run(
         log.info("run %s is already in %s: nothing to add", rid, root)
         return rid
     root.mkdir(parents=True, exist_ok=True)
-    started = frame["started_at"].min() if len(frame) else None
+    # A run's time is when it was made (appended), not its oldest row: a partial rerun
+    # reuses older tables, whose rows keep their old times.
+    made = pd.Timestamp.now(tz="UTC")
+    earliest = frame["started_at"].min() if len(frame) else None
+    newest = frame["started_at"].max() if len(frame) else None
     provenance = {
         "run_id": rid,
-        "started_at": None if started is None else started.isoformat(),
+        "started_at": made.isoformat(),
+        "made_at": made.isoformat(),
+        "earliest_row_at": None if earliest is None else earliest.isoformat(),
+        "newest_row_at": None if newest is None else newest.isoformat(),
         "n_rows": len(frame),
         "n_failed": int((frame["status"] != "ok").sum()),
         "host": _common(f["provenance"].get("host") for f in files),
@@ -346,15 +356,28 @@ def read_provenance(history_root: str | os.PathLike[str], rid: str) -> dict[str,
 
 
 def list_runs(history_root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every stored run, oldest first (by started_at, then run id), one row each."""
+    """Every stored run, oldest first, one row each. ``started_at`` is when the run was
+    made (provenance ``made_at``); runs stored before that was recorded take their newest
+    row's time, which a partial rerun moves forward too. Ties fall back to the run id."""
     rows = []
     for run_dir in _run_dirs(history_root):
         prov = read_provenance(history_root, run_dir.name[len(PARTITION) :])
-        rows.append({c: prov.get(c) for c in RUN_COLUMNS})
+        row = {c: prov.get(c) for c in RUN_COLUMNS}
+        row["started_at"] = prov.get("made_at") or _newest_row_at(run_dir)
+        rows.append(row)
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     runs["started_at"] = pd.to_datetime(runs["started_at"], utc=True)
     runs["n_rows"] = runs["n_rows"].astype("int64")
     return runs.sort_values(["started_at", "run_id"], kind="mergesort").reset_index(drop=True)
+
+
+def _newest_row_at(run_dir: Path) -> str | None:
+    """The newest row time of a run stored before ``made_at`` existed."""
+    path = run_dir / MEASUREMENTS
+    if not path.is_file():
+        return None
+    times = pq.read_table(path, columns=["started_at"]).column("started_at").to_pandas()
+    return None if times.empty else pd.Timestamp(times.max()).isoformat()
 
 
 def resolve_run(history_root: str | os.PathLike[str], ref: str) -> str:
@@ -432,19 +455,15 @@ def select_baseline(runs: pd.DataFrame, current_id: str, baseline: str = "previo
 def metric_threshold(
     statistics: Mapping[str, Any], suite: str, benchmark: str, metric: str
 ) -> float:
-    """The practical threshold of one metric: ``statistics.metric_thresholds`` entry
-    ``"suite/benchmark/metric"``, else ``statistics.practical_threshold`` (default 0.05)."""
-    per_metric = statistics.get("metric_thresholds") or {}
-    value = per_metric.get(f"{suite}/{benchmark}/{metric}")
-    return float(statistics.get("practical_threshold", 0.05) if value is None else value)
+    """The practical threshold of one metric (stats.Settings.threshold): its
+    ``statistics.metric_thresholds`` entry, else ``statistics.practical_threshold``."""
+    return stats.Settings.from_config(_settings_cfg(statistics)).threshold(suite, benchmark, metric)
 
 
-def _stats_options(statistics: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    return {
-        "confidence": float(statistics.get("confidence", 0.95)),
-        "n_resamples": int(statistics.get("bootstrap_resamples", 2000)),
-        "seed": int(seed),
-    }
+def _settings_cfg(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a ``statistics:`` section that stats.Settings knows."""
+    known = set(stats.Settings().describe()) | {"bootstrap_resamples"}
+    return {k: v for k, v in statistics.items() if k in known}
 
 
 def _empty_comparison(n_baseline: int, n_candidate: int, threshold: float) -> dict[str, Any]:
@@ -454,21 +473,27 @@ def _empty_comparison(n_baseline: int, n_candidate: int, threshold: float) -> di
         n_candidate=n_candidate,
         improvement_ci=(math.nan, math.nan),
         speedup_ci=(math.nan, math.nan),
+        ratio_ci=(math.nan, math.nan),
+        failure_rate_candidate_ci=(math.nan, math.nan),
         significant=False,
         method="none",
+        design="none",
         threshold=threshold,
     )
     return out
 
 
 def _sides(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
-    """Per (suite, benchmark, case, metric): successful non-warm-up values, the failed
-    count, benchmark versions, parameter sets, unit and direction (numpy per group)."""
+    """Per (suite, benchmark, case, metric): successful non-warm-up values with their
+    repetition labels, the failure count (errors, timeouts, mismatches; not by-design
+    rows), benchmark versions, parameter sets, unit and direction (numpy per group)."""
     if rows.empty:
         return {}
     value = rows["value"].to_numpy()
     measured = ~rows["warmup"].to_numpy()
     ok = (rows["status"] == "ok").to_numpy()
+    failure = rows["status"].map(V.is_failure).to_numpy(dtype=bool)
+    repetition = rows["repetition"].to_numpy()
     version = rows["benchmark_version"].to_numpy()
     params = rows["params"].to_numpy()
     unit = rows["unit"].to_numpy()
@@ -479,13 +504,32 @@ def _sides(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
         good = used[ok[used]]
         out[key] = {
             "values": value[good],
-            "n_failed": int(used.size - good.size),
+            "units": repetition[good],
+            "n_failed": int(failure[used].sum()),
             "versions": sorted({int(v) for v in version[idx]}),
             "params": sorted(set(params[idx])),
             "unit": unit[idx[0]],
             "higher_is_better": bool(higher[idx[0]]),
         }
     return out
+
+
+def _foreign_loads(rows: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Per (suite, benchmark): other processes' CPU during its job (its job row)."""
+    sel = rows[(rows["metric"] == "foreign_cpu_percent") & (rows["status"] == "ok")]
+    sel = sel[sel["case"].astype(str).str.startswith("job")]
+    return {k: float(v) for k, v in sel.groupby(["suite", "benchmark"])["value"].max().items()}
+
+
+def _unit_labels(base: Mapping[str, Any], cur: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Repetition labels when either side has several repetitions, else None (rows)."""
+    several = len(set(base["units"].tolist())) > 1 or len(set(cur["units"].tolist())) > 1
+    return (base["units"], cur["units"]) if several else (None, None)
+
+
+#: A change between two single runs rests on within-run noise only: it stays suspected
+#: until the history's detection sees it persist (docs/verdicts.md).
+_SUSPECTED = {V.REGRESSION: V.SUSPECTED_REGRESSION, V.IMPROVEMENT: V.SUSPECTED_IMPROVEMENT}
 
 
 def compare_runs(
@@ -499,30 +543,33 @@ def compare_runs(
     cross_machine: bool = False,
     cross_version: bool = False,
 ) -> pd.DataFrame:
-    """Each metric of the current run against the baseline run, through forgebench.stats.
+    """Each metric of the current run against the baseline run, through stats.compare_family.
 
     One row per (suite, benchmark, case, metric) present in both runs, sorted. A metric
     whose benchmark version, workload parameters or machine (host or CPU model, from the
     raw file's provenance) differ is "not comparable", with the reason, unless
-    ``cross_machine``/``cross_version`` allow that difference. Otherwise stats.compare on
-    the successful non-warm-up values, stats.failure_verdict when a side had failed
-    operations, then Benjamini-Hochberg (stats.correct_family) within each family: the
-    metrics of one suite against this baseline (column ``family``). The practical
-    threshold comes from metric_threshold. Mirrors analysis.compare_cases.
+    ``cross_machine``/``cross_version`` allow that difference. Otherwise the same rule as
+    within a run (analysis.compare_cases): repetitions as units where a case has several,
+    failures against the error budget, one family per suite. Two single runs cannot
+    separate a change from run-to-run variation, so an improvement or regression between
+    them reads "suspected"; the history's detection confirms it over the next runs. A
+    metric whose job ran under other processes' load is flagged ``noisy``.
     """
-    opts = _stats_options(statistics_cfg, seed)
-    alpha = float(statistics_cfg.get("alpha", 0.05))
+    del seed  # nothing is drawn: every interval is exact or distribution-free
+    settings = stats.Settings.from_config(_settings_cfg(statistics_cfg))
     base_id = str(baseline_prov.get("run_id", "baseline"))
     cand_id = str(current_prov.get("run_id", "current"))
     cur_groups, base_groups = _sides(current_rows), _sides(baseline_rows)
+    loads_cur, loads_base = _foreign_loads(current_rows), _foreign_loads(baseline_rows)
     rows: list[dict[str, Any]] = []
-    results: list[stats.Comparison | None] = []
+    members: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for key in sorted(set(cur_groups) & set(base_groups)):
         suite, benchmark, _, metric = key
         cur, base = cur_groups[key], base_groups[key]
-        threshold = metric_threshold(statistics_cfg, suite, benchmark, metric)
+        threshold = settings.threshold(suite, benchmark, metric)
         m_cur = _machine(current_prov.get("files", []), suite, benchmark)
         m_base = _machine(baseline_prov.get("files", []), suite, benchmark)
+        loads = [x for x in (loads_cur.get(key[:2]), loads_base.get(key[:2])) if x is not None]
         row: dict[str, Any] = dict(zip(COMPARISON_KEYS, key, strict=True))
         row.update(
             unit=cur["unit"],
@@ -537,6 +584,8 @@ def compare_runs(
             cpu_model_candidate=m_cur["cpu_model"],
             n_failed_baseline=base["n_failed"],
             n_failed_candidate=cur["n_failed"],
+            foreign_cpu_percent=max(loads) if loads else None,
+            noisy=bool(loads and max(loads) > settings.noisy_foreign_cpu_percent),
         )
         blockers, crossed = [], []
         if base["versions"] != cur["versions"]:
@@ -555,48 +604,47 @@ def compare_runs(
             row.update(_empty_comparison(len(base["values"]), len(cur["values"]), threshold))
             row.update(
                 higher_is_better=cur["higher_is_better"],
-                alpha=alpha,
-                confidence=opts["confidence"],
+                alpha=settings.alpha,
+                confidence=settings.confidence,
                 verdict=NOT_COMPARABLE,
                 reason="not comparable: " + "; ".join(blockers),
             )
             rows.append(row)
-            results.append(None)
             continue
-        result = stats.compare(
-            base["values"],
-            cur["values"],
-            higher_is_better=cur["higher_is_better"],
-            threshold=threshold,
-            alpha=alpha,
-            **opts,
-        )
-        failure = stats.failure_verdict(
-            len(base["values"]), base["n_failed"], len(cur["values"]), cur["n_failed"]
-        )
-        if failure is not None:
-            result = dataclasses.replace(result, verdict=failure[0], reason=failure[1])
-        if crossed:
-            result = dataclasses.replace(
-                result, reason=f"{result.reason}; crossed on request: {'; '.join(crossed)}"
-            )
+        b_units, c_units = _unit_labels(base, cur)
+        kwargs = {
+            "baseline": base["values"],
+            "candidate": cur["values"],
+            "higher_is_better": cur["higher_is_better"],
+            "threshold": threshold,
+            "alpha": settings.alpha,
+            "baseline_units": b_units,
+            "candidate_units": c_units,
+            "failures": (base["n_failed"], cur["n_failed"]),
+            "error_budget": settings.error_budget,
+            "min_units": settings.min_n("comparison"),
+        }
+        members.setdefault(row["family"], []).append((len(rows), kwargs))
         rows.append(row)
-        results.append(result)
-    for family in sorted({r["family"] for r in rows}):
-        # A Mann-Whitney test that failed has no p to adjust; it is "undetermined" already.
-        members = [
-            i
-            for i, r in enumerate(rows)
-            if r["family"] == family
-            and results[i] is not None
-            and not (results[i].method == "mann-whitney-u" and math.isnan(results[i].mannwhitney_p))
-        ]
-        corrected = stats.correct_family([results[i] for i in members], alpha=alpha)
-        for i, result in zip(members, corrected, strict=True):
-            results[i] = result
-    for row, result in zip(rows, results, strict=True):
-        if result is not None:
+        if crossed:
+            row["crossed_note"] = f"crossed on request: {'; '.join(crossed)}"
+    for family in sorted(members):
+        idx = [i for i, _ in members[family]]
+        results = stats.compare_family(
+            [kw for _, kw in members[family]], alpha=settings.alpha, confidence=settings.confidence
+        )
+        for i, result in zip(idx, results, strict=True):
+            row = rows[i]
             row.update(result.as_dict())
+            if result.verdict in _SUSPECTED:
+                row["verdict"] = _SUSPECTED[result.verdict]
+                row["reason"] = (
+                    f"{result.reason}; one run a side: run-to-run variation is not in this "
+                    "interval, so the change is suspected until later runs confirm it"
+                )
+            note = row.pop("crossed_note", None)
+            if note:
+                row["reason"] = f"{row['reason']}; {note}"
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=[*COMPARISON_KEYS, "unit", "family", "verdict", "reason"])
@@ -908,6 +956,12 @@ def update_history(
     rid = append_run(raw_paths, history_root)
     runs = list_runs(history_root)
     setting = str(history_cfg.get("baseline", "previous"))
+    if setting.endswith(".tar.gz") or Path(setting).is_dir():
+        # a run exported elsewhere (`forgebench history export`): a CI job's baseline
+        from forgebench.run_archive import import_run
+
+        setting = import_run(history_root, setting)
+        runs = list_runs(history_root)
     baseline_id = select_baseline(runs, rid, setting)
     cross = {
         "cross_machine": bool(history_cfg.get("cross_machine", False)),
@@ -985,7 +1039,7 @@ def format_runs(runs: pd.DataFrame) -> list[str]:
         return ["no runs stored yet: each workflow run is appended to results/history/"]
     lines = [
         f"{len(runs)} run(s), oldest first:",
-        "run id            started (UTC)        rows  host / CPU / commit",
+        "run id            made (UTC)           rows  host / CPU / commit",
     ]
     for r in runs.to_dict("records"):
         started = (
@@ -1007,7 +1061,7 @@ def format_comparison(
     def describe(run: Mapping[str, Any]) -> str:
         commit = (run.get("git_commit") or "—")[:12]
         return (
-            f"{run.get('run_id')} started {run.get('started_at')} on {run.get('host') or '—'} "
+            f"{run.get('run_id')} made {run.get('started_at')} on {run.get('host') or '—'} "
             f"({run.get('cpu_model') or '—'}), commit {commit}"
         )
 
