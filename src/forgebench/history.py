@@ -14,8 +14,10 @@ is written into a hidden temporary directory beside the others and renamed into 
 so a reader sees a whole run or none.
 
 Comparisons against a baseline run go through forgebench.stats (compare_family, with
-failures judged against the error budget); regression detection over the history through its
-rolling z-score section. Nothing here decides a verdict on its own.
+failures judged against the error budget); regression detection over the history through
+forgebench.stats_detection (steps, drift and spikes, suspected versus confirmed; the
+earlier change-point and rolling z-score methods stay available as history.method).
+Nothing here decides a verdict on its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from forgebench import record, stats
+from forgebench import record, stats, stats_detection
 from forgebench.atomic import write_text_atomic
 from forgebench.errors import ForgebenchError
 from forgebench.stats import vocabulary as V
@@ -63,8 +66,24 @@ METRIC_KEYS = [
     "unit",
     "higher_is_better",
 ]
-METRIC_COLUMNS = [*METRIC_KEYS, "n_ok", "n_failed", "median", "host", "cpu_model"]
+#: ``se_log_median``: the standard error of the log of ``median`` within the run (NaN where
+#: the values are not all positive, and in runs stored before it was recorded); the
+#: history's noise estimate never goes below the runs' own.
+METRIC_COLUMNS = [
+    *METRIC_KEYS,
+    "n_ok",
+    "n_failed",
+    "median",
+    "se_log_median",
+    "host",
+    "cpu_model",
+]
 COMPARISON_KEYS = ["suite", "benchmark", "case", "metric"]
+#: One row per metric of the current run. ``change_began_at``/``change_confirmed_at``: the
+#: run ids where the change the row speaks of began and was confirmed (None while it is
+#: only suspected); ``new``: that change was confirmed, extended or suspected at the
+#: current run, so the verdict is about it; otherwise the verdict is "no change" since it.
+#: ``change_points``: the first run of every change found in the series (JSON list).
 REGRESSION_COLUMNS = [
     "suite",
     "benchmark",
@@ -79,13 +98,20 @@ REGRESSION_COLUMNS = [
     "runs",
     "change_points",
     "change_at",
+    "change_began_at",
+    "change_confirmed_at",
+    "change_kind",
+    "confirmed",
+    "new",
     "at_current_run",
     "level_before",
     "level_current",
     "improvement",
+    "p_value",
     "statistic_name",
     "statistic",
     "critical_value",
+    "sigma",
     "threshold",
     "verdict",
     "reason",
@@ -101,17 +127,28 @@ COMPARABILITY_RULE = (
     "and a crossed comparison says so in its reason."
 )
 FAMILY_RULE = (
-    "Benjamini-Hochberg across each family: the metrics of one suite in one comparison "
-    "against a baseline run. A change is called only if its adjusted p is below alpha and "
-    "it exceeds the practical threshold (statistics.practical_threshold, or the metric's "
-    "entry in statistics.metric_thresholds); a side with failed operations is 'failed'."
+    "Each metric against the baseline run: the interval of the ratio of typical values "
+    "against the practical threshold (statistics.practical_threshold, or the metric's "
+    "entry in statistics.metric_thresholds), with Benjamini-Hochberg across each family "
+    "(the metrics of one suite). One run a side holds no run-to-run variation, so a change "
+    "between two runs reads 'suspected'; failures beyond the error budget read 'failed'."
 )
+STEP_AND_DRIFT_METHOD = "step-and-drift"
+#: history.method: the default and the two earlier methods, kept for comparison.
+HISTORY_METHODS = (STEP_AND_DRIFT_METHOD, stats.CHANGE_POINT_METHOD, stats.ROLLING_Z_METHOD)
 HISTORY_RULE = (
-    "With at least history.min_runs comparable runs of a metric (same version, parameters "
-    "and machine, no failed operations), regressions are found over the history: "
-    "change-point detection (binary segmentation, max-t test at alpha on the log of "
-    "per-run medians) or conbench's rolling z-score (history.method); with fewer, the "
-    "metric is compared pairwise against the baseline run. Each row names its method."
+    "With enough comparable runs of a metric (history.min_runs, and at least "
+    f"{stats_detection.MIN_BEFORE + 3} to confirm a change; same version, parameters and "
+    "machine, no failed operations), the history decides (history.method, default "
+    "step-and-drift: forgebench.stats_detection on the log of per-run medians). The newest "
+    "run(s) off the level read 'suspected regression/improvement' until the next two runs "
+    "confirm the change or go back (a spike, rejected). A confirmed change beyond the "
+    "practical threshold is a regression or improvement, within it a 'shift below "
+    "threshold'; it is reported once, at the run where it began, and read as new only at "
+    "the run that confirms it: later rows say 'no change' since it. A steady drift is one "
+    "change, found as a trend. New changes go through Benjamini-Hochberg across the metrics "
+    "of one suite. With fewer runs, the metric is compared pairwise against the baseline "
+    "run. Each row names its method."
 )
 
 # ------------------------------------------------------------------------- run id
@@ -246,12 +283,32 @@ def run_metrics(frame: pd.DataFrame, files: Sequence[Mapping[str, Any]]) -> pd.D
     # by-design rows (skipped, unavailable, censored) are neither values nor failures
     table["n_ok"] = table["n_ok"].astype("int64")
     table["n_failed"] = table["n_failed"].astype("int64")
+    table["se_log_median"] = _se_log_medians(measured[ok], table)
     machines = [
         _machine(files, s, b) for s, b in zip(table["suite"], table["benchmark"], strict=True)
     ]
     table["host"] = [m["host"] for m in machines]
     table["cpu_model"] = [m["cpu_model"] for m in machines]
     return table[METRIC_COLUMNS]
+
+
+def _se_log_medians(ok_rows: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """Per row of ``table``: the standard error of the log median of its successful values
+    (1.253 robust SDs over sqrt(n), the SD from the MAD); NaN below 3 values or where a
+    value is not positive."""
+    out = np.full(len(table), math.nan)
+    groups = ok_rows.groupby(METRIC_KEYS, sort=True, dropna=False)["value"]
+    position = {key: i for i, key in enumerate(table[METRIC_KEYS].itertuples(index=False))}
+    for key, values in groups:
+        v = values.to_numpy(dtype=float)
+        if v.size < 3 or not (v > 0).all():
+            continue
+        logs = np.log(v)
+        sd = 1.482602218505602 * float(np.median(np.abs(logs - np.median(logs))))
+        i = position.get(tuple(key))
+        if i is not None:
+            out[i] = 1.2533 * sd / math.sqrt(v.size)
+    return out
 
 
 def _run_dir(history_root: str | os.PathLike[str], rid: str) -> Path:
@@ -676,14 +733,102 @@ def _previous_level(bounds: Sequence[int], levels: Sequence[float]) -> int:
 def _judge(improvement: float, threshold: float, changed: bool) -> str:
     """The verdict on a detected change (or none): beyond the threshold, or not."""
     if not changed:
-        return "no significant change"
+        return V.NO_CHANGE
     if not math.isfinite(improvement):
-        return "undetermined"
+        return V.UNDETERMINED
     if improvement < -threshold:
-        return "regression"
+        return V.REGRESSION
     if improvement > threshold:
-        return "improvement"
-    return "no significant change"
+        return V.IMPROVEMENT
+    return V.SHIFT_BELOW_THRESHOLD
+
+
+def _no_change_fields() -> dict[str, Any]:
+    """The change columns of a row that speaks of no change."""
+    return {
+        "change_points": "[]",
+        "change_at": None,
+        "change_began_at": None,
+        "change_confirmed_at": None,
+        "change_kind": None,
+        "confirmed": False,
+        "new": False,
+        "at_current_run": False,
+        "p_value": math.nan,
+        "sigma": math.nan,
+    }
+
+
+def _with_run_ids(text: str, run_ids: Sequence[str]) -> str:
+    """A detection reason with its run positions ("run 7") as run ids."""
+    return re.sub(r"\brun (\d+)\b", lambda m: f"run {run_ids[int(m.group(1))]}", text)
+
+
+def _detection_verdict(
+    values: np.ndarray,
+    se: np.ndarray,
+    run_ids: Sequence[str],
+    *,
+    higher_is_better: bool,
+    threshold: float,
+) -> dict[str, Any]:
+    """The step-and-drift verdict on one metric's per-run medians (time order, current
+    run last), through forgebench.stats_detection; see HISTORY_RULE."""
+    log_scale = bool((values > 0).all())
+    back = np.exp if log_scale else (lambda v: v)
+    changes, state = stats_detection.analyse(
+        values,
+        threshold=threshold,
+        higher_is_better=higher_is_better,
+        se=se if np.isfinite(se).any() else None,
+        log_scale=log_scale,
+    )
+    change = state.change
+    scale = "log of per-run medians" if log_scale else "per-run medians (not all positive)"
+    out = _no_change_fields()
+    out.update(
+        method=(
+            f"{STEP_AND_DRIFT_METHOD} (step |z| > {stats_detection.Z_STEP:g}, drift |z| > "
+            f"{stats_detection.Z_DRIFT:g}, confirmed by 2 more runs; {scale})"
+        ),
+        change_points=json.dumps([run_ids[c.start] for c in changes if c.confirmed is not None]),
+        sigma=state.sigma,
+        statistic_name="z",
+        statistic=math.nan,
+        critical_value=stats_detection.Z_STEP,
+        verdict=state.verdict,
+        why=_with_run_ids(state.reason, run_ids),
+    )
+    start = 0 if change is None or change.confirmed is None else change.start
+    level = float(np.median(values[start:-1])) if len(values) - start > 1 else math.nan
+    out.update(
+        level_before=level,
+        level_current=float(values[-1]),
+        improvement=_relative_change(level, float(values[-1]), higher_is_better),
+    )
+    if change is None:
+        return out
+    began = run_ids[change.start]
+    out.update(
+        change_at=began,
+        change_began_at=began,
+        change_confirmed_at=None if change.confirmed is None else run_ids[change.confirmed],
+        change_kind=change.kind,
+        confirmed=change.confirmed is not None,
+        new=state.new,
+        at_current_run=state.new,
+        p_value=state.p_value,
+    )
+    if state.new:
+        out.update(
+            level_before=float(back(change.level_before)),
+            level_current=float(back(change.level_after)),
+            improvement=change.size,
+            statistic=change.z,
+        )
+        if change.kind == stats_detection.DRIFT:
+            out["critical_value"] = stats_detection.Z_DRIFT
+    return out
 
 
 def _series_verdict(
@@ -696,13 +841,16 @@ def _series_verdict(
     alpha: float,
     seed: int,
 ) -> dict[str, Any]:
-    """Change-point or rolling z-score verdict on one metric's per-run medians (time order,
-    current run last). Positive series are analysed on the log scale (a step is relative)."""
+    """The earlier methods (history.method "change-point" or "rolling z-score") on one
+    metric's per-run medians (time order, current run last); positive series on the log
+    scale (a step is relative). They judge the current level afresh at every run, so a
+    change reads as new for as long as it stands."""
     log_scale = bool((values > 0).all())
     y = np.log(values) if log_scale else values.astype(float)
     back = np.exp if log_scale else (lambda v: v)
-    method = history_cfg.get("method", stats.CHANGE_POINT_METHOD)
+    method = history_cfg.get("method", STEP_AND_DRIFT_METHOD)
     scale = "log of per-run medians" if log_scale else "per-run medians (not all positive)"
+    out = _no_change_fields()
     if method == stats.ROLLING_Z_METHOD:
         window = int(history_cfg.get("max_runs", 100))
         z_limit = float(history_cfg.get("z_threshold", 5.0))
@@ -711,47 +859,45 @@ def _series_verdict(
         before, current = float(back(np.mean(prior))), float(values[-1])
         changed = bool(abs(z) > z_limit)  # NaN (too few runs) is no change
         improvement = _relative_change(before, current, higher_is_better)
-        verdict = _judge(improvement, threshold, changed)
-        why = (
-            f"z = {z:.3g} of the current run against {len(prior)} earlier runs ({scale}); "
-            f"|z| {'>' if changed else '<='} {z_limit:g}"
-        )
+        if changed:
+            out.update(
+                change_points=json.dumps([run_ids[-1]]),
+                change_at=run_ids[-1],
+                change_began_at=run_ids[-1],
+                change_kind=stats_detection.STEP,
+                new=True,
+                at_current_run=True,
+            )
         return {
+            **out,
             "method": f"{stats.ROLLING_Z_METHOD} (|z| > {z_limit:g}, window {window})",
-            "change_points": [run_ids[-1]] if changed else [],
-            "change_at": run_ids[-1] if changed else None,
-            "at_current_run": bool(changed),
             "level_before": before,
             "level_current": current,
             "improvement": improvement,
             "statistic_name": "z",
             "statistic": z,
             "critical_value": z_limit,
-            "verdict": verdict,
-            "why": why,
+            "verdict": _judge(improvement, threshold, changed),
+            "why": (
+                f"z = {z:.3g} of the current run against {len(prior)} earlier runs ({scale}); "
+                f"|z| {'>' if changed else '<='} {z_limit:g}"
+            ),
         }
-    if method != stats.CHANGE_POINT_METHOD:
-        raise ForgebenchError(
-            f"history.method: {method!r} is not one of "
-            f"{[stats.CHANGE_POINT_METHOD, stats.ROLLING_Z_METHOD]}"
-        )
     cp = stats.change_points(y, alpha=alpha, seed=seed)
     bounds = (0, *cp.indices, len(y))
     named = f"{stats.CHANGE_POINT_METHOD} (binary segmentation, max-t at alpha={alpha:g})"
     if not cp.indices:  # the current run against the level of the earlier ones
         before, current = float(back(np.mean(y[:-1]))), float(values[-1])
         return {
+            **out,
             "method": named,
-            "change_points": [],
-            "change_at": None,
-            "at_current_run": False,
             "level_before": before,
             "level_current": current,
             "improvement": _relative_change(before, current, higher_is_better),
             "statistic_name": "max-t",
             "statistic": cp.top_statistic,
             "critical_value": cp.top_critical_value,
-            "verdict": "no significant change",
+            "verdict": V.NO_CHANGE,
             "why": (
                 f"no change point in {len(y)} runs ({scale}): max-t {cp.top_statistic:.3g} "
                 f"<= critical {cp.top_critical_value:.3g}"
@@ -761,31 +907,80 @@ def _series_verdict(
     before, current = float(back(cp.levels[j])), float(back(cp.levels[-1]))
     improvement = _relative_change(before, current, higher_is_better)
     last = cp.indices[-1]
-    verdict = _judge(improvement, threshold, True)
-    why = (
-        f"{len(cp.indices)} change point(s) in {len(y)} runs ({scale}); the current level "
-        f"holds since run {run_ids[last]} (max-t {cp.statistics[-1]:.3g} > critical "
-        f"{cp.critical_values[-1]:.3g}) and is judged against the level of runs "
-        f"{run_ids[bounds[j]]}..{run_ids[bounds[j + 1] - 1]}"
+    out.update(
+        change_points=json.dumps([run_ids[i] for i in cp.indices]),
+        change_at=run_ids[last],
+        change_began_at=run_ids[last],
+        change_confirmed_at=run_ids[-1],
+        change_kind=stats_detection.STEP,
+        confirmed=True,
+        new=True,
+        at_current_run=last == len(y) - 1,
+        p_value=cp.p_values[-1],
     )
     return {
+        **out,
         "method": named,
-        "change_points": [run_ids[i] for i in cp.indices],
-        "change_at": run_ids[last],
-        "at_current_run": last == len(y) - 1,
         "level_before": before,
         "level_current": current,
         "improvement": improvement,
         "statistic_name": "max-t",
         "statistic": cp.statistics[-1],
         "critical_value": cp.critical_values[-1],
-        "verdict": verdict,
-        "why": why,
+        "verdict": _judge(improvement, threshold, True),
+        "why": (
+            f"{len(cp.indices)} change point(s) in {len(y)} runs ({scale}); the current level "
+            f"holds since run {run_ids[last]} (max-t {cp.statistics[-1]:.3g} > critical "
+            f"{cp.critical_values[-1]:.3g}) and is judged against the level of runs "
+            f"{run_ids[bounds[j]]}..{run_ids[bounds[j + 1] - 1]}"
+        ),
     }
 
 
 def _machine_of(row: Any) -> tuple[Any, Any]:
     return (row.host, row.cpu_model)
+
+
+def _run_order(metrics: pd.DataFrame) -> list[str]:
+    """Run ids oldest first by the run's time (``started_at`` as load_metrics gives it:
+    when the run was made), then run id."""
+    runs = metrics[["run_id", "started_at"]].drop_duplicates("run_id")
+    return runs.sort_values(["started_at", "run_id"], kind="mergesort")["run_id"].tolist()
+
+
+def _correct_new_changes(rows: list[dict[str, Any]], alpha: float) -> None:
+    """Benjamini-Hochberg at ``alpha`` over the changes new at this run, across the
+    metrics of each suite judged by step-and-drift (a metric with nothing new counts with
+    p = 1); a new regression/improvement not selected reads as suspected. NaN p-values
+    are left out, never an error."""
+    for suite in sorted({r["suite"] for r in rows}):
+        members = [
+            r for r in rows if r["suite"] == suite and r["method"].startswith(STEP_AND_DRIFT_METHOD)
+        ]
+        if len(members) < 2:
+            continue
+        p = [r["p_value"] if r["new"] and r["confirmed"] else 1.0 for r in members]
+        corrected = stats_detection.correct_across_metrics(
+            p, [r["verdict"] for r in members], alpha=alpha
+        )
+        for r, verdict in zip(members, corrected, strict=True):
+            if verdict != r["verdict"]:
+                r["verdict"] = verdict
+                r["reason"] += (
+                    f"; not selected by Benjamini-Hochberg at alpha={alpha:g} across the "
+                    f"{len(members)} metrics of suite {suite} (p = {r['p_value']:.2g}): suspected"
+                )
+
+
+def _series_rows(
+    kept: Sequence[Any], current: Any, current_id: str
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Run ids, per-run medians and their standard errors (NaN where not recorded)."""
+    runs = [*kept, current]
+    run_ids = [p.run_id for p in kept] + [current_id]
+    values = np.array([p.median for p in runs], dtype=float)
+    se = np.array([getattr(p, "se_log_median", math.nan) for p in runs], dtype=float)
+    return run_ids, values, se
 
 
 def detect_regressions(
@@ -803,11 +998,13 @@ def detect_regressions(
     metric holds the earlier runs (at most ``history.max_runs``, default 100, including
     the current one) with the same benchmark version, parameters and machine (unless
     history.cross_version / cross_machine) and no failed operations, then the current
-    run. With at least ``history.min_runs`` (default 5) runs in it, change-point
-    detection (or the rolling z-score, ``history.method``) decides; with fewer, the
-    metric's row of ``pairwise`` (compare_runs against the baseline) is used. A metric the
-    current run failed operations of is "failed". A change counts only beyond the
-    metric's practical threshold (metric_threshold).
+    run. With enough runs in it (``history.min_runs``, default 5, and for step-and-drift
+    at least stats_detection.runs_to_confirm()), ``history.method`` decides (default
+    step-and-drift, see HISTORY_RULE; new changes then go through Benjamini-Hochberg
+    across the metrics of each suite); with fewer, the metric's row of ``pairwise``
+    (compare_runs against the baseline) is used. A metric the current run failed
+    operations of is "failed". Each metric is judged against its own practical threshold
+    (metric_threshold: ``statistics.metric_thresholds``, else the run's).
     """
     min_runs = int(history_cfg.get("min_runs", 5))
     max_runs = int(history_cfg.get("max_runs", 100))
@@ -816,15 +1013,15 @@ def detect_regressions(
             f"history.max_runs ({max_runs}) is below history.min_runs ({min_runs}): the "
             "history method could never be used; raise max_runs or lower min_runs"
         )
+    method = str(history_cfg.get("method", STEP_AND_DRIFT_METHOD))
+    if method not in HISTORY_METHODS:
+        raise ForgebenchError(f"history.method: {method!r} is not one of {list(HISTORY_METHODS)}")
+    if method == STEP_AND_DRIFT_METHOD:
+        min_runs = max(min_runs, stats_detection.runs_to_confirm())
     cross_machine = bool(history_cfg.get("cross_machine", False))
     cross_version = bool(history_cfg.get("cross_version", False))
     alpha = float(statistics_cfg.get("alpha", 0.05))
-    order = (
-        metrics[["run_id", "started_at"]]
-        .drop_duplicates()
-        .sort_values(["started_at", "run_id"], kind="mergesort")["run_id"]
-        .tolist()
-    )
+    order = _run_order(metrics)
     if current_id not in order:
         raise ForgebenchError(f"run {current_id!r} has no metrics in the history")
     position = order.index(current_id)
@@ -859,7 +1056,7 @@ def detect_regressions(
                     excluded["failed operations"] = excluded.get("failed operations", 0) + 1
                 else:
                     kept.append(p)
-        run_ids = [p.run_id for p in kept] + [current_id]
+        run_ids, values, se = _series_rows(kept, c, current_id)
         row: dict[str, Any] = {
             "suite": c.suite,
             "benchmark": c.benchmark,
@@ -872,42 +1069,49 @@ def detect_regressions(
             "n_excluded": int(sum(excluded.values())),
             "runs": json.dumps(run_ids),
             "threshold": threshold,
+            **_no_change_fields(),
         }
         left_out = ", ".join(f"{n} with {why}" for why, n in sorted(excluded.items()))
         note = f"; left out {left_out}" if left_out else ""
-        if c.n_failed > 0 or c.n_ok == 0:
+        if c.n_failed > 0 or c.n_ok == 0 or not math.isfinite(c.median):
             row.update(
                 method="none",
-                change_points="[]",
-                verdict="failed",
+                verdict=V.FAILED,
                 reason=(
                     f"the current run failed {c.n_failed} of {c.n_failed + c.n_ok} operations: "
                     f"no speed verdict on partial work{note}"
                 ),
             )
         elif len(run_ids) >= min_runs:
-            values = np.array([p.median for p in kept] + [c.median], dtype=float)
-            result = _series_verdict(
-                values,
-                run_ids,
-                higher_is_better=bool(c.higher_is_better),
-                threshold=threshold,
-                history_cfg=history_cfg,
-                alpha=alpha,
-                seed=seed,
-            )
+            if method == STEP_AND_DRIFT_METHOD:
+                result = _detection_verdict(
+                    values,
+                    se,
+                    run_ids,
+                    higher_is_better=bool(c.higher_is_better),
+                    threshold=threshold,
+                )
+            else:
+                result = _series_verdict(
+                    values,
+                    run_ids,
+                    higher_is_better=bool(c.higher_is_better),
+                    threshold=threshold,
+                    history_cfg=history_cfg,
+                    alpha=alpha,
+                    seed=seed,
+                )
             why = result.pop("why")
-            result["change_points"] = json.dumps(result["change_points"])
             row.update(result)
-            row["reason"] = f"{why}; threshold ±{threshold:.1%}{note}"
+            limit = "" if "threshold ±" in why else f"; threshold ±{threshold:.1%}"
+            row["reason"] = f"{why}{limit}{note}"
         else:
             pair = pair_index.get(key)
             row["method"] = f"{PAIRWISE_METHOD} {baseline_id}" if baseline_id else "none"
-            row["change_points"] = "[]"
-            fewer = f"{len(run_ids)} comparable run(s) < history.min_runs={min_runs}"
+            fewer = f"{len(run_ids)} comparable run(s) < {min_runs} for {method}"
             if pair is None:
                 row.update(
-                    verdict="undetermined",
+                    verdict=V.UNDETERMINED,
                     reason=f"{fewer}, and the baseline run has no rows of this metric{note}",
                 )
             else:
@@ -915,13 +1119,15 @@ def detect_regressions(
                     level_before=pair.get("median_baseline"),
                     level_current=pair.get("median_candidate"),
                     improvement=pair.get("improvement"),
-                    statistic_name="mann-whitney p",
-                    statistic=pair.get("mannwhitney_p"),
+                    p_value=pair.get("p_value", math.nan),
+                    statistic_name="p",
+                    statistic=pair.get("p_value", math.nan),
                     critical_value=alpha,
                     verdict=pair["verdict"],
                     reason=f"{fewer}: pairwise against {baseline_id}: {pair['reason']}{note}",
                 )
         out.append(row)
+    _correct_new_changes(out, alpha)
     return pd.DataFrame(out, columns=REGRESSION_COLUMNS)
 
 
@@ -975,7 +1181,7 @@ def update_history(
         "baseline_id": baseline_id,
         "n_runs_stored": len(runs),
         "min_runs": int(history_cfg.get("min_runs", 5)),
-        "history_method": history_cfg.get("method", stats.CHANGE_POINT_METHOD),
+        "history_method": history_cfg.get("method", STEP_AND_DRIFT_METHOD),
         **cross,
         "comparability_rule": COMPARABILITY_RULE,
         "family_rule": FAMILY_RULE,
