@@ -1020,6 +1020,7 @@ def detect_regressions(
         min_runs = max(min_runs, stats_detection.runs_to_confirm())
     cross_machine = bool(history_cfg.get("cross_machine", False))
     cross_version = bool(history_cfg.get("cross_version", False))
+    settings = stats.Settings.from_config(_settings_cfg(statistics_cfg))
     alpha = float(statistics_cfg.get("alpha", 0.05))
     order = _run_order(metrics)
     if current_id not in order:
@@ -1073,14 +1074,27 @@ def detect_regressions(
         }
         left_out = ", ".join(f"{n} with {why}" for why, n in sorted(excluded.items()))
         note = f"; left out {left_out}" if left_out else ""
-        if c.n_failed > 0 or c.n_ok == 0 or not math.isfinite(c.median):
+        budget, _ = stats.budget_verdict(
+            int(c.n_failed), int(c.n_failed + c.n_ok), error_budget=settings.error_budget
+        )
+        over = c.n_failed > 0 and (
+            budget == V.OVER_BUDGET or c.n_failed / (c.n_failed + c.n_ok) > settings.error_budget
+        )
+        if over:
             row.update(
                 method="none",
                 verdict=V.FAILED,
                 reason=(
-                    f"the current run failed {c.n_failed} of {c.n_failed + c.n_ok} operations: "
-                    f"no speed verdict on partial work{note}"
+                    f"the current run failed {c.n_failed} of {c.n_failed + c.n_ok} operations, "
+                    f"more than the error budget of {settings.error_budget:.1%}: no speed "
+                    f"verdict on partial work{note}"
                 ),
+            )
+        elif c.n_ok == 0 or not math.isfinite(c.median):
+            row.update(
+                method="none",
+                verdict=V.UNDETERMINED,
+                reason=f"no successful value in the current run (only by-design rows){note}",
             )
         elif len(run_ids) >= min_runs:
             if method == STEP_AND_DRIFT_METHOD:
