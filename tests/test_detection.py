@@ -1,4 +1,4 @@
-"""forgebench.stats_detection: a metric's history of runs, read one run at a time.
+"""forgebench.stats.detection: a metric's history of runs, read one run at a time.
 
 Properties the verdicts must have (the calibration benchmark measures them at scale):
 noise estimated robustly, spikes suspected and then rejected, steps confirmed within a
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from forgebench import stats_detection as D
+from forgebench.stats import detection as D
 
 THR = 0.05
 

@@ -646,7 +646,7 @@ def test_new_changes_are_corrected_across_the_metrics_of_a_suite(monkeypatch):
     tables = run_by_run(metrics_frame(medians), first=30)
     row = tables[-1].set_index("metric").loc["m00"]
     assert row["verdict"] == "regression" and row["new"]
-    from forgebench import stats_detection
+    from forgebench.stats import detection as stats_detection
 
     real = stats_detection.analyse
 

@@ -15,7 +15,7 @@ so a reader sees a whole run or none.
 
 Comparisons against a baseline run go through forgebench.stats (compare_family, with
 failures judged against the error budget); regression detection over the history through
-forgebench.stats_detection (steps, drift and spikes, suspected versus confirmed; the
+forgebench.stats.detection (steps, drift and spikes, suspected versus confirmed; the
 earlier change-point and rolling z-score methods stay available as history.method).
 Nothing here decides a verdict on its own.
 """
@@ -40,9 +40,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from forgebench import record, stats, stats_detection
+from forgebench import record, stats
 from forgebench.atomic import write_text_atomic
 from forgebench.errors import ForgebenchError
+from forgebench.stats import detection as stats_detection
 from forgebench.stats import vocabulary as V
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ HISTORY_RULE = (
     "With enough comparable runs of a metric (history.min_runs, and at least "
     f"{stats_detection.MIN_BEFORE + 3} to confirm a change; same version, parameters and "
     "machine, no failed operations), the history decides (history.method, default "
-    "step-and-drift: forgebench.stats_detection on the log of per-run medians). The newest "
+    "step-and-drift: forgebench.stats.detection on the log of per-run medians). The newest "
     "run(s) off the level read 'suspected regression/improvement' until the next two runs "
     "confirm the change or go back (a spike, rejected). A confirmed change beyond the "
     "practical threshold is a regression or improvement, within it a 'shift below "
@@ -773,7 +774,7 @@ def _detection_verdict(
     threshold: float,
 ) -> dict[str, Any]:
     """The step-and-drift verdict on one metric's per-run medians (time order, current
-    run last), through forgebench.stats_detection; see HISTORY_RULE."""
+    run last), through forgebench.stats.detection; see HISTORY_RULE."""
     log_scale = bool((values > 0).all())
     back = np.exp if log_scale else (lambda v: v)
     changes, state = stats_detection.analyse(

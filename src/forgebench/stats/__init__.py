@@ -19,6 +19,7 @@ Small pure functions on arrays; everything random is seeded.
 
 from __future__ import annotations
 
+from forgebench.stats import detection
 from forgebench.stats.changepoint import (
     CHANGE_POINT_METHOD,
     ROLLING_Z_METHOD,
@@ -101,6 +102,7 @@ __all__ = [
     "check_target",
     "compare",
     "compare_family",
+    "detection",
     "failure_check",
     "flip_rate",
     "instability_warnings",

@@ -25,11 +25,8 @@ from forgebench.harness.calibration.anchors import Alarms, reports
 
 
 def _detection() -> ModuleType:
-    """The detection module, wherever the stats package keeps it."""
-    try:
-        return importlib.import_module("forgebench.stats.detection")
-    except ModuleNotFoundError:
-        return importlib.import_module("forgebench.stats_detection")
+    """The detection module the history rule uses (forgebench.stats.detection)."""
+    return importlib.import_module("forgebench.stats.detection")
 
 
 def _options(cfg: Mapping[str, Any], threshold: float) -> dict[str, Any]:
