@@ -31,6 +31,8 @@ rule evaluate_model:
         datasets_dir=fw.DATASETS_ROOT,
         seed=config["seed"],
         sampler=config["sampler"],
+        # level of the exact intervals the record carries beside each accuracy
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/evaluate_model.py"
 

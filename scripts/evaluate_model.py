@@ -45,6 +45,7 @@ run_measured(
         datasets_dir=Path(snakemake.params.datasets_dir),
         out_dir=out_dir,
         seed=seed,
+        confidence=float(snakemake.params.confidence),
         threads=snakemake.threads,
         write_record=False,
         provenance_out=provenance,
