@@ -176,7 +176,8 @@ def test_load_scenarios_short_set() -> None:
     achieved = one("load_open_100rps", "achieved_rate")["value"]
     assert 50 < achieved < 200
     best = one("stress", "max_rate_meeting_sla")
-    assert best["status"] in ("ok", "censored", "error:SlaBrokenAtFirstStep")
+    # skipped: the first step's interval could not decide at this budget (not a failure)
+    assert best["status"] in ("ok", "censored", "skipped", "error:SlaBrokenAtFirstStep")
     if best["status"] == "censored":
         assert best["value"] == 200  # the ramp ended at max_rate without breaking
     rec = one("spike", "recovery_time")

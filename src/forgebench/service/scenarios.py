@@ -329,7 +329,11 @@ def run_stress(
             break
         best = rate
     params = {"scenario": "stress", "rates": rates, "ended": ended, **(extra or {})}
-    if best is None:
+    if best is None and ended.startswith("SLA inconclusive"):
+        # the first step's interval could not decide: the budget is too small, not a failure
+        rec.add("stress", params, "max_rate_meeting_sla", "requests/s", True, math.nan,
+                status="skipped")  # fmt: skip
+    elif best is None:
         rec.add("stress", params, "max_rate_meeting_sla", "requests/s", True, math.nan,
                 status="error:SlaBrokenAtFirstStep")  # fmt: skip
     else:
