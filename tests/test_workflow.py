@@ -161,3 +161,64 @@ def test_lint_and_dry_run_of_the_default_config(tmp_path):
         assert line in dry.stdout
     counts = json.dumps(dry.stdout.count("rule benchmark"))
     assert int(counts) >= 2
+
+
+def _gate(results: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "forgebench.cli", "gate", "--results", str(results), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_gate_catches_a_planted_regression_against_an_imported_baseline(tiny_run, tmp_path):
+    """A CI job's view: the baseline is a run exported elsewhere and imported by path; a
+    rerun with a regression planted in the echo server fails the gate and names it in
+    under 40 lines, and the same rerun without the plant passes."""
+    import shutil
+
+    work = tmp_path / "ci"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    results = work / "results"
+    export = subprocess.run(
+        [sys.executable, "-m", "forgebench.cli", "history", "--results", str(results),
+         "export", "latest", "--to", str(tmp_path / "baseline")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    archive = Path(export.stdout.strip())
+    shutil.rmtree(results / "history")  # a fresh clone has no stored runs
+
+    def run(planted: float) -> subprocess.CompletedProcess:
+        overlay = tmp_path / f"ci-{planted}.yaml"
+        # Two runs on a shared machine differ by more than 5% by chance; the plant is 40x.
+        thresholds = {"network/echo_latency/rtt": 0.5, "network/echo_latency/throughput": 0.5}
+        overlay.write_text(
+            json.dumps(
+                {
+                    "history": {"baseline": str(archive)},
+                    "statistics": {"metric_thresholds": thresholds},
+                    "testing": {"planted_delay_s": {"network/echo_latency": planted}},
+                }
+            )
+        )
+        proc = snakemake(
+            "--cores", "2", "--directory", str(work), "--configfile", str(TINY), str(overlay)
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+    planted = run(0.002)
+    assert "GATE FAILED" in planted.stdout  # the workflow's own closing summary
+    gate = _gate(results, "--fail-on-noisy", "--junit", str(tmp_path / "gate.xml"))
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    lines = gate.stdout.splitlines()
+    assert len(lines) < 40
+    assert any("network/echo_latency" in line and "regression" in line for line in lines)
+    assert (tmp_path / "gate.xml").is_file()
+
+    clean = run(0.0)
+    assert "GATE PASSED" in clean.stdout
+    gate = _gate(results)
+    assert gate.returncode == 0, gate.stdout
