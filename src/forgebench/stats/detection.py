@@ -821,24 +821,6 @@ def _run(s: _Series, *, keep_states: bool) -> tuple[list[Change], list[State]]:
 # ----------------------------------------------------------------------- public
 
 
-def _series(
-    values: Sequence[float] | np.ndarray,
-    se: Sequence[float] | np.ndarray | None,
-    threshold: float,
-    higher_is_better: bool,
-    confirm_runs: int,
-    log_scale: bool | None,
-) -> _Series:
-    return _prepare(
-        values,
-        se,
-        threshold=threshold,
-        higher_is_better=higher_is_better,
-        confirm_runs=confirm_runs,
-        log_scale=log_scale,
-    )
-
-
 def runs_to_confirm(confirm_runs: int = 2) -> int:
     """Fewest runs in which a change can be confirmed at all (``MIN_BEFORE`` runs of the
     old level, then ``confirm_runs + 1`` of the new one)."""
@@ -856,7 +838,14 @@ def analyse(
 ) -> tuple[list[Change], State]:
     """:func:`detect_changes` and :func:`current_state` from one pass (what the workflow
     reads for each metric)."""
-    s = _series(values, se, threshold, higher_is_better, confirm_runs, log_scale)
+    s = _prepare(
+        values,
+        se,
+        threshold=threshold,
+        higher_is_better=higher_is_better,
+        confirm_runs=confirm_runs,
+        log_scale=log_scale,
+    )
     if s.y.size == 0:
         raise ValueError("values is empty: a state needs at least one run")
     episodes, states = _run(s, keep_states=False)
@@ -878,7 +867,14 @@ def detect_changes(
     """Every change episode of a series of per-run values (oldest first), each once, at
     the run where it began; a change still only suspected at the last run comes last
     with ``confirmed=None``. ``se``: each run's standard error of its log median."""
-    s = _series(values, se, threshold, higher_is_better, confirm_runs, log_scale)
+    s = _prepare(
+        values,
+        se,
+        threshold=threshold,
+        higher_is_better=higher_is_better,
+        confirm_runs=confirm_runs,
+        log_scale=log_scale,
+    )
     if s.y.size == 0:
         return []
     episodes, states = _run(s, keep_states=False)
@@ -899,7 +895,14 @@ def current_state(
 ) -> State:
     """The state at the last run of the series: what the gate reads (see the module
     docstring for the rule)."""
-    s = _series(values, se, threshold, higher_is_better, confirm_runs, log_scale)
+    s = _prepare(
+        values,
+        se,
+        threshold=threshold,
+        higher_is_better=higher_is_better,
+        confirm_runs=confirm_runs,
+        log_scale=log_scale,
+    )
     if s.y.size == 0:
         raise ValueError("values is empty: a state needs at least one run")
     return _run(s, keep_states=False)[1][-1]
@@ -917,7 +920,14 @@ def incremental_states(
     """The state at every run, as the workflow reported it when that run arrived: one
     causal pass, so ``result[i] == current_state(values[: i + 1])`` (give ``log_scale``
     explicitly when comparing, since ``None`` decides on the values given)."""
-    s = _series(values, se, threshold, higher_is_better, confirm_runs, log_scale)
+    s = _prepare(
+        values,
+        se,
+        threshold=threshold,
+        higher_is_better=higher_is_better,
+        confirm_runs=confirm_runs,
+        log_scale=log_scale,
+    )
     return _run(s, keep_states=True)[1]
 
 

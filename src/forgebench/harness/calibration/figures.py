@@ -17,6 +17,7 @@ import numpy as np
 
 from forgebench import stats
 from forgebench.record import Recorder
+from forgebench.stats.intervals import censored_quantile
 
 
 def scenario_rng(seed: int, *parts: object) -> np.random.Generator:
@@ -105,9 +106,5 @@ class Figures:
 
 def _quantile_with_never(x: np.ndarray, q: float) -> float:
     """Linear-interpolation quantile where +inf ("never") sorts last; inf if it reaches one."""
-    xs = np.sort(x)
-    pos = q * (xs.size - 1)
-    i, j = math.floor(pos), math.ceil(pos)
-    if math.isinf(xs[j]):
-        return math.inf
-    return float(xs[i] + (xs[j] - xs[i]) * (pos - i))
+    never = np.isinf(x)
+    return censored_quantile(np.where(never, 0.0, x), never, q)
