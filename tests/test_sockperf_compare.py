@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -77,7 +78,11 @@ def test_ratio_target_is_judged_by_the_stats_core(frame: pd.DataFrame) -> None:
     }
     checked = check_targets([target], pd.DataFrame(), frame, {}, seed=0)
     row = checked.iloc[0]
-    assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    if np.isnan(row["ci_low"]) or np.isnan(row["ci_high"]):
+        # a few rounds' ratios: no distribution-free interval of their median exists
+        assert row["verdict"] == "inconclusive"
+    else:
+        assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
     assert row["verdict"] in {"met", "not met", "inconclusive"}
 
 

@@ -244,6 +244,8 @@ def workflow_summary(results: str | Path = "results") -> list[str]:
         result = evaluate(results)
     except ForgebenchError:
         return []
+    except Exception as exc:  # unreadable tables must never fail the workflow's ending
+        return [f"gate: the verdict tables could not be read ({type(exc).__name__}: {exc})"]
     report = Path(results, "report", "index.html")
     lines = format_result(result, report_path=str(report) if report.exists() else None)
     lines.append("(`forgebench gate` turns this into an exit code for CI; the workflow exits 0)")

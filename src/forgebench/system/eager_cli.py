@@ -25,8 +25,10 @@ import snakemake.utils  # cli._load_config (validate)
 
 import forgebench.analysis  # cmd_run
 import forgebench.config  # cli._load_config
+import forgebench.gate  # cmd_gate
 import forgebench.history  # cmd_history, cmd_compare
 import forgebench.report  # cmd_run, cmd_report; imports forgebench.plots
+import forgebench.run_archive  # cmd_history export/import
 import forgebench.runner  # cmd_run
 import forgebench.workflow  # cli._load_config
 from forgebench.cli import main
