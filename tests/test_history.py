@@ -748,7 +748,7 @@ def test_cli_compare_refuses_other_machines_unless_crossed(tmp_path, capsys):
     base = ["compare", a, b, "--results", str(results), "--config", str(cfg)]
     assert cli.main(base) == 0
     assert "2 not comparable" in capsys.readouterr().out
-    assert cli.main([*base, "--cross-machine"]) == 0
+    assert cli.main([*base, "--cross-machine", "--all"]) == 0  # unchanged rows too
     out = capsys.readouterr().out
     assert "not comparable" not in out.split("rule:")[-1].split("\n", 1)[1]
     assert "crossed on request: machine node1" in out

@@ -73,3 +73,37 @@ def test_cli_history_export_and_import(stored, tmp_path, capsys):
     assert rid in capsys.readouterr().out
     assert cli.main(["history", "--results", str(tmp_path / "new")]) == 0
     assert rid in capsys.readouterr().out
+
+
+def test_cli_compare_shows_changes_first_and_filters(tmp_path, capsys):
+    """Only changed metrics by default (the rest counted), --all, filters, JSON and Markdown."""
+    import json
+
+    from tests.test_history import CONFIG, build_history
+
+    results = tmp_path / "results"
+    root, ids = build_history(tmp_path, [1.0, 1.3])
+    results.mkdir()
+    root.rename(results / "history")
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    base = ["compare", ids[0], ids[1], "--results", str(results), "--config", str(config)]
+
+    assert cli.main([*base, "--format", "json", "--all"]) == 0
+    every = json.loads(capsys.readouterr().out)
+    verdicts = {r["verdict"] for r in every["comparisons"]}
+    assert "suspected regression" in verdicts and every["not_shown"] == {}
+
+    assert cli.main([*base, "--format", "json"]) == 0
+    changed = json.loads(capsys.readouterr().out)
+    shown = changed["comparisons"]
+    assert shown and all(r["verdict"] not in ("no change", "inconclusive") for r in shown)
+    assert len(shown) + sum(changed["not_shown"].values()) == len(every["comparisons"])
+
+    assert cli.main([*base, "--metric", "nope", "--all"]) == 0
+    assert "no metric to show" in capsys.readouterr().out
+
+    assert cli.main([*base, "--format", "markdown", "--verdict", "suspected regression"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| suite/benchmark |") and len(table) >= 3
+    assert all("suspected regression" in line for line in table[2:] if line.startswith("|"))

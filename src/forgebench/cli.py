@@ -8,6 +8,7 @@ mistakes (ForgebenchError) print ``ERROR: ...`` and exit 1; bugs keep their trac
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -159,14 +160,18 @@ def _statistics(config_path: str | None) -> tuple[dict, int]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare every metric of stored run RUN_B (candidate) against stored run RUN_A
-    (baseline), through the statistics core: Mann-Whitney U (or a bootstrap CI for small
-    samples) on the successful non-warm-up values, Benjamini-Hochberg across each family
-    (the metrics of one suite), the practical threshold from the config's statistics
-    section. A metric whose benchmark version, workload parameters or machine differ is
-    'not comparable' unless --cross-machine / --cross-version allow it."""
+    (baseline) by the rule of docs/verdicts.md (the ratio's interval against the practical
+    threshold, Benjamini-Hochberg families per suite; two single runs give at most
+    'suspected' changes). A
+    metric whose benchmark version, workload parameters or machine differ is 'not
+    comparable' unless --cross-machine / --cross-version allow it. Only changed metrics are
+    shown unless --all; filter by --suite/--benchmark/--metric/--verdict."""
     from forgebench.history import (
         compare_runs,
+        comparison_records,
+        filter_comparison,
         format_comparison,
+        format_comparison_markdown,
         list_runs,
         load_run,
         resolve_run,
@@ -187,9 +192,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cross_machine=args.cross_machine,
         cross_version=args.cross_version,
     )
-    runs = list_runs(root).set_index("run_id", drop=False)
-    for line in format_comparison(table, runs.loc[base_id].to_dict(), runs.loc[cand_id].to_dict()):
+    shown, hidden = filter_comparison(
+        table,
+        suite=args.suite,
+        benchmark=args.benchmark,
+        metric=args.metric,
+        verdicts=args.verdict or (),
+        changed_only=not args.all,
+    )
+    if args.format == "json":
+        print(json.dumps({"baseline": base_id, "candidate": cand_id,
+                          "comparisons": comparison_records(shown),
+                          "not_shown": hidden}, indent=2, default=str))  # fmt: skip
+        return 0
+    if args.format == "markdown":
+        lines = format_comparison_markdown(shown)
+    else:
+        runs = list_runs(root).set_index("run_id", drop=False)
+        lines = format_comparison(shown, runs.loc[base_id].to_dict(), runs.loc[cand_id].to_dict())
+    for line in lines:
         print(line)
+    if hidden:
+        left = ", ".join(f"{n} {v}" for v, n in sorted(hidden.items()))
+        print(f"not shown ({left}); --all shows every metric")
     return 0
 
 
@@ -285,6 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="config whose statistics section (alpha, thresholds, resamples) and seed are "
         "used (default: config/config.yaml if present, else the schema defaults)",
+    )
+    comp.add_argument("--suite", default=None, help="only this suite")
+    comp.add_argument("--benchmark", default=None, help="only this benchmark")
+    comp.add_argument("--metric", default=None, help="only this metric")
+    comp.add_argument(
+        "--verdict", action="append", default=None, help="only these verdicts (repeatable)"
+    )
+    comp.add_argument(
+        "--all", action="store_true", help="show unchanged and inconclusive metrics too"
+    )
+    comp.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="output: text (default), a Markdown table, or JSON",
     )
     comp.add_argument(
         "--cross-machine",

@@ -1293,7 +1293,7 @@ def format_comparison(
         f"rule: {FAMILY_RULE}",
     ]
     if table.empty:
-        lines.append("no metric is present in both runs: nothing to compare")
+        lines.append("no metric to show (none in both runs, or every one filtered out)")
         return lines
     for family, members in table.groupby("family", sort=True):
         lines.append("")
@@ -1310,4 +1310,66 @@ def format_comparison(
     counts = _counts(table)
     lines.append("")
     lines.append("verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return lines
+
+
+#: Verdicts that say nothing changed or nothing could be said; ``--all`` shows them too.
+UNCHANGED = (V.NO_CHANGE, V.INCONCLUSIVE, V.UNDETERMINED, "no significant change")
+
+
+def filter_comparison(
+    table: pd.DataFrame,
+    *,
+    suite: str | None = None,
+    benchmark: str | None = None,
+    metric: str | None = None,
+    verdicts: Sequence[str] = (),
+    changed_only: bool = True,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows of a compare_runs table a reader asked for, and the verdict counts of the
+    rows left out (so every metric stays accounted for)."""
+    if table.empty or "verdict" not in table:
+        return table, {}
+    keep = pd.Series(True, index=table.index)
+    for column, wanted in (("suite", suite), ("benchmark", benchmark), ("metric", metric)):
+        if wanted is not None:
+            keep &= table[column].astype(str) == wanted
+    if verdicts:
+        keep &= table["verdict"].isin(list(verdicts))
+    elif changed_only:
+        keep &= ~table["verdict"].isin(UNCHANGED)
+    return table[keep], _counts(table[~keep])
+
+
+def comparison_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """A compare_runs table as JSON-ready records (the columns a reader acts on)."""
+    keys = [*COMPARISON_KEYS, "unit", "family", "verdict", "improvement", "improvement_ci",
+            "median_baseline", "median_candidate", "n_failed_baseline", "n_failed_candidate",
+            "noisy", "reason"]  # fmt: skip
+    out = []
+    for r in table.to_dict("records"):
+        rec = {k: r.get(k) for k in keys if k in r}
+        ci = rec.get("improvement_ci")
+        if ci is not None and not isinstance(ci, list | tuple):
+            rec["improvement_ci"] = list(ci)
+        out.append({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in rec.items()})  # fmt: skip
+    return out
+
+
+def format_comparison_markdown(table: pd.DataFrame) -> list[str]:
+    """A compare_runs table as one Markdown table (for a pull-request comment)."""
+    lines = [
+        "| suite/benchmark | case | metric | baseline | candidate | improvement [CI] | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in table.to_dict("records"):
+        ci = r.get("improvement_ci")
+        ci = (math.nan, math.nan) if ci is None or isinstance(ci, float) else ci
+        lines.append(
+            f"| {r['suite']}/{r['benchmark']} | {r['case']} | {r['metric']} | "
+            f"{_value(r.get('median_baseline'), r['unit'])} | "
+            f"{_value(r.get('median_candidate'), r['unit'])} | {_pct(r.get('improvement'))} "
+            f"[{_pct(ci[0])}, {_pct(ci[1])}] | {r['verdict']} |"
+        )
     return lines
