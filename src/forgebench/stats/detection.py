@@ -78,6 +78,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import stats as _sps
@@ -821,6 +822,24 @@ def _run(s: _Series, *, keep_states: bool) -> tuple[list[Change], list[State]]:
 # ----------------------------------------------------------------------- public
 
 
+def _one_pass(
+    values: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray | None,
+    **options: Any,
+) -> tuple[list[Change], State] | None:
+    """Every episode (a change still suspected at the last run last) and the last run's
+    state, from one pass; None for an empty series. analyse, detect_changes and
+    current_state all read this."""
+    s = _prepare(values, se, **options)
+    if s.y.size == 0:
+        return None
+    episodes, states = _run(s, keep_states=False)
+    change = states[-1].change
+    if change is not None and change.confirmed is None:
+        episodes = [*episodes, change]
+    return list(episodes), states[-1]
+
+
 def runs_to_confirm(confirm_runs: int = 2) -> int:
     """Fewest runs in which a change can be confirmed at all (``MIN_BEFORE`` runs of the
     old level, then ``confirm_runs + 1`` of the new one)."""
@@ -838,7 +857,7 @@ def analyse(
 ) -> tuple[list[Change], State]:
     """:func:`detect_changes` and :func:`current_state` from one pass (what the workflow
     reads for each metric)."""
-    s = _prepare(
+    found = _one_pass(
         values,
         se,
         threshold=threshold,
@@ -846,13 +865,9 @@ def analyse(
         confirm_runs=confirm_runs,
         log_scale=log_scale,
     )
-    if s.y.size == 0:
+    if found is None:
         raise ValueError("values is empty: a state needs at least one run")
-    episodes, states = _run(s, keep_states=False)
-    change = states[-1].change
-    if change is not None and change.confirmed is None:
-        episodes = [*episodes, change]
-    return list(episodes), states[-1]
+    return found
 
 
 def detect_changes(
@@ -867,7 +882,7 @@ def detect_changes(
     """Every change episode of a series of per-run values (oldest first), each once, at
     the run where it began; a change still only suspected at the last run comes last
     with ``confirmed=None``. ``se``: each run's standard error of its log median."""
-    s = _prepare(
+    found = _one_pass(
         values,
         se,
         threshold=threshold,
@@ -875,13 +890,7 @@ def detect_changes(
         confirm_runs=confirm_runs,
         log_scale=log_scale,
     )
-    if s.y.size == 0:
-        return []
-    episodes, states = _run(s, keep_states=False)
-    change = states[-1].change
-    if change is not None and change.confirmed is None:
-        return [*episodes, change]
-    return list(episodes)
+    return [] if found is None else found[0]
 
 
 def current_state(
@@ -895,7 +904,7 @@ def current_state(
 ) -> State:
     """The state at the last run of the series: what the gate reads (see the module
     docstring for the rule)."""
-    s = _prepare(
+    found = _one_pass(
         values,
         se,
         threshold=threshold,
@@ -903,9 +912,9 @@ def current_state(
         confirm_runs=confirm_runs,
         log_scale=log_scale,
     )
-    if s.y.size == 0:
+    if found is None:
         raise ValueError("values is empty: a state needs at least one run")
-    return _run(s, keep_states=False)[1][-1]
+    return found[1]
 
 
 def incremental_states(
