@@ -3,7 +3,7 @@ stated preferences), never the generator's latent mixtures; the oracle alone rea
 ``Latent`` and is the ceiling, the random ranking the floor.
 
 * ``base_retrieval``: BM25 (forgebench.rag.bm25) over item texts, queried with the stated
-  preferences.
+  preferences and the texts of the user's history (``history_query``).
 * ``personalised_pagerank``: random walk with restart at the user over the graph of users,
   items (history edges) and topic tags (each item linked to its tag); restart ``PPR_RESTART``.
 * ``alpha_rescoring``: ``alpha * bm25 + (1 - alpha) * history`` with both scores scaled to
@@ -13,7 +13,9 @@ stated preferences), never the generator's latent mixtures; the oracle alone rea
   ``log P(item | user context) - log P(item | "Next item:")`` (lm-eval's HFLM), the rest
   keeps alpha order. The context lists the stated preferences and recent history.
 
-Every ranking covers the whole pool minus the user's history.
+Every ranking covers the whole pool minus the user's history; ties are broken by a seeded
+random key. The standard baselines (popularity with recency, item-kNN, matrix
+factorisation) are in forgebench.knowledge.standard_recommenders.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ def pool(obs: Observed, u: int) -> np.ndarray:
     return np.setdiff1d(np.arange(len(obs.item_texts)), obs.histories[u])
 
 
-def order_pool(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """``candidates`` best first by ``scores`` (indexed by item); ties keep item order."""
-    return candidates[np.argsort(-scores[candidates], kind="stable")]
+def order_pool(scores: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``candidates`` best first by ``scores`` (indexed by item); ties broken by a seeded
+    random key, never by item order (BM25 on topic names gives a few distinct scores, and
+    item order would decide the rest)."""
+    tie = rng.random(len(candidates))
+    return candidates[np.lexsort((tie, -scores[candidates]))]
 
 
 def random_ranking(obs: Observed, u: int, rng: np.random.Generator) -> np.ndarray:
@@ -46,7 +51,7 @@ def random_ranking(obs: Observed, u: int, rng: np.random.Generator) -> np.ndarra
 
 
 def oracle_ranking(obs: Observed, latent: Latent, u: int) -> np.ndarray:
-    return order_pool(latent.affinity[u], pool(obs, u))
+    return order_pool(latent.affinity[u], pool(obs, u), np.random.default_rng(u))
 
 
 class Bm25Scorer:
@@ -67,6 +72,12 @@ class Bm25Scorer:
 
 def stated_query(obs: Observed, u: int) -> str:
     return " ".join(obs.stated[u])
+
+
+def history_query(obs: Observed, u: int) -> str:
+    """Stated preferences and the texts of the whole history: base retrieval gets the same
+    history as every other approach."""
+    return " ".join([*obs.stated[u], *(obs.item_texts[i] for i in obs.histories[u])])
 
 
 class PprScorer:
