@@ -1,18 +1,34 @@
-"""The original's medical graph at scale, in SQLite, with violations injected at known places.
+"""The original's medical graph at scale, in SQLite, with its truth kept by the generator.
 
 Why SQLite: a real store the detector can only query (stdlib ``sqlite3``, no server), with
 indexes like a production schema. Entities: patients, drugs (each may contain one
 allergen), allergens, conditions; edges: diagnosed-with (status confirmed / resolved /
-ruled_out), prescribed (date and dosage), allergic-to, and condition links (a condition
+ruled out), prescribed (date and dosage), allergic-to, and condition links (a condition
 depends on a broader one; must be acyclic).
 
-The clean generator makes no violation: unique normalised (name, birth date) per patient,
-no drug containing a patient's allergen, dates between birth and the as-of date, a dosage
-on every prescription, references that exist, one diagnosis per (patient, condition), and
-condition links from a higher id to a lower one only.
+Why this shape: the detector (forgebench.knowledge.detector) shares no code, constant or
+threshold with this module. The truth is what the generator *meant* (a date as a date, a
+person as a person), never a rule over the stored text, so a detector can be wrong both
+ways:
 
-``inject`` adds the seven violation kinds in every variant, and look-alikes that break no
-rule, and returns their identities (``Injected``), which only the scorer reads.
+* Background noise in the clean graph (``generate``), as a real store has it: dates stored
+  as free text in several formats (``TEXT_DATE_SHARE``, one of them with ordinal days),
+  prescriptions in the last weeks before the as-of date (near misses drawn from a
+  distribution), names stored "Last, First", statuses spelled in several ways, dosages in
+  several forms (and "as directed"), and a few prescriptions whose dosage is missing
+  (real violations, variant ``background``).
+* ``inject`` adds the seven violation kinds, each in several variants, and look-alikes
+  that break no rule, with values drawn from distributions (a date a geometric number of
+  days before the as-of date can fall on it; a namesake's birth date a geometric number
+  of days from the other's), never placed on a detector's boundary.
+
+Ambiguous kinds (the truth is a choice the generator makes, documented here):
+``missing_dosage/instruction`` ("as directed" counts as a dosage given); the look-alike
+``duplicate_identity/one_letter_apart`` (twins: same birth date, names one letter apart,
+different people; no rule can tell them from a typo without more data); dates written
+``mm/dd/yyyy`` (this store's convention; read day-first they are other dates).
+
+``generate`` and ``inject`` return the truth (``Injected``), which only the scorer reads.
 """
 
 from __future__ import annotations
@@ -37,13 +53,36 @@ KINDS = (
 )
 VARIANTS: dict[str, tuple[str, ...]] = {
     "allergy_conflict": ("recent", "old"),
-    "duplicate_identity": ("case", "whitespace", "punctuation"),
-    "future_date": ("just_past", "far_past"),
-    "missing_dosage": ("null", "empty", "blank"),
+    "duplicate_identity": ("case", "whitespace", "punctuation", "last_first", "typo"),
+    "future_date": ("just_past", "far_past", "free_text"),
+    "missing_dosage": ("null", "empty", "blank", "placeholder"),
     "orphaned_edge": ("missing_patient", "missing_drug", "missing_condition"),
-    "contradictory_facts": ("confirmed_and_ruled_out", "prescribed_before_birth"),
+    "contradictory_facts": (
+        "confirmed_and_ruled_out",
+        "prescribed_before_birth",
+        "prescribed_before_birth_text",
+    ),
     "circular_dependency": ("length_2", "length_3", "length_4", "length_5", "length_6"),
 }
+
+# Background noise of the clean graph (the generator's own choices).
+TEXT_DATE_SHARE = 0.03
+RECENT_SHARE = 0.05  # prescriptions within RECENT_DAYS of the as-of date
+RECENT_DAYS = 60
+LAST_FIRST_SHARE = 0.05
+BACKGROUND_MISSING_DOSAGE = 0.003
+INSTRUCTION_SHARE = 0.02
+_MONTHS_TEXT = """
+January February March April May June July August September October November December
+"""
+MONTHS = _MONTHS_TEXT.split()
+#: Free-text date styles; "ordinal" is "3rd March 2019".
+DATE_STYLES = ("day_month", "month_day", "dotted", "us_slash", "ordinal")
+DOSAGE_FORMS = ("{} mg", "{}mg", "{} MG", "2 x {} mg")
+PLACEHOLDERS = ("n/a", "N/A", "-", "?", "unknown", "TBD", "none")
+RULED_OUT = ("ruled_out", "ruled out", "Ruled Out", "RULED_OUT", "ruled-out")
+CONFIRMED = ("confirmed", "Confirmed", "CONFIRMED")
+RESOLVED = ("resolved", "Resolved")
 
 _FIRST_TEXT = """
 Anna John Maria James Li Wei Fatima Omar Sofia Lucas Emma Noah Olivia Liam Ava Mateo Mia
@@ -102,6 +141,46 @@ def _day(d: date) -> str:
     return d.isoformat()
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def write_date(d: date, style: str) -> str:
+    """``d`` as this store's clerks write it in ``style`` (``iso`` or a DATE_STYLES)."""
+    if style == "iso":
+        return d.isoformat()
+    month = MONTHS[d.month - 1]
+    if style == "day_month":
+        return f"{d.day} {month} {d.year}"
+    if style == "month_day":
+        return f"{month} {d.day}, {d.year}"
+    if style == "dotted":
+        return f"{d.day:02d}.{d.month:02d}.{d.year}"
+    if style == "us_slash":
+        return f"{d.month:02d}/{d.day:02d}/{d.year}"
+    if style == "ordinal":
+        return f"{_ordinal(d.day)} {month} {d.year}"
+    raise ValueError(f"unknown date style {style!r}")
+
+
+def _style(rng: np.random.Generator, text_share: float) -> str:
+    if rng.random() >= text_share:
+        return "iso"
+    return DATE_STYLES[int(rng.integers(len(DATE_STYLES)))]
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _dosage(rng: np.random.Generator) -> str:
+    if rng.random() < INSTRUCTION_SHARE:
+        return "as directed"
+    amount = int(rng.integers(1, 100)) * 5
+    return DOSAGE_FORMS[int(rng.integers(len(DOSAGE_FORMS)))].format(amount)
+
+
 def create_store(path: str = ":memory:") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript(SCHEMA)
@@ -109,8 +188,10 @@ def create_store(path: str = ":memory:") -> sqlite3.Connection:
     return conn
 
 
-def generate(conn: sqlite3.Connection, sizes: Sizes, rng: np.random.Generator) -> None:
-    """Fill an empty store with a clean graph (see the module docstring)."""
+def generate(conn: sqlite3.Connection, sizes: Sizes, rng: np.random.Generator) -> Injected:
+    """Fill an empty store with a graph that has background noise (module docstring) and
+    return its truth: the background violations (variant ``background``)."""
+    truth = Injected()
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO allergen VALUES (?, ?)", [(i, f"allergen-{i}") for i in range(sizes.allergens)]
@@ -133,38 +214,50 @@ def generate(conn: sqlite3.Connection, sizes: Sizes, rng: np.random.Generator) -
     conn.executemany("INSERT INTO condition_link (child_id, parent_id) VALUES (?, ?)", links)
     seen: set[tuple[str, str]] = set()
     patients, rx, dx, al = [], [], [], []
+    rx_id = 0
     for pid in range(sizes.patients):
         while True:
-            name = f"{FIRST[rng.integers(len(FIRST))]} {LAST[rng.integers(len(LAST))]}"
+            first, last = FIRST[rng.integers(len(FIRST))], LAST[rng.integers(len(LAST))]
             born = AS_OF - timedelta(days=int(rng.integers(365 * 2, 365 * 90)))
-            key = (normalise_name(name), _day(born))
+            key = (person_key(f"{first} {last}"), _day(born))
             if key not in seen:
                 seen.add(key)
                 break
+        name = f"{last}, {first}" if rng.random() < LAST_FIRST_SHARE else f"{first} {last}"
         patients.append((pid, name, _day(born)))
         allergies = {int(a) for a in rng.integers(0, sizes.allergens, size=int(rng.integers(0, 3)))}
         al += [(pid, a) for a in sorted(allergies)]
         safe = np.flatnonzero(~np.isin(drug_allergen, sorted(allergies)))
         for d in rng.choice(safe, size=int(rng.integers(0, 5)), replace=False):
-            when = born + timedelta(days=int(rng.integers(0, (AS_OF - born).days + 1)))
-            rx.append((pid, int(d), _day(when), f"{int(rng.integers(1, 100)) * 5} mg"))
+            if rng.random() < RECENT_SHARE:
+                when = AS_OF - timedelta(days=int(rng.integers(0, RECENT_DAYS)))
+                when = max(when, born)
+            else:
+                when = born + timedelta(days=int(rng.integers(0, (AS_OF - born).days + 1)))
+            dosage: str | None = _dosage(rng)
+            rx_id += 1
+            if rng.random() < BACKGROUND_MISSING_DOSAGE:
+                dosage = None
+                truth.violations[("missing_dosage", (rx_id,))] = "background"
+            rx.append((rx_id, pid, int(d), write_date(when, _style(rng, TEXT_DATE_SHARE)), dosage))
         for c in rng.choice(sizes.conditions, size=int(rng.integers(0, 4)), replace=False):
-            dx.append((pid, int(c), "confirmed" if rng.random() < 0.7 else "resolved"))
+            status = CONFIRMED if rng.random() < 0.7 else RESOLVED
+            dx.append((pid, int(c), _pick(rng, status)))
     conn.executemany("INSERT INTO patient VALUES (?, ?, ?)", patients)
-    conn.executemany(
-        "INSERT INTO prescribed (patient_id, drug_id, date, dosage) VALUES (?, ?, ?, ?)", rx
-    )
+    conn.executemany("INSERT INTO prescribed VALUES (?, ?, ?, ?, ?)", rx)
     conn.executemany(
         "INSERT INTO diagnosed_with (patient_id, condition_id, status) VALUES (?, ?, ?)", dx
     )
     conn.executemany("INSERT INTO allergic_to (patient_id, allergen_id) VALUES (?, ?)", al)
     conn.execute("COMMIT")
+    return truth
 
 
-def normalise_name(name: str) -> str:
-    """Case-folded, punctuation removed, whitespace collapsed: the duplicate-identity key."""
-    kept = "".join(ch if ch.isalnum() or ch.isspace() else "" for ch in name.casefold())
-    return " ".join(kept.split())
+def person_key(name: str) -> str:
+    """The generator's own identity key (tokens case-folded, punctuation dropped, sorted):
+    it keeps two generated people from sharing a name and birth date by accident."""
+    kept = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in name.casefold())
+    return " ".join(sorted(kept.split()))
 
 
 class _Injector:
@@ -181,7 +274,7 @@ class _Injector:
         # Identity keys in the store: a new patient may share one only when it is an
         # injected duplicate, so no look-alike turns into an unrecorded real duplicate.
         self.keys = {
-            (normalise_name(n), b) for n, b in conn.execute("SELECT name, birth_date FROM patient")
+            (person_key(n), b) for n, b in conn.execute("SELECT name, birth_date FROM patient")
         }
 
     def patient(self) -> tuple[int, str, date]:
@@ -194,12 +287,27 @@ class _Injector:
                 ).fetchone()
                 return pid, name, date.fromisoformat(born)
 
-    def rx(self, pid: int, drug: int, when: date, dosage: str | None = "10 mg") -> int:
+    def rx(
+        self, pid: int, drug: int, when: date, dosage: str | None = "10 mg", style: str = "iso"
+    ) -> int:
         cur = self.c.execute(
             "INSERT INTO prescribed (patient_id, drug_id, date, dosage) VALUES (?, ?, ?, ?)",
-            (pid, drug, _day(when), dosage),
+            (pid, drug, write_date(when, style), dosage),
         )
         return int(cur.lastrowid)
+
+    def text_style(self) -> str:
+        return _pick(self.rng, DATE_STYLES)
+
+    def profile(self, pid: int) -> None:
+        """Allergies and one prescription drawn like the clean graph's, for a new person."""
+        n_allergens = self.c.execute("SELECT count(*) FROM allergen").fetchone()[0]
+        for a in {int(x) for x in self.rng.integers(0, n_allergens, int(self.rng.integers(0, 3)))}:
+            self.c.execute(
+                "INSERT INTO allergic_to (patient_id, allergen_id) VALUES (?, ?)", (pid, a)
+            )
+        born = self.c.execute("SELECT birth_date FROM patient WHERE id = ?", (pid,)).fetchone()[0]
+        self.rx(pid, self.safe_drug(pid), self.when(date.fromisoformat(born)))
 
     def safe_drug(self, pid: int) -> int:
         rows = self.c.execute(
@@ -212,7 +320,7 @@ class _Injector:
     def new_patient(self, name: str, born: date, *, duplicate: bool = False) -> int | None:
         """Insert a patient; None (nothing inserted) when its identity key is taken and it
         is not meant as a duplicate."""
-        key = (normalise_name(name), _day(born))
+        key = (person_key(name), _day(born))
         if key in self.keys and not duplicate:
             return None
         self.keys.add(key)
@@ -270,58 +378,91 @@ class _Injector:
         self.mark("allergy_conflict", ident, "other_allergen", violation=False)
 
     def duplicate_identity(self, variant: str) -> None:
+        """The same person registered again: a variant spelling of the name, the same
+        birth date, most of the time the same allergies (reported again), one
+        prescription of a drug the first record also has or of another safe one."""
         pid, name, born = self.patient()
-        first, last = name.split(" ")
-        twin = {
-            "case": name.upper() if self.rng.random() < 0.5 else name.lower(),
-            "whitespace": f" {first}  {last} " if self.rng.random() < 0.5 else f"{first}\t{last}",
-            "punctuation": f"{first}. {last}" if self.rng.random() < 0.5 else f"{first} {last}.",
-        }[variant]
+        last, first = name.split(", ") if ", " in name else name.split(" ")[::-1]
+        flip = self.rng.random() < 0.5
+        if variant == "typo":
+            i = int(self.rng.integers(1, len(last)))
+            letter = "aeioulnrst"[int(self.rng.integers(10))]
+            if letter == last[i]:
+                letter = "x"
+            typo = last[:i] + letter + last[i + 1 :]
+        if variant == "case":
+            twin = name.upper() if flip else name.lower()
+        elif variant == "whitespace":
+            twin = f" {name.replace(' ', '  ')} " if flip else name.replace(" ", "\t")
+        elif variant == "punctuation":
+            twin = f"{name}." if flip else name.replace(", ", " ").replace(" ", ". ", 1)
+        elif variant == "last_first":  # the other word order
+            twin = f"{last}, {first}" if ", " not in name else f"{first} {last}"
+        else:
+            twin = name.replace(last, typo)
         dup = self.new_patient(twin, born, duplicate=True)
-        self.rx(dup, self.safe_drug(pid), self.when(born))
+        if self.rng.random() < 0.8:
+            self.c.execute(
+                "INSERT INTO allergic_to (patient_id, allergen_id) "
+                "SELECT ?, allergen_id FROM allergic_to WHERE patient_id = ?",
+                (dup, pid),
+            )
+        had = self.c.execute(
+            "SELECT drug_id FROM prescribed WHERE patient_id = ? ORDER BY id", (pid,)
+        ).fetchall()
+        drug = int(had[0][0]) if had and self.rng.random() < 0.5 else self.safe_drug(pid)
+        self.rx(dup, drug, self.when(born))
         self.mark("duplicate_identity", (min(pid, dup), max(pid, dup)), variant)
 
     def duplicate_lookalike(self, variant: str) -> None:
         pid, name, born = self.patient()
         other = None
         while other is None:
-            if variant == "namesake":  # same name, another birth date: two people
-                shift = timedelta(days=int(self.rng.integers(1, 400)))
+            if variant == "namesake":  # same name, birth a geometric draw apart: two people
+                shift = timedelta(days=int(self.rng.geometric(1 / 180)))
                 other = self.new_patient(name, born - shift)
-            else:  # one letter apart, same birth date: two people
+            else:  # twins: one letter apart, same birth date (ambiguous, see above)
                 letter = "xyzq"[int(self.rng.integers(4))]
                 other = self.new_patient(name[:-1] + letter, born)
+        self.profile(other)
         self.mark(
             "duplicate_identity", (min(pid, other), max(pid, other)), variant, violation=False
         )
 
     def future_date(self, variant: str) -> None:
         pid, _, _ = self.patient()
-        days = (
-            int(self.rng.integers(1, 4))
-            if variant == "just_past"
-            else int(self.rng.integers(365, 365 * 20))
-        )
-        rid = self.rx(pid, self.safe_drug(pid), AS_OF + timedelta(days=days))
+        style = "iso"
+        if variant == "just_past":  # a geometric number of days past: mostly 1 to 5
+            days = int(self.rng.geometric(0.3))
+        elif variant == "far_past":
+            days = int(self.rng.integers(365, 365 * 20))
+        else:
+            days, style = int(self.rng.integers(1, 400)), self.text_style()
+        when = AS_OF + timedelta(days=days)
+        rid = self.rx(pid, self.safe_drug(pid), when, style=style)
         self.mark("future_date", (rid,), variant)
 
     def future_lookalike(self, variant: str) -> None:
-        pid, _, _ = self.patient()
-        when = AS_OF if variant == "on_as_of" else AS_OF - timedelta(days=1)
-        self.mark(
-            "future_date", (self.rx(pid, self.safe_drug(pid), when),), variant, violation=False
-        )
+        pid, _, born = self.patient()
+        if variant == "near_as_of":  # 0, 1, 2, ... days before, geometric: may fall on it
+            when, style = AS_OF - timedelta(days=int(self.rng.geometric(0.15)) - 1), "iso"
+        else:  # a past date written as free text
+            when, style = self.when(born), self.text_style()
+        rid = self.rx(pid, self.safe_drug(pid), when, style=style)
+        self.mark("future_date", (rid,), variant, violation=False)
 
     def missing_dosage(self, variant: str) -> None:
         pid, _, born = self.patient()
-        dosage = {"null": None, "empty": "", "blank": "   "}[variant]
+        dosage = {"null": None, "empty": "", "blank": "   "}.get(variant)
+        if variant == "placeholder":
+            dosage = _pick(self.rng, PLACEHOLDERS)
         self.mark(
             "missing_dosage", (self.rx(pid, self.safe_drug(pid), self.when(born), dosage),), variant
         )
 
     def dosage_lookalike(self, variant: str) -> None:
         pid, _, born = self.patient()
-        dosage = "0.5 mL" if variant == "small_unit" else "1 tablet"
+        dosage = {"small_unit": "0.5 mL", "unit_count": "1 tablet"}.get(variant, "as directed")
         rid = self.rx(pid, self.safe_drug(pid), self.when(born), dosage)
         self.mark("missing_dosage", (rid,), variant, violation=False)
 
@@ -367,7 +508,10 @@ class _Injector:
             self.c.execute(
                 "DELETE FROM diagnosed_with WHERE patient_id = ? AND condition_id = ?", (pid, cond)
             )
-            rows = [(pid, cond, "confirmed"), (pid, cond, "ruled_out")]
+            rows = [
+                (pid, cond, _pick(self.rng, CONFIRMED)),
+                (pid, cond, _pick(self.rng, RULED_OUT)),
+            ]
             self.c.executemany(
                 "INSERT INTO diagnosed_with (patient_id, condition_id, status) VALUES (?, ?, ?)",
                 rows[:: 1 if self.rng.random() < 0.5 else -1],
@@ -375,7 +519,8 @@ class _Injector:
             self.mark("contradictory_facts", ("diagnosis", pid, cond), variant)
         else:
             when = born - timedelta(days=int(self.rng.integers(1, 3000)))
-            rid = self.rx(pid, self.safe_drug(pid), when)
+            style = "iso" if variant == "prescribed_before_birth" else self.text_style()
+            rid = self.rx(pid, self.safe_drug(pid), when, style=style)
             self.mark("contradictory_facts", ("prescription", rid), variant)
 
     def contradiction_lookalike(self, variant: str) -> None:
@@ -387,11 +532,12 @@ class _Injector:
             )
             self.c.executemany(
                 "INSERT INTO diagnosed_with (patient_id, condition_id, status) VALUES (?, ?, ?)",
-                [(pid, cond, "confirmed"), (pid, cond, "resolved")],
+                [(pid, cond, _pick(self.rng, CONFIRMED)), (pid, cond, _pick(self.rng, RESOLVED))],
             )
             self.mark("contradictory_facts", ("diagnosis", pid, cond), variant, violation=False)
-        else:
-            rid = self.rx(pid, self.safe_drug(pid), born)
+        else:  # on or a geometric number of days after the birth date
+            when = born + timedelta(days=int(self.rng.geometric(0.1)) - 1)
+            rid = self.rx(pid, self.safe_drug(pid), when)
             self.mark("contradictory_facts", ("prescription", rid), variant, violation=False)
 
     def _new_conditions(self, n: int) -> list[int]:
@@ -432,12 +578,12 @@ class _Injector:
 LOOKALIKES: dict[str, tuple[str, tuple[str, ...]]] = {
     "allergy_conflict": ("allergy_lookalike", ("other_allergen",)),
     "duplicate_identity": ("duplicate_lookalike", ("namesake", "one_letter_apart")),
-    "future_date": ("future_lookalike", ("on_as_of", "day_before")),
-    "missing_dosage": ("dosage_lookalike", ("small_unit", "unit_count")),
+    "future_date": ("future_lookalike", ("near_as_of", "text_past")),
+    "missing_dosage": ("dosage_lookalike", ("small_unit", "unit_count", "instruction")),
     "orphaned_edge": ("orphan_lookalike", ("isolated_patient", "newest_patient")),
     "contradictory_facts": (
         "contradiction_lookalike",
-        ("confirmed_and_resolved", "prescribed_at_birth"),
+        ("confirmed_and_resolved", "prescribed_after_birth"),
     ),
     "circular_dependency": ("cycle_lookalike", ("open_chain", "diamond")),
 }
@@ -448,10 +594,14 @@ def inject(
     per_variant: int,
     lookalikes_per_variant: int,
     rng: np.random.Generator,
+    truth: Injected | None = None,
 ) -> Injected:
     """Inject ``per_variant`` violations of every kind and variant, and
-    ``lookalikes_per_variant`` look-alikes of every look-alike variant, in seeded order."""
+    ``lookalikes_per_variant`` look-alikes of every look-alike variant, in seeded order;
+    the truth is added to ``truth`` (the background's, from ``generate``) when given."""
     inj = _Injector(conn, rng)
+    if truth is not None:
+        inj.truth = truth
     jobs = [(k, v, True) for k in KINDS for v in VARIANTS[k] for _ in range(per_variant)]
     jobs += [
         (k, v, False)

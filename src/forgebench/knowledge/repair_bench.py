@@ -1,25 +1,40 @@
 """knowledge/repair: detect, propose, gate and apply repairs on a generated medical graph
-with known injected violations, then detect again; throughput as the graph grows.
+whose truth the generator keeps, then detect again; throughput as the graph grows.
 
 Why this shape: the system this replaces reported a repair "recall" of 2.0 by counting
-detections. Here every detection is matched against the injected identities
-(forgebench.knowledge.scoring), look-alikes that break no rule are injected beside the
-violations, and the detector (forgebench.knowledge.detector) reads only the store.
+detections, and its successor's detector encoded exactly its injector's rules, so every
+score was 1.0 by construction. Here the generator (forgebench.knowledge.medical_graph)
+shares no code or threshold with the detectors (forgebench.knowledge.detector), puts
+background noise in the clean graph and draws look-alikes from distributions; its truth
+(what it meant, not a rule over the stored text) is what detections are matched against
+(forgebench.knowledge.scoring). Two detectors are scored: ``rules_only`` (each field read
+literally, expected to miss free-text dates, placeholder dosages, respelled statuses and
+reordered or mistyped names) and ``rules_plus_context`` (the one the repairs use).
 
-Per size (case suffix ``@<patients>``):
+Per size (suffix ``@<patients>``; the rules-only detector's cases start ``rules_only:``):
 
 * ``detection_precision`` per kind (case ``<kind>@n``) and overall (``all@n``);
-  ``detection_recall`` per kind and variant (``<kind>/<variant>@n``) and overall;
-  ``lookalike_flag_rate`` per look-alike variant;
+  ``detection_recall`` per kind, per kind and variant (``<kind>/<variant>@n``) and
+  overall; ``lookalike_flag_rate`` per look-alike variant; each with ``_ci_low`` and
+  ``_ci_high`` rows, the exact (Clopper-Pearson) interval of its counts (in params);
+  a share with nothing to count (precision of a detector that flagged nothing) is
+  undefined: a skipped row, not a failure;
+* ``correct_share_gain`` (case ``rules_plus_context_vs_rules_only@n``): on the same items
+  (every true violation, look-alike and flagged key), the share the context detector gets
+  right minus the rules-only detector's, with the exact paired interval and McNemar's
+  exact p (forgebench.evaluation.paired.delta_interval; config's targets judge it);
 * ``proposal_validity``: share of a seeded sample of proposals that, applied in a
   savepoint, remove their target and add no detection of any kind;
 * ``guardian_reject_rate`` (and apply and quarantine rates) over all proposals;
-* ``residual_violation_rate``: share of injected violations still detected after the
-  repairs; ``new_violations_after_repair``: detections that were not there before;
+* ``residual_violation_rate``: share of the true violations still detected after the
+  repairs (blind to what the detector missed); ``unrepaired_violation_rate``: share of
+  the true violations not repaired (missed, rejected or still detected), with its exact
+  interval; ``new_violations_after_repair``: detections that were not there before;
 * throughput (case ``patients_<n>``): ``detection_time`` and ``detection_throughput``
-  (store records per second) per repetition, the first a warm-up row, each repetition's
-  result checked equal to the first (``mismatch`` otherwise); ``repair_time`` and
-  ``repair_throughput`` (proposals per second through propose, gate and apply).
+  (store records per second, the context detector) per repetition, the first a warm-up
+  row, each repetition's result checked equal to the first (``mismatch`` otherwise);
+  ``repair_time`` and ``repair_throughput`` (proposals per second through propose, gate
+  and apply: the timer starts before the first proposal is made).
 """
 
 from __future__ import annotations
@@ -32,13 +47,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forgebench import stats
 from forgebench.errors import ForgebenchError
+from forgebench.evaluation.paired import delta_interval
 from forgebench.knowledge import medical_graph as mg
 from forgebench.knowledge import repair, scoring
 from forgebench.knowledge.detector import detect
 from forgebench.record import Recorder, status_for
 
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2
+CONTEXT, RULES = "rules_plus_context", "rules_only"
 SUITE = "knowledge"
 NAME = "repair"
 KEY = "suites.knowledge.benchmarks.repair"
@@ -54,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "validity_sample": 20,
     "max_rows": 50,
     "repetitions": 3,
+    "confidence": 0.95,
 }
 
 
@@ -97,9 +116,9 @@ def _one_size(rec: Recorder, n: int, s: Mapping[str, Any], seed: int) -> None:
     rng = np.random.default_rng([seed, n])
     t0 = time.perf_counter()
     conn = mg.create_store()
-    mg.generate(conn, mg.Sizes(patients=n), rng)
+    truth = mg.generate(conn, mg.Sizes(patients=n), rng)
     nv, nl = per_variant(n, s["violation_rate"], s), per_variant(n, s["lookalike_rate"], s)
-    truth = mg.inject(conn, nv, nl, rng)
+    truth = mg.inject(conn, nv, nl, rng, truth)
     conn.execute("ANALYZE")
     records = mg.record_count(conn)
     params = {
@@ -142,9 +161,16 @@ def _one_size(rec: Recorder, n: int, s: Mapping[str, Any], seed: int) -> None:
             status=status,
         )
     assert found is not None
-    _score_detection(rec, n, params, found, truth)
-    # Proposals, Guardian, repairs, detection again.
+    conf = float(s["confidence"])
+    rules_found = detect(conn, variant=RULES)
+    _score_detection(rec, n, params, found, truth, conf, prefix="")
+    _score_detection(rec, n, params, rules_found, truth, conf, prefix=f"{RULES}:")
+    _record_gain(rec, n, params, rules_found, found, truth, conf)
+    # Proposals, Guardian, repairs (timed together; the validity sample, a score, is not),
+    # detection again.
+    t = time.perf_counter()
     proposals = [repair.propose(conn, d) for d in sorted(found, key=repr)]
+    propose_dt = time.perf_counter() - t
     sample_rng = np.random.default_rng([seed, n, 1])
     k = min(int(s["validity_sample"]), len(proposals))
     sample = sample_rng.choice(len(proposals), size=k, replace=False) if k else []
@@ -155,7 +181,7 @@ def _one_size(rec: Recorder, n: int, s: Mapping[str, Any], seed: int) -> None:
     for p, d in zip(proposals, decisions, strict=True):
         repair.carry_out(conn, p, d)
     conn.execute("COMMIT")
-    repair_dt = time.perf_counter() - t
+    repair_dt = propose_dt + time.perf_counter() - t
     after = detect(conn)
     allc = f"all@{n}"
     if valid:
@@ -176,6 +202,16 @@ def _one_size(rec: Recorder, n: int, s: Mapping[str, Any], seed: int) -> None:
     residual = scoring.recall(after, truth.violations)
     rec.add(allc, params, "residual_violation_rate", "ratio", False, residual)
     rec.add(allc, params, "new_violations_after_repair", "count", False, len(after - found))
+    repaired = {p.detection for p, d in zip(proposals, decisions, strict=True) if d != "reject"}
+    left = [k for k in truth.violations if k not in repaired or k in after]
+    _share_rows(
+        rec,
+        allc,
+        {**params, "definition": "true violations not detected, rejected, or still detected"},
+        "unrepaired_violation_rate",
+        (len(left), len(truth.violations)),
+        conf,
+    )
     rec.add(case, params, "repair_time", "s", False, repair_dt)
     rec.add(
         case,
@@ -197,31 +233,93 @@ def _one_size(rec: Recorder, n: int, s: Mapping[str, Any], seed: int) -> None:
     conn.close()
 
 
-def _score_detection(
-    rec: Recorder, n: int, params: Mapping[str, Any], found: set, truth: mg.Injected
+def _share_rows(
+    rec: Recorder,
+    case: str,
+    params: Mapping[str, Any],
+    metric: str,
+    counts: tuple[int, int],
+    confidence: float,
 ) -> None:
-    def add(case: str, metric: str, value: float) -> None:
-        ok = bool(np.isfinite(value))
-        rec.add(
-            case,
-            params,
-            metric,
-            "ratio",
-            metric != "lookalike_flag_rate",
-            value if ok else None,
-            status="ok" if ok else "skipped",
-        )
+    """A share k/n with its Clopper-Pearson interval; undefined (skipped) when n is 0."""
+    k, n = counts
+    higher = metric not in ("lookalike_flag_rate", "unrepaired_violation_rate")
+    p = {**params, "k": k, "n": n, "interval": "Clopper-Pearson", "confidence": confidence}
+    if n == 0:
+        for suffix in ("", "_ci_low", "_ci_high"):
+            rec.add(case, p, metric + suffix, "ratio", higher, None, status="skipped")
+        return
+    low, high = stats.proportion_ci(k, n, confidence)
+    rec.add(case, p, metric, "ratio", higher, k / n)
+    rec.add(case, p, metric + "_ci_low", "ratio", higher, low)
+    rec.add(case, p, metric + "_ci_high", "ratio", higher, high)
 
-    add(f"all@{n}", "detection_precision", scoring.precision(found, truth.violations))
-    add(f"all@{n}", "detection_recall", scoring.recall(found, truth.violations))
+
+def _score_detection(
+    rec: Recorder,
+    n: int,
+    params: Mapping[str, Any],
+    found: set,
+    truth: mg.Injected,
+    confidence: float,
+    *,
+    prefix: str,
+) -> None:
+    """Precision and recall per kind, recall per variant, look-alike flag rates."""
+    p = {**params, "detector": RULES if prefix else CONTEXT}
+    v = truth.violations
+
+    def add(case: str, metric: str, counts: tuple[int, int]) -> None:
+        _share_rows(rec, f"{prefix}{case}@{n}", p, metric, counts, confidence)
+
+    add("all", "detection_precision", scoring.precision_counts(found, v))
+    add("all", "detection_recall", scoring.recall_counts(found, v))
     for kind in mg.KINDS:
-        add(f"{kind}@{n}", "detection_precision", scoring.precision(found, truth.violations, kind))
-        add(f"{kind}@{n}", "detection_recall", scoring.recall(found, truth.violations, kind))
-    for (kind, variant), value in sorted(
-        scoring.recall_by_variant(found, truth.violations).items()
+        add(kind, "detection_precision", scoring.precision_counts(found, v, kind))
+        add(kind, "detection_recall", scoring.recall_counts(found, v, kind))
+    for (kind, variant), counts in sorted(scoring.counts_by_variant(found, v).items()):
+        add(f"{kind}/{variant}", "detection_recall", counts)
+    for (kind, variant), counts in sorted(
+        scoring.counts_by_variant(found, truth.lookalikes).items()
     ):
-        add(f"{kind}/{variant}@{n}", "detection_recall", value)
-    for (kind, variant), value in sorted(
-        scoring.flagged_by_variant(found, truth.lookalikes).items()
-    ):
-        add(f"{kind}/{variant}@{n}", "lookalike_flag_rate", value)
+        add(f"{kind}/{variant}", "lookalike_flag_rate", counts)
+
+
+def _record_gain(
+    rec: Recorder,
+    n: int,
+    params: Mapping[str, Any],
+    rules_found: set,
+    context_found: set,
+    truth: mg.Injected,
+    confidence: float,
+) -> None:
+    """Rules plus context against rules only, paired on the same items."""
+    gained, lost, items = scoring.paired_outcomes(
+        rules_found, context_found, truth.violations, truth.lookalikes
+    )
+    delta, (low, high), p = delta_interval(gained, lost, items, confidence)
+    gp = {
+        **params,
+        "baseline": RULES,
+        "candidate": CONTEXT,
+        "items": items,
+        "gained": gained,
+        "lost": lost,
+        "interval": "exact paired (McNemar dual)",
+        "confidence": confidence,
+    }
+    case = f"{CONTEXT}_vs_{RULES}@{n}"
+    rec.add(case, gp, "correct_share_gain", "ratio", True, delta)
+    rec.add(case, gp, "correct_share_gain_ci_low", "ratio", True, low)
+    rec.add(case, gp, "correct_share_gain_ci_high", "ratio", True, high)
+    rec.add(case, gp, "correct_share_gain_delta_p", "p", False, p)
+    log.info(
+        "%d patients: rules+context vs rules only %+.3f [%+.3f, %+.3f] on %d items, p %.2g",
+        n,
+        delta,
+        low,
+        high,
+        items,
+        p,
+    )
