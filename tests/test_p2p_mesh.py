@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -24,12 +25,14 @@ from forgebench.network.p2p_mesh import (
     PhaseResult,
     Plan,
     account,
+    add_rows,
     measure,
     run,
     run_phase,
     settings,
 )
-from forgebench.record import utcnow
+from forgebench.record import Recorder, utcnow
+from forgebench.stats import vocabulary as V
 
 TINY: dict[str, Any] = {
     "peer_counts": [4],
@@ -76,9 +79,15 @@ def _plan(n: int, messages: int, rate: float, churn: tuple = (), origins: Any = 
 
 def test_lossless_run_accounts_every_pair_exactly() -> None:
     """Mesh delivers N-1 per message, no duplicates; gossip's extra receipts are counted."""
-    frame = run({**TINY, "modes": ["mesh", "gossip"]}, seed=3)
+    frame = run({**TINY, "modes": ["mesh", "gossip"], "warmup_messages": 4}, seed=3)
     assert _peer_children() == []
     n, m, b = 4, TINY["messages"], TINY["burst_messages"]
+    # each row's params describe its own phase: warm-up rows its 4 messages, measured 20
+    for warm, phase, msgs in ((True, "warmup", 4), (False, "paced", m)):
+        rows = frame[(frame["case"] == "mesh_n4_procs2") & (frame["warmup"] == warm)]
+        params = {json.loads(p)["phase"]: json.loads(p)["messages"] for p in rows["params"]}
+        assert params == {phase: msgs}
+    frame = frame[~frame["warmup"]]
     for case, msgs in (("mesh_n4_procs2", m), ("mesh_n4_procs2_burst", b)):
         assert _value(frame, case, "delivered") == msgs * (n - 1)
         assert _value(frame, case, "lost") == 0
@@ -211,3 +220,37 @@ def test_bad_config_names_the_key(key: str, value: Any) -> None:
     with pytest.raises(ForgebenchError, match=rf"p2p_mesh\.{key}"):
         run({**TINY, key: value}, seed=0)
     assert _peer_children() == []
+
+
+def test_departures_leave_no_rows_and_losses_are_censored_at_the_deadline() -> None:
+    """A planned departure is outside the experiment: no latency row, no failure, counted
+    as departed; a real loss is a latency row censored at the deadline (by design, with
+    the deadline as its value), so no pair of this phase counts as a failure."""
+    ms = 1_000_000
+    plan = Plan("paced", 1, (0, 0), (0, 10 * ms))
+    sent = {"0": 1000 * ms, "1": 1010 * ms}
+
+    def rep(pid: int, first: list[int], **kw: Any) -> dict[str, Any]:
+        base = {"id": pid, "first": first, "count": [int(f > 0) for f in first]}
+        return {**base, "corrupt": [], "sent": {}, "frames_sent": 0, "send_errors": 0,
+                "down": [], **kw}  # fmt: skip
+
+    reports = {
+        0: rep(0, [0, 0], sent=sent, frames_sent=4),
+        1: rep(1, [1001 * ms, 0]),  # on time, then lost while up
+        2: rep(2, [1002 * ms, 0], down=[[1005 * ms, None]]),  # left by plan
+    }
+    result = PhaseResult(plan, "gossip", 3, 1000 * ms, reports, utcnow())
+    acc = account(result, deadline_s=0.5)
+    rec = Recorder("network", "p2p_mesh", 1)
+    add_rows(rec, "gossip_n3_procs3", {}, result, acc, repetition=0, warmup=False)
+    frame = rec.frame()
+    lat = frame[frame["metric"] == "latency"]
+    assert len(lat) == 3  # 4 pairs, one of them departed
+    assert sorted(lat["status"]) == ["censored", "ok", "ok"]
+    assert lat.loc[lat["status"] == "censored", "value"].item() == 0.5
+    assert not any(V.is_failure(s) for s in frame["status"])
+    spread = frame[frame["metric"] == "spread"].sort_values("sample")
+    assert list(spread["status"]) == ["ok", "censored"]
+    assert _value(frame, "gossip_n3_procs3", "departed") == 1
+    assert _value(frame, "gossip_n3_procs3", "delivery_ratio") == pytest.approx(2 / 3)

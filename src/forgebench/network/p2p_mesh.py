@@ -7,16 +7,21 @@ fails to deliver are both measured, and how they grow with N.
 
 What one case measures (``mesh_n16_procs2``: mode, N peers, OS processes hosting them):
 
-* ``latency`` (a row per message-peer pair): the origin's send time to the peer's first
-  receipt, both ``time.monotonic_ns`` (CLOCK_MONOTONIC, one clock for every process on
-  the machine). Pairs that fail are rows too: ``timeout`` (lost: a peer that was up from
-  the send to the deadline never received it before ``deadline_s``), ``unavailable``
-  (the peer was away at some time in that window: counted as departed, never as lost),
-  ``mismatch`` (payload failed its CRC), ``error:PeerProcessDied`` (the process hosting
-  the peer or the origin died, so the outcome is unknown).
+* ``latency`` (a row per message-peer pair in the experiment): the origin's send time to
+  the peer's first receipt, both ``time.monotonic_ns`` (CLOCK_MONOTONIC, one clock for
+  every process on the machine). A lost pair (a peer that was up from the send to the
+  deadline never received it before ``deadline_s``) is a ``censored`` row whose value is
+  the deadline: its latency is at least that, and the loss counts in ``delivery_ratio``
+  (the comparisons of latency are on what each mode delivered; delivery and frames per
+  message have their own). A pair whose peer was away by plan at some time in that
+  window is outside the experiment: no row, only the ``departed`` count (by design,
+  never a failure). Failures: ``mismatch`` (payload failed its CRC),
+  ``error:PeerProcessDied`` (the process hosting the peer or the origin died, so the
+  outcome is unknown).
 * ``spread`` per message: send to the last first receipt among the peers that got it
-  (``timeout`` if a live peer lost it); ``send_lag`` per message: actual minus scheduled
-  send time, showing when the origins could not keep the open-loop schedule.
+  (``censored`` at the deadline if a live peer lost it, ``unavailable`` if every other
+  peer was away by plan); ``send_lag`` per message: actual minus scheduled send time,
+  showing when the origins could not keep the open-loop schedule.
 * Counts per case and repetition: ``delivered``, ``lost``, ``late`` (lost pairs that did
   arrive after the deadline), ``departed``, ``duplicates`` (receipts beyond the first, per
   pair), ``frames_per_message`` and ``delivery_ratio`` = delivered / (delivered + lost).
@@ -32,7 +37,9 @@ Paced phases send ``messages`` at ``rate_per_s`` (open loop) from peers that nev
 ``churn_fraction`` of the peers leave (abort their connections, as a crashed process) and,
 with ``churn_rejoin``, come back, at seeded times. Mesh and gossip of one repetition run
 the same plan (origins, times, churn, payloads) on the same processes, in alternating
-order; each process set gets a warm-up phase per mode first (rows kept, ``warmup``).
+order, so repetitions pair the modes; each process set gets a warm-up phase per mode
+first (rows kept, ``warmup``). Every row's params describe its own phase (``phase``
+warmup, paced or burst, and that phase's ``messages``).
 
 Placement: each entry of ``peer_processes`` runs every N with at most that many OS
 processes (0, or at least N: one process per peer, the default); grouped peers share
@@ -500,7 +507,9 @@ def _deadline_s(plan: Plan, s: Settings) -> float:
 # ------------------------------------------------------------------------ accounting
 
 OK, LOST, DEPARTED, MISMATCH, UNKNOWN, SELF = range(6)
-STATUS = {OK: "ok", LOST: "timeout", DEPARTED: "unavailable", MISMATCH: "mismatch", UNKNOWN: DIED}
+#: Row status per outcome (forgebench.stats.vocabulary): a loss is a measured outcome,
+#: censored at the deadline; a departure is planned (no latency row at all).
+STATUS = {OK: "ok", LOST: "censored", DEPARTED: "unavailable", MISMATCH: "mismatch", UNKNOWN: DIED}
 
 
 @dataclass
@@ -512,6 +521,7 @@ class Accounting:
     sent_ns: np.ndarray  # (messages,); 0 where unknown or never sent
     first_ns: np.ndarray  # (messages, N); 0 where never received
     counts: dict[str, int] = field(default_factory=dict)
+    deadline_s: float = math.nan  # a lost pair's latency is at least this (censored)
 
 
 def account(result: PhaseResult, deadline_s: float) -> Accounting:
@@ -576,7 +586,7 @@ def account(result: PhaseResult, deadline_s: float) -> Accounting:
         "send_errors": send_errors,
         "messages_sent": sent_count,
     }
-    return Accounting(outcome, latency, sent, first, counts)
+    return Accounting(outcome, latency, sent, first, counts, deadline_s)
 
 
 # ----------------------------------------------------------------------------- rows
@@ -606,15 +616,18 @@ def add_rows(
     add = rec.add
     opts = {"repetition": repetition, "warmup": warmup}
     sample = 0
+    deadline_s = acc.deadline_s
     for msg in range(plan.messages):
         t_sent = int(acc.sent_ns[msg])
         at = _at(result, t_sent) if t_sent else result.wall
         for p in range(n):
             code = int(acc.outcome[msg, p])
-            if code == SELF:
+            if code in (SELF, DEPARTED):  # a planned departure is outside the experiment
                 continue
             ok = code == OK
             value = acc.latency_ns[msg, p] * 1e-9 if ok else math.nan
+            if code == LOST:  # a real loss: at least the deadline (right-censored there)
+                value = deadline_s
             add(
                 case,
                 params,
@@ -634,11 +647,15 @@ def add_rows(
         at = _at(result, t_sent) if t_sent else result.wall
         if (row == UNKNOWN).any():
             spread, status = math.nan, DIED
-        elif (row == LOST).any() or (row == MISMATCH).any() or not t_sent:
+        elif (row == MISMATCH).any():
+            spread, status = math.nan, "mismatch"
+        elif not t_sent:
             spread, status = math.nan, "timeout"
+        elif (row == LOST).any():
+            spread, status = deadline_s, "censored"
         elif (row == OK).any():
             spread, status = float(acc.latency_ns[msg][row == OK].max()) * 1e-9, "ok"
-        else:
+        else:  # every other peer was away by plan
             spread, status = math.nan, "unavailable"
         add(
             case,
@@ -808,24 +825,25 @@ def measure(
         cluster: Cluster | None = None
         start_error: str | None = None
         nprocs = Cluster(n, placement, seed=seed, timeout_s=s.timeout_s).nprocs
-        params_of: dict[tuple[str, str], dict[str, Any]] = {}
+        params_of: dict[tuple[str, str, str], dict[str, Any]] = {}
         try:
             for ph in plans[(n, placement)]:
                 burst = ph.plan.kind == "burst"
                 case = case_name(ph.mode, n, nprocs, burst)
+                # each phase's own params: a warm-up row says the warm-up's messages
                 params = params_of.setdefault(
-                    (case, ph.mode),
+                    (case, ph.mode, ph.plan.kind),
                     {
                         "mode": ph.mode,
                         "peers": n,
                         "processes": nprocs,
-                        "phase": "burst" if burst else "paced",
+                        "phase": ph.plan.kind,
                         "fanout": s.fanout if ph.mode == "gossip" else n - 1,
                         "ttl": s.ttl if ph.mode == "gossip" else 1,
                         "payload_bytes": s.payload_bytes,
                         "messages": ph.plan.messages,
                         "rate_per_s": None if burst else s.rate_per_s,
-                        "churn_fraction": 0.0 if burst else s.churn_fraction,
+                        "churn_fraction": s.churn_fraction if ph.plan.kind == "paced" else 0.0,
                         "deadline_s": _deadline_s(ph.plan, s),
                     },
                 )
