@@ -22,6 +22,7 @@ check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
 validate(config, "../config/schema.yaml")
 fw.check_references(config)
 fw.check_model_sources(config, workflow.basedir)
+fw.check_dataset_mirror(config, workflow.basedir)
 
 
 wildcard_constraints:

@@ -346,3 +346,246 @@ def test_eval_only_overlay_runs_the_evaluation_of_ones_own_model_alone():
         "results/summary/run.json",
         "results/report/index.html",
     ]
+
+
+# ------------------------------------- every reference checked when the workflow is parsed
+
+
+def _checked(config: dict) -> dict:
+    check_config(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            _with(comparisons=[{**DEFAULT["comparisons"][2], "candidate": "sqlite_joim"}]),
+            r"'comparisons\.0\.candidate': no case of database/n_plus_one \(as configured\) "
+            r"named 'sqlite_joim' \(did you mean 'sqlite_join'\?\); known: .*sqlite_batched_in, "
+            r"sqlite_join, sqlite_n_plus_one",
+        ),
+        (
+            _with(comparisons=[{**DEFAULT["comparisons"][2], "baseline": "postgres_n_plus_one"}]),
+            r"'comparisons\.0\.baseline': no case of database/n_plus_one .*'postgres_n_plus_one'",
+        ),
+        (
+            _with(targets=[{**EXTRA_TARGET, "case": "persistent_65B"}]),
+            r"'targets\.0\.case': no case of network/echo_latency \(as configured\) named "
+            r"'persistent_65B' \(did you mean 'persistent_64B'",
+        ),
+        (
+            _with(
+                targets=[
+                    {
+                        **EXTRA_TARGET,
+                        "suite": "compression",
+                        "benchmark": "weights",
+                        "case": "seedml",
+                    }
+                ]
+            ),
+            r"'targets\.0\.case': no case of compression/weights .*'seedml' \(did you mean "
+            r"'seedlm'",
+        ),
+        (
+            _with(comparisons=[{**DEFAULT["comparisons"][2], "benchmark": "n_plus_on"}]),
+            r"'comparisons\.0\.benchmark': unknown benchmark 'database/n_plus_on'",
+        ),
+        (
+            _with(evomerge__seeds=["cognate", "cognat"]),
+            r"'evomerge\.seeds\.1': no model under `models:` named 'cognat' \(did you mean "
+            r"'cognate'",
+        ),
+        (
+            _with(suites__compression__evaluate_tasks=["fb_arc_eas"]),
+            r"'suites\.compression\.evaluate_tasks\.0': no lm-eval task .*'fb_arc_eas' \(did "
+            r"you mean 'fb_arc_easy'",
+        ),
+        (
+            _with(evaluation__per_task={"fb_gsm8": {"subset_size": 5}}),
+            r"'evaluation\.per_task\.fb_gsm8': no lm-eval task .*\(did you mean 'fb_gsm8k'",
+        ),
+    ],
+    ids=[
+        "candidate",
+        "case of a backend not run",
+        "target case",
+        "stage case",
+        "benchmark",
+        "evomerge seed",
+        "compression task",
+        "per_task",
+    ],
+)
+def test_a_misspelt_reference_names_its_key_and_what_is_valid(config, message):
+    with pytest.raises(ForgebenchError, match=message):
+        check_references(_checked(config))
+
+
+def test_the_shipped_references_are_all_declared_cases():
+    """Every comparison and target case of the shipped configs is one its benchmark
+    declares (config/full.yaml runs the postgres backends: their cases are declared)."""
+    for name in ("config.yaml", "full.yaml"):
+        config = _overlay(load_yaml(SCHEMA_PATH.parent / name))
+        check_references(_checked(config))
+
+
+def test_comparisons_and_targets_may_be_keyed_by_name():
+    """The keyed-map shape (name: entry) is checked like the list, the key naming the entry."""
+    from forgebench.workflow import config_entries
+
+    config = copy.deepcopy(DEFAULT)
+    comp = {k: v for k, v in DEFAULT["comparisons"][2].items() if k != "name"}
+    config["comparisons"] = {"join": {**comp, "candidate": "sqlite_joim"}}
+    assert config_entries(config, "comparisons")[0][:2] == ("comparisons.join", "join")
+    with pytest.raises(ForgebenchError, match=r"'comparisons\.join\.candidate': no case"):
+        check_references(config)
+
+
+def test_declared_cases_follow_the_benchmark_config():
+    from forgebench.workflow import declared_cases
+
+    config = _with(suites__database__benchmarks__n_plus_one={"backends": ["sqlite", "postgres"]})
+    cases = declared_cases(config, "database", "n_plus_one")
+    assert {"sqlite_join", "postgres_join", "postgres_batched_in", "query:*"} <= set(cases)
+    echo = declared_cases(DEFAULT, "network", "echo_latency")
+    assert "concurrent_4x65536B" in echo and "persistent_1024B" in echo
+    assert declared_cases(DEFAULT, "eval", "fb_arc_easy") is None  # a task: any case
+
+
+def test_declared_cases_cover_what_the_database_benchmarks_write():
+    """The declaration is checked against a real run: every case written is declared."""
+    import fnmatch
+
+    from forgebench.database import connection_pooling, n_plus_one
+    from forgebench.workflow import declared_cases
+
+    shared = {"backends": ["sqlite"], "postgres_dsn": "", "timeout_s": 5.0}
+    sizes = {"users": 20, "posts": 100, "comments": 300}
+    runs = {
+        "n_plus_one": n_plus_one.run(
+            {**shared, "sizes": sizes, "page": 0, "page_size": 5, "executions": 2, "warmup": 1},
+            seed=0,
+        ),
+        "connection_pooling": connection_pooling.run(
+            {
+                **shared,
+                "sizes": sizes,
+                "workers": 2,
+                "queries_per_worker": 3,
+                "warmup_queries": 1,
+                "pool_size": 1,
+                "repetitions": 1,
+            },
+            seed=0,
+        ),
+    }
+    for name, frame in runs.items():
+        patterns = declared_cases(DEFAULT, "database", name)
+        written = set(frame["case"]) - {"job"}
+        assert written and all(any(fnmatch.fnmatchcase(c, p) for p in patterns) for c in written)
+
+
+def test_a_missing_dataset_mirror_is_a_config_error_naming_the_key(tmp_path):
+    from forgebench.workflow import check_dataset_mirror
+
+    config = _checked(_with(datasets__mirror="no/such/mirror"))
+    with pytest.raises(ForgebenchError, match=r"'datasets\.mirror': 'no/such/mirror' is not a f"):
+        check_dataset_mirror(config, tmp_path)
+    config["datasets"]["mirror"] = None
+    with pytest.raises(ForgebenchError, match=r"'datasets\.mirror': null and datasets\.allow_o"):
+        check_dataset_mirror(config, tmp_path)
+    config["datasets"]["mirror"] = str(tmp_path)  # a folder, but without the files
+    with pytest.raises(ForgebenchError, match=r"lacks files this run reads.*humaneval \(human"):
+        check_dataset_mirror(config, tmp_path)
+    config["datasets"]["allow_online"] = True  # missing files are downloaded
+    check_dataset_mirror(config, tmp_path)
+    check_dataset_mirror(
+        _checked(_with(datasets__mirror="../shared/datasets")), SCHEMA_PATH.parents[1]
+    )
+
+
+def test_no_mirror_is_needed_when_nothing_reads_a_dataset(tmp_path):
+    from forgebench.workflow import check_dataset_mirror, needed_datasets
+
+    only = load_yaml(SCHEMA_PATH.parent / "eval-only.yaml")
+    off = {"enabled": False}
+    layer = {"evaluation": off, "evomerge": off, "datasets": {"mirror": None}}
+    config = _checked(_overlay(only, layer))
+    assert needed_datasets(config) == []
+    check_dataset_mirror(config, tmp_path)
+
+
+def test_an_overlay_yaml_error_names_the_file_and_line(tmp_path):
+    """Snakemake reads --configfile itself and names neither; `python -m forgebench.config`
+    (the README's troubleshooting) checks the same files as the workflow does."""
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("evaluation:\n  models: [cognate\n  suites: [logic]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "forgebench.config", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f'in "{bad}", line 3' in proc.stderr, proc.stderr
+    good = tmp_path / "typo.yaml"
+    comparison = {**DEFAULT["comparisons"][2], "candidate": "sqlite_joim"}
+    good.write_text(yaml.safe_dump({"comparisons": [comparison]}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "forgebench.config", str(good)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "'comparisons.0.candidate'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ({"datasets": {"mirror": "no/such/mirror"}}, "'datasets.mirror': 'no/such/mirror'"),
+        (
+            {"comparisons": [{**DEFAULT["comparisons"][2], "candidate": "sqlite_joim"}]},
+            "'comparisons.0.candidate': no case of database/n_plus_one",
+        ),
+        (
+            {
+                "models": {"mine": {"source": "path", "path": "no/such/model"}},
+                "evaluation": {"models": ["cognate", "mine"]},
+            },
+            "'models.mine.path': 'no/such/model' is not a directory",
+        ),
+    ],
+    ids=["mirror", "case", "model path"],
+)
+def test_snakemake_dry_run_stops_at_the_key_before_any_job(tmp_path, repo, overlay, message):
+    """Under --directory elsewhere, a dry run stops at parse time naming the key; relative
+    paths are taken from the repository root (the mirror's default resolves there)."""
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile",
+         str(repo / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+         str(repo / "config" / "config.yaml"), str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in out, out[-2000:]
+    assert "MissingInputException" not in out
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_a_path_model_is_found_from_the_repository_root_under_directory(tmp_path, repo):
+    """``path: tests`` exists under the repository root, not under --directory: no error."""
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump({"models": {"mine": {"source": "path", "path": "tests"}},
+                                    "evaluation": {"models": ["cognate", "mine"]}}))  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile",
+         str(repo / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+         str(repo / "config" / "config.yaml"), str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert "models.mine.path" not in out

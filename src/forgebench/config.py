@@ -157,3 +157,50 @@ def append_extras(config: dict[str, Any]) -> None:
                 where[name] = f"{label}.{i}"
         if extras or key in config:
             config[key] = [*base, *extras]
+
+
+def check_files(
+    paths: Iterable[str | Path], base: str | Path = SCHEMA_PATH.parent / "config.yaml"
+) -> dict[str, Any]:
+    """The config ``base`` overlaid with ``paths`` in order, as ``snakemake --configfile``
+    merges them, checked as the Snakefile checks it when parsed (schema, references, model
+    folders, dataset mirror); a ForgebenchError names the file and line or the key at fault.
+
+    Snakemake reads ``--configfile`` itself, before any code of the workflow runs, and its
+    YAML error names neither; ``python -m forgebench.config FILE...`` does.
+    """
+    from snakemake.utils import update_config
+
+    from forgebench import workflow
+
+    config = load_yaml(base) or {}
+    for path in paths:
+        layer = load_yaml(path)
+        if not isinstance(layer, dict):
+            raise ForgebenchError(f"{path}: a config overlay is a mapping of keys, not {layer!r}")
+        update_config(config, layer)
+    root = SCHEMA_PATH.parents[1]
+    coerce_limits(config)
+    check_config(config)
+    workflow.check_references(config)
+    workflow.check_model_sources(config, root)
+    workflow.check_dataset_mirror(config, root)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m forgebench.config [FILE...]``: check config/config.yaml with overlays."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    try:
+        check_files(paths)
+    except ForgebenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"config ok: config/config.yaml{''.join(' + ' + str(p) for p in paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

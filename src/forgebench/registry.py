@@ -34,6 +34,13 @@ class BenchmarkSpec:
     # Workflow outputs it reads: "model" (the section's `model`, as results/models/<name>,
     # passed in as `model_dir`) and/or "datasets" (results/datasets, as `datasets_dir`).
     needs: tuple[str, ...] = ()
+    # The cases it writes, as fnmatch patterns; ``{key}`` stands for each value of the
+    # benchmark config's list (or scalar) ``key``. Comparisons and targets are checked
+    # against them when the workflow is parsed (``forgebench.workflow.check_references``).
+    cases: tuple[str, ...] = ()
+    # Sends its work to a server that may go away: gets the ``outage:`` limits
+    # (forgebench.outage) in its config as ``outage``.
+    drives_server: bool = False
 
     @property
     def key(self) -> str:
@@ -84,6 +91,11 @@ for _spec in (
         "forgebench.network.echo_latency:run",
         True,
         "TCP echo round trips on loopback: persistent, connection per request, concurrent",
+        cases=(
+            "persistent_{payload_sizes}B",
+            "connect_per_request_{payload_sizes}B",
+            "concurrent_{concurrency}x{payload_sizes}B",
+        ),
     ),
     BenchmarkSpec(
         "network",
@@ -91,6 +103,7 @@ for _spec in (
         "forgebench.network.sockperf_compare:run",
         True,
         "our echo client/server against sockperf ping-pong, interleaved rounds",
+        cases=("forgebench", "sockperf", "ratio"),
     ),
     BenchmarkSpec(
         "network",
@@ -99,6 +112,7 @@ for _spec in (
         True,
         "N loopback peers broadcasting by full mesh and by gossip, with churn: per-pair "
         "latency, delivery accounting, throughput",
+        cases=("{modes}_n{peer_counts}_procs*",),
     ),
     BenchmarkSpec(
         "database",
@@ -106,6 +120,8 @@ for _spec in (
         "forgebench.database.n_plus_one:run",
         True,
         "a page of users with posts and comment counts: N+1 queries vs JOIN vs batched IN",
+        cases=("{backends}_n_plus_one", "{backends}_join", "{backends}_batched_in", "query:*"),
+        drives_server=True,
     ),
     BenchmarkSpec(
         "database",
@@ -113,6 +129,8 @@ for _spec in (
         "forgebench.database.connection_pooling:run",
         True,
         "W worker threads x Q short queries: connect per query vs a connection pool",
+        cases=("{backends}_connect_per_query", "{backends}_pooled"),
+        drives_server=True,
     ),
     BenchmarkSpec(
         "system",
@@ -121,6 +139,13 @@ for _spec in (
         True,
         "fresh-interpreter import time and slowest modules; warm vs cold bytecode cache; "
         "lazy vs eager CLI",
+        cases=(
+            "cold_cache_{cache_modules}",
+            "warm_cache_{cache_modules}",
+            "warm_cache_{modules}",
+            "cli_eager",
+            "cli_lazy",
+        ),
     ),
     BenchmarkSpec(
         "system",
@@ -128,6 +153,7 @@ for _spec in (
         "forgebench.system.parallel_tests:run",
         True,
         "a pytest suite sequential vs pytest-xdist -n 2 / auto, same outcomes checked",
+        cases=("sequential", "xdist_{workers}"),
     ),
     BenchmarkSpec(
         "training",
@@ -135,6 +161,7 @@ for _spec in (
         "forgebench.training.grokfast:run",
         True,
         "steps to generalise on a+b mod 97 with and without the Grokfast EMA gradient filter",
+        cases=("baseline", "grokfast"),
     ),
     BenchmarkSpec(
         "harness",
@@ -142,6 +169,7 @@ for _spec in (
         "forgebench.harness.sampler_overhead:run",
         True,
         "slowdown of a fixed CPU-bound workload under the resource sampler",
+        cases=("without_sampler", "with_sampler"),
     ),
     BenchmarkSpec(
         "harness",
@@ -150,6 +178,7 @@ for _spec in (
         False,
         "the verdicts calibrated on synthetic data with a known truth: false-call and "
         "detection rates, interval coverage, history detection against ruptures and Otava",
+        cases=("compare/*", "coverage/*", "history/*"),
     ),
     BenchmarkSpec(
         "service",
@@ -158,6 +187,7 @@ for _spec in (
         True,
         "a real Starlette/uvicorn service: every endpoint in closed loop, grades, error rates",
         needs=("datasets",),
+        cases=("{endpoints}_{users}u", "*_{users}u"),
     ),
     BenchmarkSpec(
         "service",
@@ -166,6 +196,7 @@ for _spec in (
         True,
         "load, stress, spike and endurance with SLAs; open loop without coordinated omission",
         needs=("datasets",),
+        cases=("load_closed_*u", "load_open_*rps", "stress", "spike", "endurance"),
     ),
     BenchmarkSpec(
         "models",
@@ -174,6 +205,7 @@ for _spec in (
         True,
         "the cognate model: parameter count vs 25,083,528, seeds, memory, inference and "
         "training tokens/s",
+        cases=("cognate", "seeds"),
     ),
     BenchmarkSpec(
         "rag",
@@ -183,6 +215,16 @@ for _spec in (
         "BM25, dense (exact + HNSW) and RRF hybrid retrieval over BoolQ: stage latency, "
         "concurrent throughput, index build cost, recall@k/MRR/nDCG@10",
         needs=("datasets",),
+        cases=(
+            "bm25",
+            "dense_exact",
+            "dense_hnsw",
+            "hybrid",
+            "hybrid_hnsw",
+            "corpus",
+            "embed*",
+            "*_*clients",
+        ),
     ),
     BenchmarkSpec(
         "service",
@@ -190,6 +232,7 @@ for _spec in (
         "forgebench.service.wrk_compare:run",
         True,
         "our HTTP load generator against wrk on /health, interleaved rounds",
+        cases=("forgebench", "wrk", "ratio"),
     ),
     BenchmarkSpec(
         "compression",
@@ -198,6 +241,7 @@ for _spec in (
         True,
         "SeedLM seed search: ns per (block, seed) pair, exhaustive and pruned, against the "
         "measured GEMM floor",
+        cases=("floor", "pruned", "exhaustive"),
     ),
     BenchmarkSpec(
         "compression",
@@ -206,6 +250,7 @@ for _spec in (
         True,
         "zlib, lzma, bz2 and zstd on dataset text and model weight bytes: ratio, MB/s, memory",
         needs=("model", "datasets"),
+        cases=("text_*", "weights_*"),
     ),
     BenchmarkSpec(
         "compression",
@@ -215,6 +260,7 @@ for _spec in (
         "the original's BitNet -> SeedLM -> VPTQ -> codec chain: one artifact, its ratio from "
         "its bytes, error, perplexity",
         needs=("model", "datasets"),
+        cases=("*",),
     ),
     BenchmarkSpec(
         "compression",
@@ -223,6 +269,7 @@ for _spec in (
         False,
         "picks the method that meets a target ratio with the least perplexity loss, by measurement",
         needs=("model", "datasets"),
+        cases=("selection", "{candidates.name}"),
     ),
     BenchmarkSpec(
         "eval",
@@ -232,6 +279,17 @@ for _spec in (
         "our lm-eval job vs lm_eval.simple_evaluate called directly: arc_easy, limit 200, "
         "interleaved, identical answers required",
         needs=("model", "datasets"),
+        cases=("forgebench_job", "lm_eval_direct", "overhead"),
+    ),
+    BenchmarkSpec(
+        "eval",
+        "code_scoring",
+        "forgebench.evaluation.code_exec.scoring_benchmark:run",
+        True,
+        "HumanEval's references scored in the code sandbox with 1 worker and with 2, paired "
+        "rounds, every reference must pass on every side",
+        needs=("datasets",),
+        cases=("workers={workers}", "speedup/workers={workers}"),
     ),
     BenchmarkSpec(
         "knowledge",
@@ -241,6 +299,18 @@ for _spec in (
         "RAT and cross-domain bridges (embedding, model rerank, random) against known "
         "answers, a calibrated Guardian gate, hidden-link recovery",
         needs=("model", "datasets"),
+        cases=(
+            "embedding",
+            "lm_rerank",
+            "random",
+            "chance",
+            "vocabulary",
+            "guardian",
+            "concept_graph",
+            "common_neighbours",
+            "adamic_adar",
+            "personalised_pagerank",
+        ),
     ),
     BenchmarkSpec(
         "knowledge",
@@ -250,6 +320,15 @@ for _spec in (
         "users with latent preferences: base, PPR, alpha and in-context rescoring against a "
         "random floor and an oracle; MAP, NDCG@10, Recall@20, token-cost delta",
         needs=("model",),
+        cases=(
+            "base_retrieval",
+            "personalised_pagerank",
+            "alpha_rescoring",
+            "in_context",
+            "random",
+            "latent_oracle",
+            "generator",
+        ),
     ),
     BenchmarkSpec(
         "knowledge",
@@ -258,6 +337,7 @@ for _spec in (
         False,
         "an SQLite medical graph with seven injected violation kinds and look-alikes: detect, "
         "propose, Guardian, repair, detect again; throughput by size",
+        cases=("*@*", "patients_*"),
     ),
 ):
     BENCHMARKS.register(_spec)

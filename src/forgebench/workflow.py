@@ -6,13 +6,16 @@ pandas) so that an up-to-date workflow starts in well under the 5 s budget.
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from forgebench.datasets.catalog import DATASET_NAMES
 from forgebench.errors import ForgebenchError
+from forgebench.outage import CONFIG_KEY as OUTAGE_KEY
 from forgebench.registry import BENCHMARKS, BenchmarkSpec
 
 RAW = "results/raw/{suite}/{benchmark}.parquet"
@@ -50,9 +53,13 @@ def enabled_benchmarks(config: Mapping[str, Any]) -> Iterator[BenchmarkSpec]:
 
 
 def benchmark_config(config: Mapping[str, Any], suite: str, name: str) -> dict[str, Any]:
-    """The config section a benchmark's ``run`` receives (without the ``enabled`` switch)."""
+    """The config section a benchmark's ``run`` receives (without the ``enabled`` switch);
+    a benchmark that drives a server also gets the run's ``outage`` limits."""
     section = config["suites"][suite]["benchmarks"][name]
-    return {k: v for k, v in section.items() if k != "enabled"}
+    out = {k: v for k, v in section.items() if k != "enabled"}
+    if f"{suite}/{name}" in BENCHMARKS and BENCHMARKS.get(suite, name).drives_server:
+        out[OUTAGE_KEY] = dict(config.get(OUTAGE_KEY) or {})
+    return out
 
 
 def benchmark_inputs(config: Mapping[str, Any], suite: str, name: str) -> dict[str, str]:
@@ -143,7 +150,7 @@ def model_job_spec(
     """A model's spec as its job receives it: a path model's ``path`` given relative to the
     working directory (``from_root``), everything else as configured."""
     spec = dict(config["models"][model])
-    if spec.get("source") == "path" and spec.get("path"):
+    if spec.get("source") in ("path", "gguf") and spec.get("path"):
         spec["path"] = from_root(str(spec["path"]), basedir, workdir)
     return spec
 
@@ -164,6 +171,11 @@ def model_build_inputs(
         folder = model_job_spec(config, model, basedir, workdir)["path"]
         local = Path(workdir, folder) if not Path(folder).is_absolute() else Path(folder)
         return [os.path.join(folder, f) for f in _source_files(local)]
+    if spec.get("source") == "gguf":  # the file: changing it reruns the conversion
+        from forgebench.models.gguf import gguf_file
+
+        path = model_job_spec(config, model, basedir, workdir)
+        return [str(gguf_file(path, model))]
     return []
 
 
@@ -172,6 +184,10 @@ def check_model_sources(config: Mapping[str, Any], basedir: str | Path) -> None:
     the model job's inputs)."""
     for name in used_models(config):
         spec = config["models"][name]
+        if spec.get("source") == "gguf":
+            from forgebench.models.gguf import gguf_file
+
+            gguf_file({**spec, "path": _gguf_path(spec, basedir)}, name)
         if spec.get("source") != "path":
             continue
         folder = Path(str(spec["path"])).expanduser()
@@ -181,6 +197,14 @@ def check_model_sources(config: Mapping[str, Any], basedir: str | Path) -> None:
                 f"config key 'models.{name}.path': {spec['path']!r} is not a directory "
                 f"(looked for {folder}; a relative path is taken from the repository root)"
             )
+
+
+def _gguf_path(spec: Mapping[str, Any], basedir: str | Path) -> str | None:
+    """A gguf model's ``path`` from the repository root (None when it names a package)."""
+    if not spec.get("path"):
+        return None
+    path = Path(str(spec["path"])).expanduser()
+    return str(path if path.is_absolute() else Path(basedir, path))
 
 
 def evaluation_enabled(config: Mapping[str, Any]) -> bool:
@@ -387,6 +411,13 @@ def _check_model_names(config: Mapping[str, Any]) -> None:
                 raise unknown_name(
                     f"suites.compression.models.{i}", name, defined, "model under `models:`"
                 )
+    from forgebench.evomerge import stages
+
+    if stages.enabled(config):
+        defined = model_names(config)
+        for i, name in enumerate(stages.section(config)["seeds"]):
+            if name not in defined:
+                raise unknown_name(f"evomerge.seeds.{i}", name, defined, "model under `models:`")
     for spec in enabled_benchmarks(config):
         name = benchmark_config(config, spec.suite, spec.name).get("model")
         if "model" in spec.needs and name not in readable:
@@ -394,17 +425,207 @@ def _check_model_names(config: Mapping[str, Any]) -> None:
             raise unknown_name(key, str(name), readable, "model")
 
 
+def _suite_keys(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(config key, suite name) of every suite an enabled stage scores."""
+    from forgebench.evomerge import stages
+
+    out = []
+    if evaluation_enabled(config):
+        out += [(f"evaluation.suites.{i}", s) for i, s in enumerate(config["evaluation"]["suites"])]
+    comp = config.get("suites", {}).get("compression", {})
+    if comp.get("enabled", False):
+        suites = comp.get("evaluate_suites", [])
+        out += [(f"suites.compression.evaluate_suites.{i}", s) for i, s in enumerate(suites)]
+    if stages.enabled(config):
+        out.append(("evomerge.fitness_suite", stages.section(config)["fitness_suite"]))
+    return out
+
+
+def _known_tasks(config: Mapping[str, Any]) -> set[str]:
+    """Task names this checkout resolves without lm-eval's index: our ``fb_*`` tasks
+    (suites/tasks/*.yaml) and every task a suite file names."""
+    from forgebench.evaluation.suites import SUITES_DIR, tasks_for
+
+    ours = {p.stem for p in (SUITES_DIR / "tasks").glob("*.yaml")}
+    suites = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    return ours | set(tasks_for(suites, allow_online=True))
+
+
+def _lm_eval_knows(tasks: list[str]) -> list[str]:
+    """Those of ``tasks`` lm-eval's own index has (built only when a name is not ours:
+    indexing every built-in task takes seconds)."""
+    from lm_eval.tasks import TaskManager
+
+    names = set(TaskManager(include_defaults=True).all_tasks)
+    return [t for t in tasks if t in names]
+
+
+def _check_suites_and_tasks(config: Mapping[str, Any]) -> None:
+    """Every suite a stage scores has its file, and every task named in the config (a
+    compression stage's own tasks, ``evaluation.per_task``) exists."""
+    from forgebench.evaluation.suites import load_suite
+
+    for key, name in _suite_keys(config):
+        try:
+            load_suite(name)
+        except ForgebenchError as exc:
+            raise ForgebenchError(f"config key {key!r}: {exc}") from None
+    named: list[tuple[str, str]] = []
+    comp = config.get("suites", {}).get("compression", {})
+    if comp.get("enabled", False):
+        tasks = comp.get("evaluate_tasks", [])
+        named += [(f"suites.compression.evaluate_tasks.{i}", t) for i, t in enumerate(tasks)]
+    if evaluation_enabled(config):
+        named += [
+            (f"evaluation.per_task.{t}", t) for t in config["evaluation"].get("per_task") or {}
+        ]
+    if not named:
+        return
+    known = _known_tasks(config)
+    strangers = [t for _, t in named if t not in known]
+    if strangers:
+        known |= set(_lm_eval_knows(strangers))
+    from forgebench.config import unknown_name
+
+    for key, task in named:
+        if task not in known:
+            ours = sorted(t for t in known if t.startswith(TASK_PREFIX))
+            raise unknown_name(key, task, ours, "lm-eval task (ours or built in)")
+
+
+def needed_datasets(config: Mapping[str, Any]) -> list[str]:
+    """The prepared datasets some job of this config reads, in catalog order."""
+    names: set[str] = set()
+    if any("datasets" in spec.needs for spec in enabled_benchmarks(config)):
+        names.update(DATASET_NAMES)
+    if any(config["models"][m].get("source") == "build" for m in used_models(config)):
+        names.update(TRAINING_DATASETS)
+    for model in evaluated_models(config):
+        names.update(task_dataset(t) or "" for t in model_tasks(config, model))
+    return [n for n in DATASET_NAMES if n in names]
+
+
+def check_dataset_mirror(config: Mapping[str, Any], basedir: str | Path) -> None:
+    """The datasets this run reads have a source now, before any job: ``datasets.mirror``
+    is a folder holding their files (a relative one taken from the repository root), or
+    downloads are allowed. Otherwise the first dataset job would fail after others ran."""
+    needed = needed_datasets(config)
+    section = config.get("datasets", {})
+    mirror, online = section.get("mirror"), bool(section.get("allow_online", False))
+    if not needed or (mirror is None and online):
+        return
+    if mirror is None:
+        raise ForgebenchError(
+            "config key 'datasets.mirror': null and datasets.allow_online is false, so the "
+            f"datasets this run reads ({', '.join(needed)}) have no source; set it to a folder "
+            "laid out like ../shared/datasets, or set datasets.allow_online: true"
+        )
+    folder = Path(str(mirror)).expanduser()
+    folder = folder if folder.is_absolute() else Path(basedir, folder)
+    if not folder.is_dir():
+        raise ForgebenchError(
+            f"config key 'datasets.mirror': {mirror!r} is not a folder (looked for {folder}; "
+            "a relative path is taken from the repository root); the datasets this run reads "
+            f"({', '.join(needed)}) come from it"
+        )
+    if online:
+        return  # a file missing from the mirror is downloaded
+    from forgebench.datasets.catalog import get_spec
+    from forgebench.datasets.fetch import with_overrides
+
+    missing = [
+        f"{name} ({src.mirror_path})"
+        for name in needed
+        for src in with_overrides(get_spec(name), section.get("sources")).files.values()
+        if not (folder / src.mirror_path).is_file()
+    ]
+    if missing:
+        raise ForgebenchError(
+            f"config key 'datasets.mirror': {folder} lacks files this run reads and "
+            f"datasets.allow_online is false: {', '.join(missing)}"
+        )
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
+
+
+def _config_values(cfg: Mapping[str, Any], key: str) -> list[str]:
+    """The values of a benchmark config's ``key`` as strings (a list's items, a scalar
+    alone); ``list.field`` reads ``field`` of each item. Empty when the key is unset."""
+    head, _, field = key.partition(".")
+    value = cfg.get(head)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    if field:
+        items = [i.get(field) for i in items if isinstance(i, Mapping) and field in i]
+    return [str(i) for i in items]
+
+
+def declared_cases(config: Mapping[str, Any], suite: str, benchmark: str) -> list[str] | None:
+    """The cases a benchmark writes under this config, as fnmatch patterns (its registry
+    ``cases`` with each ``{key}`` replaced by every value of that key in its section, or
+    ``*`` when unset); None when nothing is declared (then nothing is checked)."""
+    key = f"{suite}/{benchmark}"
+    if key == "compression/weights":
+        methods = config.get("suites", {}).get("compression", {}).get("methods", {})
+        return [str(m.get("name", name)) for name, m in methods.items()]
+    from forgebench.evomerge import stages
+
+    if key == f"{stages.SUITE}/{stages.EVOLUTION_BENCHMARK}":
+        return [stages.BEST_CASE, stages.EVOLUTION_CASE]
+    if key not in BENCHMARKS or not BENCHMARKS.get(suite, benchmark).cases:
+        return None
+    section = config.get("suites", {}).get(suite, {}).get("benchmarks", {}).get(benchmark) or {}
+    out: list[str] = []
+    for pattern in BENCHMARKS.get(suite, benchmark).cases:
+        expanded = [pattern]
+        for name in dict.fromkeys(_PLACEHOLDER.findall(pattern)):
+            values = _config_values(section, name) or ["*"]
+            expanded = [e.replace(f"{{{name}}}", v) for e in expanded for v in values]
+        out += expanded
+    return list(dict.fromkeys(out))
+
+
+def _check_case(config: Mapping[str, Any], key: str, suite: str, benchmark: str, case: Any) -> None:
+    """``case`` (at config ``key``) is one the benchmark declares it writes: a misspelt case
+    would otherwise leave its comparison or target quietly "not measured"."""
+    from forgebench.config import unknown_name
+
+    patterns = declared_cases(config, suite, benchmark)
+    if patterns is None or any(fnmatch.fnmatchcase(str(case), p) for p in patterns):
+        return
+    raise unknown_name(key, str(case), patterns, f"case of {suite}/{benchmark} (as configured)")
+
+
+def config_entries(config: Mapping[str, Any], key: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(config key, name, entry) of each comparison or target, whether ``key`` holds a list
+    of named entries or a map of name to entry."""
+    value = config.get(key) or []
+    if isinstance(value, Mapping):
+        return [(f"{key}.{name}", str(name), dict(e or {})) for name, e in value.items()]
+    return [(f"{key}.{i}", str(e.get("name")), dict(e)) for i, e in enumerate(value)]
+
+
 def check_references(config: Mapping[str, Any]) -> None:
-    """Checks the schema cannot express: the models, comparisons and targets a stage names
-    exist (a typo is a config error naming the key, not a missing file mid-DAG)."""
+    """Checks the schema cannot express: the models, suites, tasks, comparisons, targets and
+    cases a stage names exist (a typo is a config error naming the key, not a missing file
+    mid-DAG or a verdict quietly "not measured")."""
     _check_model_names(config)
-    comparisons = {c["name"] for c in config.get("comparisons", [])}
-    for i, comp in enumerate(config.get("comparisons", [])):
+    _check_suites_and_tasks(config)
+    comparisons = {name for _, name, _ in config_entries(config, "comparisons")}
+    for where, _, comp in config_entries(config, "comparisons"):
         if not _known_benchmark(comp["suite"], comp["benchmark"]):
-            BENCHMARKS.get(comp["suite"], comp["benchmark"])  # raises with close matches
+            try:
+                BENCHMARKS.get(comp["suite"], comp["benchmark"])  # raises with close matches
+            except ForgebenchError as exc:
+                raise ForgebenchError(f"config key '{where}.benchmark': {exc}") from None
         if comp["baseline"] == comp["candidate"]:
-            raise ForgebenchError(f"config key 'comparisons.{i}': baseline and candidate are equal")
-    for i, target in enumerate(config.get("targets", [])):
+            raise ForgebenchError(f"config key '{where}': baseline and candidate are equal")
+        for side in ("baseline", "candidate"):
+            _check_case(config, f"{where}.{side}", comp["suite"], comp["benchmark"], comp[side])
+    for where, _, target in config_entries(config, "targets"):
+        i = where.split(".", 1)[1]
         if "comparison" in target and (
             "benchmark" in target or target["statistic"] != "improvement"
         ):
@@ -424,8 +645,16 @@ def check_references(config: Mapping[str, Any]) -> None:
                     f"config key 'targets.{i}.comparison': no comparison named "
                     f"{target['comparison']!r}; defined: {sorted(comparisons)}"
                 )
-        elif not _known_benchmark(target["suite"], target["benchmark"]):
-            BENCHMARKS.get(target["suite"], target["benchmark"])
+        else:
+            if not _known_benchmark(target["suite"], target["benchmark"]):
+                try:
+                    BENCHMARKS.get(target["suite"], target["benchmark"])
+                except ForgebenchError as exc:
+                    raise ForgebenchError(f"config key '{where}.benchmark': {exc}") from None
+            if "case" in target:
+                _check_case(
+                    config, f"{where}.case", target["suite"], target["benchmark"], target["case"]
+                )
 
 
 def wildcard_pattern(values: list[str]) -> str:

@@ -20,6 +20,9 @@ Choices worth knowing when reading the results:
   one row per mode and repetition) is ok queries over the wall time from the second
   barrier to the last worker's end; with no ok query it is NaN with the commonest
   failure status.
+* A server that goes away ends the run in seconds (``forgebench.outage``, the shared
+  rule): after the configured run of consecutive failures, or of failing seconds, no more
+  queries are sent; each one planned but not sent is a row with status ``error:Outage``.
 * Pools (``forgebench.database.pools``): psycopg_pool's ConnectionPool for PostgreSQL, a
   LIFO queue of connections for SQLite; ``pool_size`` connections, opened before timing.
   With more workers than connections, waiting for one is part of a query's latency.
@@ -53,6 +56,7 @@ from forgebench.database.settings import (
     positive,
 )
 from forgebench.errors import ForgebenchError
+from forgebench.outage import OUTAGE_STATUS, OutageGuard, OutageLimits
 from forgebench.record import Recorder
 
 BENCHMARK_VERSION = 1
@@ -73,6 +77,7 @@ class Plan:
     warmup_queries: int
     pool_size: int
     repetitions: int
+    outage: OutageLimits = field(default_factory=OutageLimits)
 
 
 def plan(cfg: Mapping[str, Any]) -> Plan:
@@ -89,6 +94,7 @@ def plan(cfg: Mapping[str, Any]) -> Plan:
         warmup_queries=positive(cfg, NAME, "warmup_queries", minimum=0),
         pool_size=positive(cfg, NAME, "pool_size"),
         repetitions=positive(cfg, NAME, "repetitions"),
+        outage=OutageLimits.from_config(cfg),
     )
 
 
@@ -121,11 +127,21 @@ def _pooled(pool: Pool, sql: str) -> Callable[[int], Any]:
 
 
 def _run_queries(
-    query: Callable[[int], Any], post_ids: Sequence[int], expected: np.ndarray, out: WorkerLog
+    query: Callable[[int], Any],
+    post_ids: Sequence[int],
+    expected: np.ndarray,
+    out: WorkerLog,
+    guard: OutageGuard,
 ) -> None:
+    """Each query in turn; once ``guard`` has tripped, the rest are outage rows."""
     clock = time.perf_counter_ns
     for post_id in post_ids:
         t0 = clock()
+        if guard.tripped:
+            out.t0_ns.append(t0)
+            out.dt_ns.append(-1)
+            out.status.append(OUTAGE_STATUS)
+            continue
         try:
             row = query(post_id)
             dt = clock() - t0
@@ -133,11 +149,13 @@ def _run_queries(
             out.t0_ns.append(t0)
             out.dt_ns.append(-1)
             out.status.append(query_status(exc))
+            guard.record(False)
             continue
         out.t0_ns.append(t0)
         ok = row is not None and len(row) == 1 and row[0] == expected[post_id]
         out.dt_ns.append(dt if ok else -1)
         out.status.append("ok" if ok else "mismatch")
+        guard.record(True)  # the server answered (a wrong answer is not an outage)
 
 
 @dataclass
@@ -156,6 +174,7 @@ def run_phase(
     warm_ids: Sequence[Sequence[int]],
     expected: np.ndarray,
     timeout_s: float,
+    guard: OutageGuard,
 ) -> Phase:
     """All workers at once: warm-up queries, a barrier, then the measured queries."""
     workers = len(ids)
@@ -170,11 +189,11 @@ def run_phase(
     def work(w: int) -> None:
         try:
             start.wait(wait_s)
-            _run_queries(query, warm_ids[w], expected, warm[w])
+            _run_queries(query, warm_ids[w], expected, warm[w], guard)
             measured.wait(wait_s)
         except threading.BrokenBarrierError:
             return
-        _run_queries(query, ids[w], expected, meas[w])
+        _run_queries(query, ids[w], expected, meas[w], guard)
 
     threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(workers)]
     for t in threads:
@@ -248,6 +267,7 @@ def measure(target: Target, expected: np.ndarray, p: Plan, rec: Recorder, *, see
     rng = np.random.default_rng(seed)
     clock = WallClock()
     pool = open_pool(target, p.pool_size, p.common.timeout_s, config_key(NAME, "postgres_dsn"))
+    guard = OutageGuard(p.outage, f"{NAME} on {target.backend}")
     try:
         for rep in range(p.repetitions):
             ids = _post_ids(rng, sizes.posts, p.workers, p.queries_per_worker)
@@ -255,7 +275,7 @@ def measure(target: Target, expected: np.ndarray, p: Plan, rec: Recorder, *, see
             for idx in rng.permutation(len(MODES)):
                 mode = MODES[idx]
                 query = _pooled(pool, sql) if mode == "pooled" else _connect_per_query(target, sql)
-                phase = run_phase(query, ids, warm_ids, expected, p.common.timeout_s)
+                phase = run_phase(query, ids, warm_ids, expected, p.common.timeout_s, guard)
                 case = case_name(target.backend, mode)
                 _add_rows(rec, case, params[mode], phase.warm, clock, rep, True)
                 _add_rows(rec, case, params[mode], phase.meas, clock, rep, False)

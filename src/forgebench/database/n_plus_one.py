@@ -26,6 +26,8 @@ Choices worth knowing when reading the results:
   an application would have it: sqlite3 keeps compiled statements, psycopg prepares a
   statement on the server from its fifth execution on.
 * Cases are ``<backend>_<method>``: ``sqlite_n_plus_one``, ``postgres_join``, ...
+* A server that goes away ends the run in seconds (``forgebench.outage``, the shared
+  rule): executions planned after it tripped are rows with status ``error:Outage``.
 
 With ``query_file`` set, none of the above runs: the file's own read-only SELECTs run
 against ``postgres_dsn`` (a user's database, nothing created there), one case per query
@@ -39,7 +41,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,11 +66,11 @@ from forgebench.database.settings import (
     positive,
 )
 from forgebench.errors import ForgebenchError
+from forgebench.outage import OUTAGE_STATUS, OutageGuard, OutageLimits
 from forgebench.record import Recorder, status_for
 
 BENCHMARK_VERSION = 1
 NAME = "n_plus_one"
-MAX_CONSECUTIVE_FAILURES = 20
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Plan:
     page_size: int
     executions: int
     warmup: int
+    outage: OutageLimits = field(default_factory=OutageLimits)
 
 
 def plan(cfg: Mapping[str, Any]) -> Plan:
@@ -103,6 +106,7 @@ def plan(cfg: Mapping[str, Any]) -> Plan:
         page_size=page_size,
         executions=positive(cfg, NAME, "executions"),
         warmup=positive(cfg, NAME, "warmup"),
+        outage=OutageLimits.from_config(cfg),
     )
 
 
@@ -185,7 +189,7 @@ def measure(
     rng = np.random.default_rng(seed)
     clock = WallClock()
     executor = Executor(target)
-    consecutive = 0
+    guard = OutageGuard(p.outage, f"{NAME} on {target.backend}")
     measured: dict[str, list[Execution]] = {m: [] for m in names}
     rounds = p.warmup + p.executions
     try:
@@ -194,7 +198,11 @@ def measure(
             results: dict[str, PageResult] = {}
             for idx in rng.permutation(len(names)):
                 method = names[idx]
-                run = executor.execute(methods[method], offset, limit)
+                if guard.tripped:  # the server is gone: planned, not attempted
+                    run = Execution(time.perf_counter_ns(), status=OUTAGE_STATUS)
+                else:
+                    run = executor.execute(methods[method], offset, limit)
+                    guard.record(run.result is not None)  # an answer, right or wrong
                 if run.result is not None:
                     results[method] = run.result
                     run.status = check_results(expected, {method: run.result})[method]
@@ -203,18 +211,8 @@ def measure(
                 )
                 if not warmup:
                     measured[method].append(run)
-                consecutive = 0 if run.status == "ok" else consecutive + 1
             if rnd == 0:
                 _log_check(target.backend, expected, results)
-            if consecutive >= MAX_CONSECUTIVE_FAILURES:
-                log.warning(
-                    "%s: stopping after %d consecutive failed executions (round %d of %d)",
-                    target.backend,
-                    consecutive,
-                    rnd + 1,
-                    rounds,
-                )
-                break
     finally:
         executor.close()
     for method in names:

@@ -46,7 +46,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,9 @@ import pandas as pd
 
 from forgebench.database.settings import SUITE, WallClock, config_key, positive
 from forgebench.errors import ForgebenchError
+from forgebench.outage import OUTAGE_STATUS, OutageGuard, OutageLimits
 from forgebench.record import Recorder, status_for
 
-MAX_CONSECUTIVE_FAILURES = 20
 _NAME_RE = re.compile(r"^\s*--\s*name:\s*(.*?)\s*$", re.IGNORECASE)
 _PARAMS_RE = re.compile(r"^\s*--\s*params:\s*(.*?)\s*$", re.IGNORECASE)
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -268,6 +268,7 @@ class Plan:
     executions: int
     warmup: int
     timeout_s: float
+    outage: OutageLimits = field(default_factory=OutageLimits)
 
 
 def plan(cfg: Mapping[str, Any], benchmark: str) -> Plan:
@@ -288,6 +289,7 @@ def plan(cfg: Mapping[str, Any], benchmark: str) -> Plan:
         executions=positive(cfg, benchmark, "executions"),
         warmup=positive(cfg, benchmark, "warmup", minimum=0),
         timeout_s=timeout_s,
+        outage=OutageLimits.from_config(cfg),
     )
 
 
@@ -362,7 +364,7 @@ def measure(p: Plan, rec: Recorder, *, seed: int, benchmark: str) -> None:
     statuses: dict[str, Counter[str]] = {q.label: Counter() for q in p.queries}
     latencies: dict[str, list[float]] = {q.label: [] for q in p.queries}
     rng = np.random.default_rng(seed)
-    consecutive = 0
+    guard = OutageGuard(p.outage, f"{benchmark} on {server}")
     rounds = p.warmup + p.executions
     t0 = time.perf_counter_ns()
     status = session.open()
@@ -381,8 +383,12 @@ def measure(p: Plan, rec: Recorder, *, seed: int, benchmark: str) -> None:
             warmup = rnd < p.warmup
             for idx in rng.permutation(len(p.queries)):
                 q = p.queries[idx]
-                t0, elapsed, status = session.run(q)
-                count = session.rows
+                if guard.tripped:  # the server is gone: planned, not attempted
+                    t0, elapsed, status, count = time.perf_counter_ns(), 0, OUTAGE_STATUS, 0
+                else:
+                    t0, elapsed, status = session.run(q)
+                    count = session.rows
+                    guard.record(status == "ok")  # mismatch is judged after: an answer
                 if status == "ok":
                     ref = reference.setdefault(q.label, count)
                     if count != ref:
@@ -401,11 +407,6 @@ def measure(p: Plan, rec: Recorder, *, seed: int, benchmark: str) -> None:
                     statuses[q.label][status] += 1
                     if ok:
                         latencies[q.label].append(elapsed * 1e-9)
-                consecutive = 0 if ok else consecutive + 1
-            if consecutive >= MAX_CONSECUTIVE_FAILURES:
-                log.warning("stopping after %d consecutive failed executions (round %d of %d)",
-                            consecutive, rnd + 1, rounds)  # fmt: skip
-                break
     finally:
         session.close()
     for q in p.queries:

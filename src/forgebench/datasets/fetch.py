@@ -115,7 +115,7 @@ def _read_input(
     return data, origin
 
 
-def _with_overrides(spec: DatasetSpec, sources: Mapping[str, Any] | None) -> DatasetSpec:
+def with_overrides(spec: DatasetSpec, sources: Mapping[str, Any] | None) -> DatasetSpec:
     """Apply ``datasets.sources.<name>.<role>`` overrides (url, sha256, ...) to ``spec``."""
     overrides = (sources or {}).get(spec.name) or {}
     unknown = sorted(set(overrides) - set(spec.files))
@@ -142,7 +142,7 @@ def prepare(
 ) -> dict[str, Any]:
     """Write ``out_dir/<split>.parquet`` for every split of ``name`` and return the manifest."""
     started = time.perf_counter()
-    spec = _with_overrides(get_spec(name), sources)
+    spec = with_overrides(get_spec(name), sources)
     mirror = Path(mirror) if mirror is not None else None
     inputs = {
         role: _read_input(spec, role, src, mirror, allow_online, timeout_s)

@@ -1,6 +1,7 @@
 """Put a configured model at results/models/<name>/ in Hugging Face format: built locally
-(the cognate builder), or referenced from the hub cache (fetched there only where the config
-allows going online) or from a local directory, and return measurement rows.
+(the cognate builder), referenced from the hub cache (fetched there only where the config
+allows going online) or from a local directory, or converted from a GGUF file
+(forgebench.models.gguf: once per file digest), and return measurement rows.
 
 A hub or path model is not copied: results/models/<name>/ holds a link per file to the
 hub cache's snapshot or to the folder, read in place, and ``source.json`` recording where
@@ -39,12 +40,13 @@ SOURCE_FILE = "source.json"  # what a hub or path model's links point to, with d
 SUITE = "models"
 BENCHMARK = "build"
 BUILD_VERSION = 1
-SOURCES = ("build", "hub", "path")
+SOURCES = ("build", "hub", "path", "gguf")
 #: Keys each source reads; any other key is a mistake the config check names.
 SOURCE_KEYS = {
     "build": {"source", "description", "init_seed", "architecture", "tokenizer", "training"},
     "hub": {"source", "description", "repo_id", "revision", "allow_online"},
     "path": {"source", "description", "path"},
+    "gguf": {"source", "description", "path", "package", "file"},
 }
 
 #: Files a hub download keeps: what AutoModelForCausalLM/AutoTokenizer need, nothing else.
@@ -236,6 +238,58 @@ def _from_hub(name: str, spec: Mapping[str, Any], out_dir: Path, rec: Recorder) 
     _record_files(rec, name, params, out_dir)
 
 
+def _from_gguf(name: str, spec: Mapping[str, Any], out_dir: Path, rec: Recorder) -> None:
+    """Link the model folder to the GGUF file's converted HF folder (converted once per
+    file digest, forgebench.models.gguf), recording the GGUF file and its tensor types."""
+    from forgebench.models.gguf import (
+        CACHE_DIR,
+        converted_folder,
+        gguf_file,
+        tensor_types,
+        type_summary,
+    )
+
+    t0 = time.perf_counter()
+    path = gguf_file(spec, name)
+    digest = _file_digest(path)
+    folder, conversion = converted_folder(path, digest, out_dir.parent / CACHE_DIR)
+    types = tensor_types(path)
+    gguf_doc = {
+        "path": str(path.resolve()),
+        "package": spec.get("package"),
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "sha256": digest,
+        "tensor_types": types,
+        "tensor_type_counts": type_summary(types),
+    }
+    params = {"source": "gguf", "file": path.name, "gguf_sha256": digest}
+    with staged_dir(out_dir) as tmp:
+        ref = _link_model(folder, tmp, out_dir, _files_under(folder, None), relative=True)
+        validate_model_dir(tmp, _key(name, "source"))
+        _check_tokenizer(tmp, _key(name, "source"))
+        n_params = safetensors_param_count(weight_files(tmp))
+        _write_source(
+            tmp,
+            {
+                "name": name,
+                "source": "gguf",
+                "gguf": gguf_doc,
+                "param_count": n_params,
+                "conversion": conversion,
+                "path": str(folder.resolve()),
+                **ref,
+            },
+        )
+        write_manifest(tmp, {"name": name, "source": "gguf", "spec": dict(spec)})
+    rec.add(name, params, "materialize_time", "s", False, time.perf_counter() - t0)
+    if not conversion["reused"]:
+        rec.add(name, params, "gguf_conversion_time", "s", False, conversion["convert_s"])
+    rec.add(name, params, "gguf_file_bytes", "bytes", False, float(gguf_doc["bytes"]))
+    rec.add(name, params, "gguf_bits_per_param", "bits", False, 8.0 * gguf_doc["bytes"] / n_params)
+    _record_files(rec, name, params, out_dir)
+
+
 def materialize(
     name: str,
     spec: Mapping[str, Any],
@@ -269,6 +323,8 @@ def materialize(
         _from_path(name, spec, out_dir, rec)
     elif source == "hub":
         _from_hub(name, spec, out_dir, rec)
+    elif source == "gguf":
+        _from_gguf(name, spec, out_dir, rec)
     else:
         import torch
 
