@@ -39,6 +39,8 @@ rule report:
     output:
         summary="results/summary/summary.parquet",
         verdicts="results/summary/verdicts.parquet",
+        # the tables this run did not produce: empty here, filled by the onerror hook
+        not_run="results/summary/not_run.json",
         provenance="results/report/provenance.json",
         html=report(
             "results/report/index.html",
@@ -80,5 +82,10 @@ rule report:
         targets=config["targets"],
         seed=config["seed"],
         history_dir="results/history",
+    # One console line instead of its input list (every raw table and resource table).
+    message:
+        "report: results/report/index.html from {} raw tables".format(
+            len(fw.raw_outputs(config))
+        )
     script:
         "../scripts/report.py"

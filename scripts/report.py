@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+from pathlib import Path
 
 # build_report draws figures and bootstraps summaries in spawned worker processes, and a
 # spawned worker imports this script as its main module: only the guarded part below
@@ -17,6 +18,7 @@ if __name__ == "__main__":
     )
 
     from forgebench.report import build_report
+    from forgebench.report.not_run import keep_last_good
 
     # The history inputs exist only when rules/history.smk is included (report.smk asks
     # for them then); results/history/ is the history rule's append-only side effect.
@@ -42,4 +44,8 @@ if __name__ == "__main__":
         targets=snakemake.params.targets,
         seed=snakemake.params.seed,
         workers=snakemake.threads,  # one process per thread: see rules/report.smk
+        not_run_path=snakemake.output.not_run,  # empty: every table exists when this rule runs
     )
+    # The last good copy of each table, for the report of a later run where its job fails
+    # (Snakemake deletes a job's outputs before rerunning it): see forgebench.report.not_run.
+    keep_last_good(snakemake.input.measurements, Path(snakemake.output.summary).parents[1])

@@ -1,5 +1,6 @@
 """The ``forgebench`` command: run one benchmark outside the workflow, rebuild the report,
-list the stored run history, compare two stored runs, or gate a run for CI.
+list the stored run history, compare two stored runs, gate a run for CI, or watch a
+running workflow.
 
 `report`, `history` and `compare` read stored results only: no benchmark runs. User
 mistakes (ForgebenchError) print ``ERROR: ...`` and exit 1; bugs keep their traceback.
@@ -76,43 +77,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild the report from stored results, without running any benchmark: the same
     inputs as the workflow's report rule (raw tables in its order, their resource tables,
-    and the history rule's run.json and tables when they exist), so the same output."""
+    and the history rule's run.json and tables when they exist), so the same output. A
+    table the run did not produce is listed as not run, with the reason and log the
+    workflow recorded (results/summary/not_run.json) when its job failed."""
     from forgebench.report import build_report
+    from forgebench.report.not_run import keep_last_good, report_paths, split_present
     from forgebench.workflow import raw_outputs
 
     config = _load_config(args.config)
     results = Path(args.results)
     # The report rule's inputs, in its order, under --results instead of results/.
     listed = [Path(results, *Path(p).parts[1:]) for p in raw_outputs(config)]
-    raw = [p for p in listed if p.is_file()]
+    raw, not_run = split_present(listed, results)
     if not raw:
         raise ForgebenchError(f"no raw results under {results}/raw; run the workflow first")
-    missing = [str(p) for p in listed if not p.is_file()]
-    if missing:
-        print(f"not run (no table): {', '.join(missing)}", file=sys.stderr)
-    summary = results / "summary"
-    run_info = summary / "run.json"
-    has_history = run_info.is_file()
+    for e in not_run:
+        print(f"{e['status']}: {e['table']}", file=sys.stderr)
+    has_history = (results / "summary" / "run.json").is_file()
     build_report(
         [str(p) for p in raw],
-        summary_path=summary / "summary.parquet",
-        verdicts_path=summary / "verdicts.parquet",
-        html_path=results / "report" / "index.html",
-        markdown_path=results / "report" / "summary.md",
-        json_path=results / "report" / "summary.json",
-        plots_dir=results / "report" / "plots",
-        pages_dir=results / "report" / "pages",
-        provenance_path=results / "report" / "provenance.json",
+        **report_paths(results, history=has_history),
         code_dir=str(Path(__file__).resolve().parents[2] / "scripts"),
-        resource_paths=[
-            str(p.with_name(p.name.removesuffix(".parquet") + ".resources.parquet")) for p in raw
-        ],
-        run_info_path=str(run_info) if has_history else None,
-        baseline_comparison_path=str(summary / "baseline_comparison.parquet")
-        if has_history
-        else None,
-        regressions_path=str(summary / "regressions.parquet") if has_history else None,
-        history_dir=str(results / "history") if has_history else None,
         statistics=config["statistics"],
         comparisons=config["comparisons"],
         targets=config["targets"],
@@ -120,7 +105,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         workers=args.workers,
         all_trends=args.all_trends,
         resource_figures=args.resource_figures,
+        not_run=not_run,
     )
+    keep_last_good(raw, results)
     print(f"wrote {results / 'report' / 'index.html'}")
     return 0
 
@@ -244,6 +231,20 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return result.exit_code()
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow a running workflow from another terminal: jobs done, running, failed and
+    waiting, the job time left by each job's last duration, and each running job's CPU
+    and memory from its sampler; ends with the report's path. Exit 1 when a job failed."""
+    from forgebench.watch import watch
+
+    try:
+        return watch(args.directory, interval_s=args.interval, once=args.once)
+    except FileNotFoundError as exc:
+        raise ForgebenchError(str(exc)) from exc
+    except KeyboardInterrupt:
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forgebench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -360,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also fail on verdicts made while other processes loaded the machine",
     )
     gate.set_defaults(func=cmd_gate)
+    wat = sub.add_parser("watch", help=cmd_watch.__doc__, description=cmd_watch.__doc__)
+    wat.add_argument(
+        "--directory", default=".", help="the workflow's working directory (default: %(default)s)"
+    )
+    wat.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between updates (default: %(default)s)"
+    )
+    wat.add_argument("--once", action="store_true", help="print one update and exit")
+    wat.set_defaults(func=cmd_watch)
     return parser
 
 

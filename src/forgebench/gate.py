@@ -11,6 +11,8 @@ The rule (also in the README):
   budget");
 * a within-run comparison (two designs of one run) fails it only with ``gate: true``
   and a regression or failure;
+* a **table the run did not produce** (its job failed, or a job it needs did:
+  results/summary/not_run.json, written by the report) fails it;
 * a verdict flagged ``noisy`` (made while other processes loaded the machine) is shown
   but does not fail the gate unless ``--fail-on-noisy``.
 
@@ -147,6 +149,15 @@ def _metrics(table: pd.DataFrame, source: str, allow_suspected: bool) -> Iterabl
         yield GateItem(source, _metric_name(row), verdict, detail, fails, _noisy(row))
 
 
+def _not_run(summary: Path) -> Iterable[GateItem]:
+    """A table missing from the run: its job failed; the log says why."""
+    from forgebench.report.not_run import NOT_RUN_FILE, read_not_run
+
+    for e in read_not_run(summary / NOT_RUN_FILE):
+        detail = f"log {e['log']}" if e.get("log") else ""
+        yield GateItem("job", str(e["table"]), str(e["status"]), detail, True)
+
+
 def evaluate(
     results: str | Path,
     *,
@@ -166,6 +177,7 @@ def evaluate(
     if len(verdicts) and "kind" in verdicts:
         out.items += list(_targets(verdicts, strict_targets))
         out.items += list(_comparisons(verdicts))
+    out.items += list(_not_run(summary))
     regressions = _read(summary / "regressions.parquet")
     if regressions is not None and len(regressions):
         out.inputs.append(str(summary / "regressions.parquet"))
@@ -246,7 +258,7 @@ def workflow_summary(results: str | Path = "results") -> list[str]:
         return []
     except Exception as exc:  # unreadable tables must never fail the workflow's ending
         return [f"gate: the verdict tables could not be read ({type(exc).__name__}: {exc})"]
-    report = Path(results, "report", "index.html")
-    lines = format_result(result, report_path=str(report) if report.exists() else None)
+    report = Path(results, "report", "index.html")  # absolute: a path to open or click
+    lines = format_result(result, report_path=str(report.resolve()) if report.exists() else None)
     lines.append("(`forgebench gate` turns this into an exit code for CI; the workflow exits 0)")
     return lines

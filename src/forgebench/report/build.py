@@ -42,6 +42,7 @@ from forgebench.report import (
 from forgebench.report.cells import Cells
 from forgebench.report.format import finite, format_interval, format_value, fraction, link
 from forgebench.report.format import relative_to_results as _relative
+from forgebench.report.not_run import write_not_run
 from forgebench.report.summary import fit_markdown, summary_document
 from forgebench.stats import vocabulary as V
 
@@ -218,6 +219,8 @@ def build_report(
     pages_dir: str | Path | None = None,
     all_trends: bool = False,
     resource_figures: bool = False,
+    not_run: Sequence[Mapping[str, Any]] = (),
+    not_run_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read every stored table; write summary and verdict Parquet, figures, index.html
     with its linked pages, summary.md and summary.json (beside index.html unless given);
@@ -234,6 +237,12 @@ def build_report(
     per suite, the history and the environment. ``all_trends`` draws a history trend for
     every metric (default: those whose history verdict names a change);
     ``resource_figures`` draws each job's resource timeline on pages/resources.html.
+
+    ``not_run`` names the tables this run was meant to produce and did not (entries of
+    :mod:`.not_run`): the overview lists them with their job's log and last good copy,
+    their suites are marked, summary.json carries them, and ``not_run_path`` (the
+    workflow's results/summary/not_run.json) records them for the gate; an empty list
+    is written after a complete run.
 
     ``workers`` > 1 runs a pool of that many processes: the stored history is read, the
     summaries' bootstraps are computed and the figures are drawn in it. Every bootstrap
@@ -288,6 +297,9 @@ def build_report(
             prov = collect_provenance(seed=seed, code_dir=code_dir)
             prov["inputs"] = [_relative(p) for p in paths]
             write_text_atomic(provenance_path, json.dumps(prov, indent=2, sort_keys=True) + "\n")
+        not_run = sorted((dict(e) for e in not_run), key=lambda e: str(e["table"]))
+        if not_run_path is not None:
+            write_not_run(not_run_path, not_run)
         inputs = {"inputs": [_relative(p) for p in paths]}
         record.write_derived_table(summary, summary_path, {"kind": "summary", **inputs})
         record.write_derived_table(verdicts, verdicts_path, {"kind": "summary", **inputs})
@@ -326,6 +338,7 @@ def build_report(
             target_rows=target_rows,
             all_trends=all_trends,
             resource_figures=resource_figs,
+            not_run=not_run,
         )
         tables = {
             "summary": _table_name(summary_path),
@@ -351,6 +364,8 @@ def build_report(
             attention=context["overview"]["attention"] + context["overview"]["attention_more"],
             tables=tables,
         )
+        if not_run:
+            doc["not_run"] = not_run
         context["doc"] = doc
         context["links"] = {
             k: v
@@ -490,6 +505,7 @@ def _context(
     target_rows: Sequence[dict[str, Any]],
     all_trends: bool,
     resource_figures: Sequence[plots.Figure],
+    not_run: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Everything the HTML pages and the Markdown summary show, already formatted."""
     statistics = overview.statistics_with_defaults(statistics)
@@ -500,6 +516,7 @@ def _context(
         | {r["suite"] for r in comp_rows}
         | {r["suite"] for r in target_rows if r["suite"]}
         | {f.suite for f in figures}
+        | {str(e["suite"]) for e in not_run if e["suite"]}
     )
     verdict_records = verdicts.to_dict("records") if len(verdicts) else []
     covered = _own_tables(sections, cells)
@@ -523,6 +540,7 @@ def _context(
             skip_benchmarks=skip if sections.get("calibration") else (),
             own_table=covered.get(name, ()),
         )
+        blocks[name]["not_run"] = [_not_run_row(e) for e in not_run if e["suite"] == name]
         suite_pages[f"suite-{name}"] = _suite_page(
             name, mine, comps, targs, [r for r in resources if r["suite"] == name]
         )
@@ -629,4 +647,11 @@ def _context(
         "pages": page_contexts,
         "nav": nav,
         "resource_page": _page_href("resources") if resource_figures else None,
+        "not_run": [_not_run_row(e) for e in not_run],
     }
+
+
+def _not_run_row(e: Mapping[str, Any]) -> dict[str, Any]:
+    """A missing table as the pages show it: its last good copy linked from index.html
+    (the archive lies beside report/ under results/)."""
+    return {**e, "last_good_href": f"../{e['last_good']}" if e.get("last_good") else None}
