@@ -28,5 +28,8 @@ rule history:
         history=config["history"],
         statistics=config["statistics"],
         seed=config["seed"],
+    # One console line instead of its input list (every raw table).
+    message:
+        "history: this run into results/history, compared with its baseline"
     script:
         "../scripts/history.py"

@@ -12,7 +12,7 @@ import pandas as pd
 from forgebench import record
 from forgebench.provenance import collect_provenance
 from forgebench.registry import BENCHMARKS
-from forgebench.sampler import ResourceSampler
+from forgebench.sampler import ResourceSampler, live_path_for
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def run_measured(
     """
     seed = int(config.get("seed", 0))
     interval_s = float(config.get("sampler", {}).get("interval_s", 0.1))
-    with ResourceSampler(interval_s=interval_s) as sampler:
+    # The live file lets `forgebench watch` show the job's CPU and memory while it runs.
+    with ResourceSampler(interval_s=interval_s, live_path=live_path_for(resources_path)) as sampler:
         frame = fn()
     summary = sampler.summary()
     # After the run: ``extra_provenance`` may be a dict ``fn`` filled in.

@@ -80,6 +80,12 @@ absent if unreadable), ``num_threads``, ``num_processes`` (count), and with a GP
 is the least-squares slope of tree RSS in MB (2**20 bytes) per hour with a t-based 95 %
 CI, None under three samples.
 
+Live view: with ``live_path``, the sampler thread also rewrites a small JSON file there
+every ``live_every_s`` seconds while the block runs (the latest value of each metric, the
+peak RSS so far, the elapsed time), atomically by rename, and removes it when the block
+ends, so ``forgebench watch`` can show a running job's CPU and memory; the samples
+themselves are still written once, by the caller, after the block.
+
 Limits: ``clear_refs`` also resets what the kernel later reports as the process's own
 ``ru_maxrss`` (to its parent or ``time -v``); samplers nested in one process hand their
 marks over before resetting, other tools cannot be told. A zombie child not yet reaped
@@ -89,6 +95,7 @@ when the block ends has lost its memory map and shows no peak beyond what ticks 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import resource
@@ -101,7 +108,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
-__all__ = ["ResourceSampler", "growth_rate"]
+__all__ = ["ResourceSampler", "growth_rate", "live_path_for"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MIB = 2**20
@@ -109,6 +116,13 @@ _MIB = 2**20
 # Samplers alive in this process, told before another one resets a VmHWM they read.
 _ACTIVE: set[ResourceSampler] = set()
 _ACTIVE_LOCK = threading.Lock()
+
+
+def live_path_for(resources_path: str | os.PathLike[str]) -> str:
+    """Where a job's live sampler file goes: beside its resource table,
+    ``<name>.resources.live.json`` for ``<name>.resources.parquet``."""
+    path = os.fspath(resources_path)
+    return path.removesuffix(".parquet") + ".live.json"
 
 
 def _children_file_supported() -> bool:
@@ -340,6 +354,8 @@ class ResourceSampler:
         interval_s: float = 0.1,
         include_children: bool = True,
         gpu: bool = True,
+        live_path: str | os.PathLike[str] | None = None,
+        live_every_s: float = 1.0,
     ) -> None:
         if not interval_s > 0 or not math.isfinite(interval_s):
             raise ValueError(f"interval_s must be a positive number of seconds, got {interval_s}")
@@ -347,6 +363,9 @@ class ResourceSampler:
         self.interval_s = float(interval_s)
         self.include_children = include_children
         self.gpu = gpu
+        self.live_path = None if live_path is None else os.fspath(live_path)
+        self.live_every_s = float(live_every_s)
+        self._latest: dict[str, float] = {}
         self._self_measure = self.pid == os.getpid()
         self._lock = threading.Lock()  # held by a tick; samples() takes it for a snapshot
         self._mark_lock = threading.Lock()  # marks only, so other samplers never wait on a tick
@@ -428,6 +447,9 @@ class ResourceSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.live_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.live_path)
         cpu0 = time.thread_time()
         try:
             self._tick()
@@ -451,6 +473,7 @@ class ResourceSampler:
     def _run(self) -> None:
         interval = self.interval_s
         next_t = self._t0 + interval
+        next_live = self._t0
         while True:
             delay = next_t - time.perf_counter()
             if delay > 0 and self._stop.wait(delay):
@@ -463,6 +486,9 @@ class ResourceSampler:
                 self._errors += 1
                 self._last_error = repr(exc)
             now = time.perf_counter()
+            if self.live_path is not None and now >= next_live:
+                next_live = now + self.live_every_s
+                self._write_live(now - self._t0)
             next_t += interval
             if next_t <= now:  # fell behind: resume on the grid, no burst of catch-up ticks
                 next_t += math.ceil((now - next_t) / interval + 1e-9) * interval
@@ -541,7 +567,22 @@ class ResourceSampler:
                 gone.add(p)
         return gone
 
+    def _write_live(self, t: float) -> None:
+        """The live file: latest values so far (see the module docstring)."""
+        assert self.live_path is not None
+        doc = {"pid": self.pid, "t_s": round(t, 3), "updated_unix": time.time(),
+               "peak_rss_bytes": self._sampled_peak, **self._latest}  # fmt: skip
+        tmp = f"{self.live_path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh)
+            os.replace(tmp, self.live_path)
+        except OSError as exc:  # a watcher's convenience must not fail the benchmark
+            self._errors += 1
+            self._last_error = repr(exc)
+
     def _emit(self, t: float, metric: str, unit: str, value: float) -> None:
+        self._latest[metric] = float(value)
         self._t.append(t)
         self._metric.append(metric)
         self._unit.append(unit)
