@@ -340,3 +340,21 @@ def test_snakemake_script(mirror, tmp_path):
         sys.stderr = stderr
     assert load_manifest(out)["splits"]["validation"]["rows"] == 3270
     assert "boolq: validation split, 3270 rows" in log.read_text()
+
+
+def test_a_truncated_file_passing_its_configured_digest_names_the_dataset(mirror, tmp_path):
+    """A digest configured for a truncated gzip lets it through the check; the converter's
+    error (EOFError from gzip) then names the dataset and the file, and nothing is written."""
+    private = _copy_files(mirror, "humaneval", tmp_path / "mirror")
+    spec = CATALOG["humaneval"].files["test"]
+    gz = private / spec.mirror_path
+    gz.write_bytes(gz.read_bytes()[:2000])
+    sources = {"humaneval": {"test": {"sha256": hashlib.sha256(gz.read_bytes()).hexdigest()}}}
+    out = tmp_path / "out"
+    with pytest.raises(ForgebenchError) as info:
+        prepare("humaneval", mirror=private, allow_online=False, out_dir=out, sources=sources)
+    message = str(info.value)
+    assert message.startswith("dataset 'humaneval': its files passed their sha256 check")
+    assert str(gz.resolve()) in message and "EOFError" in message
+    assert "datasets.sources.humaneval" in message
+    assert not out.exists() or not any(out.iterdir())

@@ -24,7 +24,13 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from forgebench.atomic import atomic_path, write_text_atomic
-from forgebench.datasets.catalog import REBUILDS, DatasetSpec, SourceFile, get_spec
+from forgebench.datasets.catalog import (
+    REBUILDS,
+    ConversionError,
+    DatasetSpec,
+    SourceFile,
+    get_spec,
+)
 from forgebench.errors import ForgebenchError
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,12 @@ def _fetch_online(src: SourceFile, timeout_s: float, what: str) -> tuple[bytes, 
             raise ForgebenchError(f"{what}: {src.url} has no member {src.archive_member}") from exc
         origin = f"{src.url}!{src.archive_member}"
     if src.rebuild is not None:
-        data = REBUILDS[src.rebuild](data)
+        try:
+            data = REBUILDS[src.rebuild](data)
+        except Exception as exc:
+            raise ConversionError(
+                f"{what}: rebuilding {origin} ({src.rebuild}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
         origin = f"{origin} (rebuilt: {src.rebuild})"
     return data, origin
 
@@ -148,7 +159,16 @@ def prepare(
         role: _read_input(spec, role, src, mirror, allow_online, timeout_s)
         for role, src in spec.files.items()
     }
-    tables = spec.convert({role: data for role, (data, _) in inputs.items()})
+    try:
+        tables = spec.convert({role: data for role, (data, _) in inputs.items()})
+    except Exception as exc:  # a converter's own error rarely says which dataset it was
+        read = ", ".join(f"{role}: {origin}" for role, (_, origin) in inputs.items())
+        raise ConversionError(
+            f"dataset {name!r}: its files passed their sha256 check but could not be "
+            f"converted ({type(exc).__name__}: {exc}); nothing was written. Files read: "
+            f"{read}. A digest configured under datasets.sources.{name} that matches a "
+            "truncated or different file lets it through: check that file and its sha256"
+        ) from exc
     if tuple(tables) != spec.splits:
         raise AssertionError(f"{name}: converter gave splits {list(tables)}, not {spec.splits}")
 
