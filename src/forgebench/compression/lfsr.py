@@ -4,7 +4,9 @@ SeedLM stores, per block of weights, only the K-bit seed of an LFSR; the decoder
 the block's basis from it. The register must cycle through all 2^K - 1 non-zero states,
 else some seeds would generate the same sequence and the search would waste them, so the
 feedback taps come from a table of primitive polynomials (Xilinx XAPP052, the standard
-table of maximal-length taps); tests/test_seedlm.py checks the period by enumeration.
+table of maximal-length taps). tests/test_seedlm.py proves the period for every tabulated
+K (2..20) from the step's matrix over GF(2) (its order is 2^K - 1), enumerates it for
+K <= 16 in the fast tests and for K = 17..20 in the slow ones.
 
 Register convention (Fibonacci form): the state ``s`` is a K-bit integer; one step is
 ``s' = ((s << 1) | parity(s & tap_mask)) & (2^K - 1)`` where ``tap_mask`` has bit ``t - 1``
@@ -14,7 +16,22 @@ tabulated polynomial, primitive whenever that one is.
 Numbers from states: the j-th value (j = 0, 1, ...) is the state after j + 1 steps, mapped
 to ``(2 s - 2^K) / 2^K``, an exact dyadic rational in (-1, 1), symmetric about 0. Being
 exact in float32 (K <= 20 here) is what lets a decoder reproduce a block bit for bit.
-The table stops at K = 20, the widest whose period the tests enumerate.
+
+Differences from the SeedLM paper (Shafipour et al. 2024, Appendix A: Table 6 of taps,
+Algorithm 1, the K = 3 worked example; tests/test_seedlm.py pins each one). A decoder
+written from the paper does not read our seeds:
+
+* Direction: the paper shifts right and feeds back into the top bit (bit K - 1), from
+  the bits j with alpha_j = 1 (``PAPER_TAPS``); we shift left and feed back into bit 0.
+  For the same polynomial our states are the paper's bit-reversed (``TAPS[K]`` mirrored,
+  ``K - t``, equals ``PAPER_TAPS[K]``), so our seed s is the paper's seed reversed.
+* Polynomials: for K in ``POLYNOMIAL_DIFFERS_FROM_PAPER`` (12, 13, 14, 19) XAPP052's
+  primitive polynomial is not the paper's; both are maximal (the tests prove both), so
+  the search space has the same size, but the sequences differ.
+* Normalisation: the paper maps a state to (s - 2^(K-1)) / (2^(K-1) - 1), in [-1, 1]; we
+  divide by 2^(K-1) (the same as (2 s - 2^K) / 2^K above), in (-1, 1). Ours is exact in
+  binary floating point, the paper's is not (its divisor is odd), which is why we keep it;
+  the scale difference, a factor 1 - 2^(1-K), is absorbed by the coefficients' exponent.
 """
 
 from __future__ import annotations
@@ -43,6 +60,30 @@ TAPS: dict[int, tuple[int, ...]] = {
     19: (19, 6, 2, 1),
     20: (20, 17),
 }
+# The paper's Table 6: bit indices j (0-based) with alpha_j = 1, for its right-shifting
+# register (see the module docstring); used by the tests that pin the differences.
+PAPER_TAPS: dict[int, tuple[int, ...]] = {
+    2: (0, 1),
+    3: (0, 1),
+    4: (0, 1),
+    5: (0, 2),
+    6: (0, 1),
+    7: (0, 1),
+    8: (0, 2, 3, 4),
+    9: (0, 4),
+    10: (0, 3),
+    11: (0, 2),
+    12: (0, 1, 2, 8),
+    13: (0, 1, 2, 5),
+    14: (0, 1, 2, 12),
+    15: (0, 1),
+    16: (0, 1, 3, 12),
+    17: (0, 3),
+    18: (0, 7),
+    19: (0, 1, 2, 5),
+    20: (0, 3),
+}
+POLYNOMIAL_DIFFERS_FROM_PAPER = (12, 13, 14, 19)
 MIN_BITS = min(TAPS)
 MAX_BITS = max(TAPS)
 

@@ -9,24 +9,34 @@ by least squares, quantises it, reconstructs and keeps the seed with the smalles
 error; ties go to the smallest seed. A block costs K + P b + E bits (paper defaults C=8,
 P=3, K=16, b=4, E=4: 32 bits, 4 bits/weight), packed back to back.
 
+Not the paper's bitstream: our LFSR shifts the other way, uses other primitive
+polynomials for K = 12, 13, 14 and 19, and divides states by 2^(K-1), not 2^(K-1) - 1
+(forgebench.compression.lfsr lists each difference; tests pin them). A decoder written
+from the paper does not read these artifacts; one written from lfsr.py does, bit for bit.
+
 The E-bit exponent is an offset from a per-tensor floor ``e_lo`` kept in the header:
 e in [e_lo, e_lo + 2^E - 1] with e_lo = ceil(log2 max|W|) + 2 - (2^E - 1), so coefficients
 up to 7 * 4 * 2^ceil(log2 max|W|) are representable; a block needing less than the floor's
 resolution gets the floor.
 
-Two searches give the same kind of answer:
+Three searches give the same kind of answer:
 
 * ``exhaustive``: for every (block, seed) pair fit (pinv(U) w), quantise, reconstruct and
   compare, vectorised over chunks of seeds and blocks (one GEMM, one batched GEMM and
   elementwise work per chunk).
-* ``pruned``: rank all seeds by their unquantised least-squares error, which for a block w
-  is ||w||^2 - w^T H(s) w with H(s) the projection onto U(s)'s columns. w^T H w is linear
-  in the C(C+1)/2 products w_i w_j, so ranking every seed is one GEMM of the blocks'
-  quadratic features against a precomputed (2^K - 1) x C(C+1)/2 table. The ``prune_top``
-  best seeds then get the full quantised evaluation. It is a heuristic: the quantised
-  optimum need not be among them; seed_search_bench measures how often it agrees.
+* ``bounded`` (the default): the exhaustive search's answer for a fraction of its work.
+  A block's unquantised least-squares error for seed s, ||w||^2 - w^T H(s) w with H(s)
+  the projection onto U(s)'s columns, is a lower bound on its quantised error, and
+  w^T H w is linear in the C(C+1)/2 products w_i w_j, so ranking every seed is one GEMM
+  of the blocks' quadratic features against a precomputed (2^K - 1) x C(C+1)/2 table.
+  Seeds are then evaluated best-ranked first until no seed left has an LS error below
+  the best quantised error found (:func:`search_bounded`). At K = 16, on 256 Gaussian
+  and 256 real (SmolLM2) blocks, every block stopped after its first 32 seeds;
+  seed_search_bench records the evaluated share each run.
+* ``pruned``: the same ranking, then only the ``prune_top`` best seeds evaluated: a
+  heuristic with no guarantee, kept for comparison.
 
-Both run in torch on the configured device (``auto``: CUDA when present). Decoding does
+All run in torch on the configured device (``auto``: CUDA when present). Decoding does
 its arithmetic in float64, where U q 2^e is exact (U's entries have at most K significant
 bits), then rounds to float32: any decoder reproduces a block bit for bit from its seed.
 """
@@ -49,7 +59,7 @@ from forgebench.errors import ForgebenchError
 
 log = logging.getLogger(__name__)
 
-SEARCHES = ("exhaustive", "pruned")
+SEARCHES = ("bounded", "exhaustive", "pruned")
 MAX_LFSR_BITS = 20  # 2^20 seeds: the tables reach ~200 MB; beyond that the search is moot
 
 
@@ -62,8 +72,9 @@ class SeedLMConfig:
     lfsr_bits: int = 16  # K
     coeff_bits: int = 4  # b
     exponent_bits: int = 4  # E
-    search: str = "pruned"
+    search: str = "bounded"
     prune_top: int = 64
+    bound_first: int = 32  # bounded search: seeds per block in its first round
     seed_chunk: int = 1024
     block_chunk: int = 128  # exhaustive search; pruned sizes its own steps
     device: str = "auto"
@@ -90,6 +101,7 @@ class SeedLMConfig:
             ("exponent_bits", 1 <= self.exponent_bits <= 6, "1..6"),
             ("search", self.search in SEARCHES, f"one of {SEARCHES}"),
             ("prune_top", self.prune_top >= 1, ">= 1"),
+            ("bound_first", self.bound_first >= 1, ">= 1"),
             ("seed_chunk", self.seed_chunk >= 1, ">= 1"),
             ("block_chunk", self.block_chunk >= 1, ">= 1"),
             ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
@@ -201,6 +213,7 @@ class SearchResult:
     codes: torch.Tensor  # (N, P) float (integers)
     exponents: torch.Tensor  # (N,) float (integers)
     errors: torch.Tensor  # (N,) float32 squared error as the search computed it
+    evaluated: int = 0  # (block, seed) pairs given the full quantised evaluation
 
 
 def exponent_range(max_abs: float, exponent_bits: int) -> tuple[int, int]:
@@ -246,7 +259,7 @@ def search_exhaustive(
                 best_e = torch.where(better, e[a, cols], best_e)
         sl = slice(b0, b0 + b)
         out_seed[sl], out_q[sl], out_e[sl], out_err[sl] = best_idx + 1, best_q, best_e, best_err
-    return SearchResult(out_seed, out_q, out_e, out_err)
+    return SearchResult(out_seed, out_q, out_e, out_err, n * s_total)
 
 
 def features(w: torch.Tensor, triu: torch.Tensor) -> torch.Tensor:
@@ -285,9 +298,7 @@ def search_pruned(
     """Rank all seeds by unquantised LS error (one GEMM), evaluate the top ``prune_top``."""
     n = blocks.shape[0]
     dev = tables.device
-    # Blocks per step: the (B, S) energy matrix holds about 4M floats whatever K is, so a
-    # small seed space is not paid for in per-step overhead.
-    chunk = max(1, (1 << 22) // cfg.n_seeds)
+    chunk = ranking_chunk(cfg)
     seeds, codes, exps, errs = [], [], [], []
     for b0 in range(0, n, chunk):
         w = blocks[b0 : b0 + chunk].to(dev, torch.float32)
@@ -297,13 +308,142 @@ def search_pruned(
         codes.append(q)
         exps.append(e)
         errs.append(m)
-    return SearchResult(torch.cat(seeds), torch.cat(codes), torch.cat(exps), torch.cat(errs))
+    evaluated = n * min(cfg.prune_top, cfg.n_seeds)
+    return SearchResult(
+        torch.cat(seeds), torch.cat(codes), torch.cat(exps), torch.cat(errs), evaluated
+    )
+
+
+def ranking_chunk(cfg: SeedLMConfig) -> int:
+    """Blocks per ranking step: the (B, S) energy matrix holds about 4M floats whatever K
+    is, so a small seed space is not paid for in per-step overhead."""
+    return max(1, (1 << 22) // cfg.n_seeds)
+
+
+# Relative slack (of ||w||^2) on the least-squares bound: the float32 ranking GEMM's
+# rounding error is below 4e-5 ||w||^2 (36 products, each at most 2 w_i w_j), so no seed
+# whose true LS error is below the best quantised error is skipped for rounding.
+BOUND_SLACK = 1e-4
+
+
+class _BoundedBest:
+    """Best (error, seed, codes, exponent) so far per block of the bounded search."""
+
+    def __init__(self, n: int, latent_dim: int, device: torch.device) -> None:
+        self.err = torch.full((n,), math.inf, device=device)
+        self.idx = torch.zeros(n, dtype=torch.int64, device=device)
+        self.q = torch.zeros(n, latent_dim, device=device)
+        self.e = torch.zeros(n, device=device)
+
+    def update(
+        self,
+        rows: torch.Tensor,
+        idx: torch.Tensor,
+        w: torch.Tensor,
+        seen: torch.Tensor,
+        cfg: SeedLMConfig,
+        tables: SeedTables,
+        e_lo: int,
+        e_hi: int,
+    ) -> int:
+        """Evaluate seeds ``idx`` (duplicates allowed) of blocks ``rows``; the count of
+        (block, seed) pairs newly evaluated."""
+        fresh = ~seen[rows[:, None], idx]
+        fresh &= _first_occurrence(idx)
+        seen[rows[:, None], idx] = True
+        i, q, e, m = evaluate_candidates(w, idx.sort(dim=1).values, cfg, tables, e_lo, e_hi)
+        better = (m < self.err[rows]) | ((m == self.err[rows]) & (i < self.idx[rows]))
+        upd = rows[better]
+        self.err[upd], self.idx[upd] = m[better], i[better]
+        self.q[upd], self.e[upd] = q[better], e[better]
+        return int(fresh.sum())
+
+
+def _first_occurrence(idx: torch.Tensor) -> torch.Tensor:
+    """Per row, True where the value has not appeared earlier in the row."""
+    order = idx.sort(dim=1, stable=True)
+    dup_sorted = torch.zeros_like(idx, dtype=torch.bool)
+    dup_sorted[:, 1:] = order.values[:, 1:] == order.values[:, :-1]
+    out = torch.empty_like(dup_sorted)
+    out.scatter_(1, order.indices, ~dup_sorted)
+    return out
+
+
+def search_bounded(
+    blocks: torch.Tensor, cfg: SeedLMConfig, tables: SeedTables, e_lo: int, e_hi: int
+) -> SearchResult:
+    """The exhaustive search's answer, evaluating only seeds that can still win.
+
+    A quantised reconstruction U q 2^e lies in U's column space, so its error is never
+    below the block's least-squares error for that seed. All seeds are ranked by LS error
+    (the pruned search's GEMM); the ``bound_first`` best are evaluated, then, in rounds
+    of at most 4x as many, the best not yet evaluated among those whose LS error is within
+    the best quantised error so far (plus BOUND_SLACK ||w||^2), until none is left. Seeds
+    are marked as evaluated, so ties in the ranking cannot skip one; ties in the error go
+    to the smallest seed, as in the exhaustive search.
+    """
+    n = blocks.shape[0]
+    dev = tables.device
+    s_total = cfg.n_seeds
+    chunk = ranking_chunk(cfg)
+    out_seed = torch.ones(n, dtype=torch.int64, device=dev)
+    out_q = torch.zeros(n, cfg.latent_dim, device=dev)
+    out_e = torch.full((n,), float(e_lo), device=dev)
+    out_err = torch.zeros(n, device=dev)
+    evaluated = 0
+    for b0 in range(0, n, chunk):
+        w = blocks[b0 : b0 + chunk].to(dev, torch.float32)
+        norm2 = w.square().sum(dim=1)
+        # An all-zero block: every seed reconstructs it exactly; the smallest (1) wins,
+        # with zero codes at the floor exponent, as the exhaustive search gives.
+        rows = torch.nonzero(norm2 > 0).squeeze(1)
+        if rows.numel() == 0:
+            continue
+        w, norm2 = w[rows], norm2[rows]
+        # LS error = ||w||^2 - energy: ranking by energy needs no pass over (B, S) more.
+        energy = features(w, tables.triu) @ tables.proj_features.T  # (B, S)
+        best = _BoundedBest(rows.numel(), cfg.latent_dim, dev)
+        seen = torch.zeros(energy.shape, dtype=torch.bool, device=dev)
+        k = min(cfg.bound_first, s_total)
+        top = energy.topk(min(k + 1, s_total), dim=1, sorted=True)
+        active = torch.arange(rows.numel(), device=dev)
+        idx = top.indices[:, :k]
+        evaluated += best.update(active, idx, w, seen, cfg, tables, e_lo, e_hi)
+        if k < s_total:  # the (k+1)-th LS error bounds every seed not yet evaluated
+            next_ls = norm2 - top.values[:, k]
+            active = active[next_ls <= best.err + BOUND_SLACK * norm2]
+        else:
+            active = active[:0]
+        while active.numel():
+            floor = norm2[active] - best.err[active] - BOUND_SLACK * norm2[active]
+            cand = (energy[active] >= floor[:, None]) & ~seen[active]
+            has = cand.any(dim=1)
+            active, cand = active[has], cand[has]
+            if not active.numel():
+                break
+            k = min(4 * k, s_total)
+            take = min(k, int(cand.sum(dim=1).max()))
+            vals, idx = torch.where(cand, energy[active], -math.inf).topk(take, dim=1)
+            idx = torch.where(vals > -math.inf, idx, idx[:, :1])  # pad with a real candidate
+            evaluated += best.update(active, idx, w[active], seen, cfg, tables, e_lo, e_hi)
+        sel = rows + b0
+        out_seed[sel], out_q[sel], out_e[sel], out_err[sel] = (
+            best.idx + 1,
+            best.q,
+            best.e,
+            best.err,
+        )
+    return SearchResult(out_seed, out_q, out_e, out_err, evaluated)
 
 
 def search(
     blocks: torch.Tensor, cfg: SeedLMConfig, tables: SeedTables, e_lo: int, e_hi: int
 ) -> SearchResult:
-    fn = search_pruned if cfg.search == "pruned" else search_exhaustive
+    fn = {
+        "bounded": search_bounded,
+        "exhaustive": search_exhaustive,
+        "pruned": search_pruned,
+    }[cfg.search]
     return fn(blocks, cfg, tables, e_lo, e_hi)
 
 
