@@ -1,8 +1,9 @@
 """Known answers for the code scorer: reference solutions pass, broken ones fail.
 
-Reads HumanEval and MBPP straight from the shared dataset mirror (never copied). Programs are
-built exactly as lm-eval's tasks build them (candidate + newline + tests; HumanEval tests end
-with ``check(entry_point)``). MBPP task 367 needs its ``test_setup_code``, which lm-eval's task
+Reads HumanEval and MBPP straight from the shared dataset mirror (never copied). Candidates and
+tests are what lm-eval's tasks hand the metric (HumanEval: prompt + completion, and the tests
+ending with ``check(entry_point)``); the sandbox runs the tests in a judge process that calls
+into the candidate's. MBPP task 367 needs its ``test_setup_code``, which lm-eval's task
 drops (so lm-eval scores even the reference 0 there); here it is included, as the dataset
 defines the test. The timeout is 10 s of CPU, not the 3 s default: task 123's reference needs
 about 2.5 s on this class of machine and a known-answer test must not hinge on that margin.

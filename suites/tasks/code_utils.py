@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgebench.evaluation.code_exec import humaneval_pass_at_k, mbpp_pass_at_1
+from forgebench.evaluation.code_exec import humaneval_pass_at_k, mbpp_pass_at_1, prefetch
 
 # MBPP's canonical few-shot examples (the original paper's prompt; lm-eval's
 # mbpp/utils.py::list_fewshot_samples hard-codes these three, in this order).
@@ -29,8 +29,15 @@ def pass_at_1(references: str | list[str], predictions: str | list[list[str]]) -
 
 
 def build_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
-    """The HumanEval candidate program: prompt plus completion (lm-eval's, verbatim)."""
-    return [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs, strict=False)]
+    """The HumanEval candidate program: prompt plus completion (lm-eval's, verbatim).
+
+    Also starts scoring them all in the sandbox's worker pool (the metric is then called once
+    per document and takes its result); the tests are the task's doc_to_target."""
+    preds = [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs, strict=False)]
+    tests = [f"{d['test']}\ncheck({d['entry_point']})" for d in docs if "entry_point" in d]
+    if len(tests) == len(preds):
+        prefetch(tests, preds)
+    return preds
 
 
 def mbpp_fewshot_docs(dataset: Any) -> list[dict]:

@@ -4,7 +4,11 @@ lm-eval task YAMLs use ``humaneval_pass_at_k`` and ``mbpp_pass_at_1`` as metrics
 ``sandbox`` for the threat model and limits. Importing this package runs nothing.
 """
 
-from forgebench.evaluation.code_exec.lm_eval_metrics import humaneval_pass_at_k, mbpp_pass_at_1
+from forgebench.evaluation.code_exec.lm_eval_metrics import (
+    humaneval_pass_at_k,
+    mbpp_pass_at_1,
+    prefetch,
+)
 from forgebench.evaluation.code_exec.passk import (
     ProblemScore,
     build_program,
@@ -35,6 +39,7 @@ __all__ = [
     "humaneval_pass_at_k",
     "mbpp_pass_at_1",
     "pass_at_k",
+    "prefetch",
     "run_program",
     "run_programs",
     "sandbox_uids",

@@ -33,9 +33,10 @@ class ProblemScore:
     results: tuple[ExecResult, ...]
 
 
-def build_program(candidate: str, test: str) -> str:
-    """The program HF ``code_eval`` runs: the candidate, a newline, then the test code."""
-    return candidate + "\n" + test
+def build_program(candidate: str, test: str) -> tuple[str, str]:
+    """What HF ``code_eval`` runs as one program (candidate, newline, tests), kept as its two
+    parts: the sandbox runs the tests in a judge process apart from the candidate."""
+    return candidate, test
 
 
 def score_problems(

@@ -1,30 +1,39 @@
-"""Run untrusted Python programs (model-written code plus its tests) in a throwaway jail.
+"""Run untrusted Python programs (model-written code) against their tests in a throwaway jail.
 
 Threat model. A candidate is hostile and may do anything Python can: loop, fork, allocate,
 write files, open sockets, spawn ``setsid`` daemons, close or flood stdout, exit early with
-status 0, monkeypatch builtins, read the host's files. Each candidate therefore runs in its own
-process tree (``_jail.py``) with: a distinct unused uid/gid per concurrent slot (never root; no
-capabilities, no supplementary groups, ``no_new_privs`` so setuid binaries do not elevate); new
-network (no interface up: nothing reachable, loopback included), mount, pid, IPC and UTS
-namespaces; a chroot whose only content is the read-only system dirs (/usr, /bin, /lib*, /etc),
-the interpreter's stdlib, five device nodes, its own /proc and a size- and inode-limited tmpfs
-for /tmp, /var/tmp and /dev/shm (so the repository, datasets, /root and /home, host processes
-and the host's temp dirs are invisible, and the disk cannot be filled); rlimits on address
-space, CPU time, file size, processes (per slot uid) and open files; an in-process CPU-time
-timer plus a wall-clock kill from the host (``timeout_s + startup_grace_s``). Afterwards the
-namespace's init exits, so the kernel kills every process left in it, its tmpfs vanishes, and
-the host sweeps and kills any process still owned by the slot uid. Pass is decided only by a
-128-bit random token the trusted runner writes to a pipe after the program (candidate then
-tests) ran to the end without an exception: printing, exit codes, ``sys.exit``/``os._exit``,
-closing stdio or killing the runner can only produce a fail.
+status 0, monkeypatch builtins, walk the interpreter's frames and memory (``sys._getframe``,
+``gc``, ``ctypes``), install signal, ``atexit`` and trace hooks, start threads. Each candidate
+runs in its own jail (``_jail.py``): new network (no interface up), mount, pid, IPC and UTS
+namespaces; a chroot holding only the read-only system dirs, the stdlib, five device nodes, its
+own /proc and a size- and inode-limited tmpfs; no capabilities, no supplementary groups,
+``no_new_privs``; rlimits on CPU time, file size, processes (per uid) and open files; an
+in-process CPU-time timer and a wall-clock kill from the host (``timeout_s +
+startup_grace_s``). Every process of a run is in one cgroup per run (``cgroups.py``): a memory
+limit over all of them together (``memory_mb``, swap included), a pids limit, and teardown by
+freezing the cgroup, killing its processes and waiting until the kernel reports it empty and
+removed. Where no cgroup is writable, memory is capped per process (``memory_mb`` divided by
+``max_processes``) and teardown waits, up to a time limit, for the run's uids to have no
+process left; a run that does not empty in time is that candidate's failure, not the task's.
 
-Out of scope, as in human-eval and HF ``code_eval``: the candidate shares its interpreter with
-the tests that judge it, so code aimed at this harness (reading the token from the runner's
-memory) or at the test's semantics (an object whose ``__eq__`` is always true) can forge a pass;
-that is a scoring question, not host safety. Kernel exploits are out of scope. Memory is bounded
-per process (address space x process limit), not by a cgroup.
+Who decides. The candidate's program and the tests run in two processes of two different
+unprivileged uids. The tests run in the harness, which alone holds the pipe the verdict goes
+to; names the tests take from the candidate (the function under test, helpers of the prompt)
+are proxies: each call is one question to the candidate and one answer back, as plain data
+(tagged JSON, decoded into builtin types only, never pickle). The candidate cannot read or
+signal the harness (another uid, not dumpable), so it cannot learn the 128-bit token the host
+checks or write the verdict; answering twice (a fork), not answering, exiting (silently, from
+``atexit``, a ``finally`` or a signal handler) or leaving a second process behind all score as
+failures, and each answer is judged once, by one process, so forking cannot try both answers.
+A candidate value that is not plain data stays in the candidate as an opaque handle: the tests
+can call it and get or set its attributes; comparing it or using it as a value fails.
 
-Requires root (the uid switch and namespaces). Without root this module refuses with
+Out of scope. The names the tests take from the candidate are the candidate's to define: a
+prompt helper the tests call to check an answer (HumanEval/32's ``poly``) can be redefined by
+the completion, as in every harness that runs prompt plus completion. Builtins are never taken
+from the candidate. Kernel exploits are out of scope.
+
+Requires root (uid switch, namespaces, cgroups). Without root this module refuses with
 ``SandboxUnavailable`` instead of running anything unsandboxed: a user-namespace fallback would
 run candidates as the invoking user, sharing its per-user limits and its files.
 """
@@ -51,32 +60,38 @@ from pathlib import Path
 from typing import Any
 
 from forgebench.errors import ForgebenchError
+from forgebench.evaluation.code_exec.cgroups import SlotCgroup
 
 log = logging.getLogger(__name__)
 
 JAIL = Path(__file__).with_name("_jail.py")
 SETUP_ERROR = 86
 ENV_PREFIX = "FORGEBENCH_CODE_EXEC_"
-CONFIG_KEY = "evaluation.code_execution"
+TEARDOWN_WAIT_S = 10.0  # how long the kernel gets to empty a slot after SIGKILL
 
 
 class SandboxUnavailable(ForgebenchError):
     """The jail cannot be built here; nothing was run."""
 
 
+def env_key(name: str) -> str:
+    """The environment variable that sets ``SandboxConfig.<name>`` (its only config key)."""
+    return ENV_PREFIX + name.upper()
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Limits per candidate; each field also reads ``FORGEBENCH_CODE_EXEC_<FIELD>``."""
+    """Limits per candidate; each field is read from ``FORGEBENCH_CODE_EXEC_<FIELD>``."""
 
-    workers: int = 2  # candidates run at once (one slot uid each)
+    workers: int = 2  # candidates run at once (one slot each)
     timeout_s: float = 3.0  # program CPU time (code_eval: 3 s of wall time)
     startup_grace_s: float = 10.0  # extra wall time for interpreter start on a loaded host
-    memory_mb: int = 1024  # RLIMIT_AS per process
-    max_processes: int = 8  # RLIMIT_NPROC for the slot uid (threads count)
+    memory_mb: int = 1024  # all processes of one run together (cgroup); per process as well
+    max_processes: int = 8  # the candidate's processes (threads count)
     max_file_mb: int = 16  # RLIMIT_FSIZE
     max_open_files: int = 64  # RLIMIT_NOFILE
     tmpfs_mb: int = 64  # /tmp + /var/tmp + /dev/shm together
-    uid_base: int = 1_900_000_000  # slot uids are uid_base .. uid_base + max_slots - 1
+    uid_base: int = 1_900_000_000  # candidate uids uid_base.., judge uids uid_base + max_slots..
     max_slots: int = 256
 
     def validate(self) -> SandboxConfig:
@@ -89,14 +104,14 @@ class SandboxConfig:
             "max_file_mb": self.max_file_mb >= 1,
             "max_open_files": self.max_open_files >= 16,
             "tmpfs_mb": self.tmpfs_mb >= 1,
-            "uid_base": self.uid_base >= 65536 and self.uid_base + self.max_slots < 2**31,
+            "uid_base": self.uid_base >= 65536 and self.uid_base + 2 * self.max_slots < 2**31,
             "max_slots": self.max_slots >= 1,
         }
         for key, ok in checks.items():
             if not ok:
                 raise ForgebenchError(
-                    f"{CONFIG_KEY}.{key}: value {getattr(self, key)!r} is out of range "
-                    f"(see SandboxConfig.validate)"
+                    f"{env_key(key)} (sandbox limit {key}): value {getattr(self, key)!r} is "
+                    f"out of range (see SandboxConfig.validate)"
                 )
         return self
 
@@ -104,15 +119,13 @@ class SandboxConfig:
 def _from_env() -> SandboxConfig:
     values: dict[str, Any] = {}
     for f in fields(SandboxConfig):
-        raw = os.environ.get(ENV_PREFIX + f.name.upper())
+        raw = os.environ.get(env_key(f.name))
         if raw is not None:
             kind = float if f.type in ("float", float) else int
             try:
                 values[f.name] = kind(raw)
             except ValueError as exc:
-                raise ForgebenchError(
-                    f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected a number ({CONFIG_KEY})"
-                ) from exc
+                raise ForgebenchError(f"{env_key(f.name)}={raw!r}: expected a number") from exc
     return SandboxConfig(**values).validate()
 
 
@@ -125,7 +138,10 @@ def configure(**overrides: Any) -> SandboxConfig:
     global _config
     unknown = set(overrides) - {f.name for f in fields(SandboxConfig)}
     if unknown:
-        raise ForgebenchError(f"{CONFIG_KEY}: unknown keys {sorted(unknown)}")
+        raise ForgebenchError(
+            f"sandbox limits: unknown {sorted(unknown)}; known: "
+            f"{', '.join(f.name for f in fields(SandboxConfig))} (set as {ENV_PREFIX}<NAME>)"
+        )
     with _config_lock:
         _config = replace(_from_env(), **overrides).validate()
         return _config
@@ -143,16 +159,19 @@ def current_config() -> SandboxConfig:
 @dataclass(frozen=True)
 class ExecResult:
     passed: bool
-    status: str  # "passed", "failed: <Exception>: <msg>", "timed out", "killed: <why>"
+    status: str  # "passed", "failed: <why>", "timed out", "killed: <why>"
     wall_s: float
     uid: int
+    processes_killed: int = 0  # distinct processes SIGKILLed at teardown
+    peak_memory_bytes: int | None = None  # the slot cgroup's high-water mark, all processes
 
 
-# ---- slots: one unused uid per concurrent candidate, locked across processes -------------
+# ---- slots: an unused uid pair per concurrent candidate, locked across processes ----------
 
 
 class _Slots:
-    """uids handed out to worker threads; an flock per uid keeps other processes off it."""
+    """Candidate uids handed out to worker threads; an flock per uid keeps other processes off
+    it. The judge (harness) uid of slot ``u`` is ``u + max_slots``."""
 
     def __init__(self) -> None:
         self._free: list[int] = []
@@ -173,7 +192,7 @@ class _Slots:
     def _claim(self, cfg: SandboxConfig) -> int:
         lock_dir = self._lock_dir()
         for uid in range(cfg.uid_base, cfg.uid_base + cfg.max_slots):
-            if uid in self._held or _uid_known(uid):
+            if uid in self._held or _uid_known(uid) or _uid_known(uid + cfg.max_slots):
                 continue
             fd = os.open(lock_dir / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -181,10 +200,12 @@ class _Slots:
             except BlockingIOError:
                 os.close(fd)
                 continue
+            if _sweep_uids((uid, uid + cfg.max_slots), TEARDOWN_WAIT_S)[1]:
+                continue  # a crashed run left processes that do not die: keep it locked, skip
             self._held[uid] = fd
             return uid
         raise SandboxUnavailable(
-            f"{CONFIG_KEY}.uid_base: no free sandbox uid in {cfg.uid_base}.."
+            f"{env_key('uid_base')}: no free sandbox uid in {cfg.uid_base}.."
             f"{cfg.uid_base + cfg.max_slots - 1} (all locked by other runs or in /etc/passwd)"
         )
 
@@ -192,14 +213,19 @@ class _Slots:
         with self._cond:
             while self._in_use >= cfg.workers:
                 self._cond.wait()
-            uid = self._free.pop() if self._free else self._claim(cfg)
+            try:
+                uid = self._free.pop() if self._free else self._claim(cfg)
+            except BaseException:
+                self._cond.notify()
+                raise
             self._in_use += 1
-        _kill_uid(uid)  # a crashed earlier run holding this uid left nothing we keep
         return uid
 
-    def release(self, uid: int) -> None:
+    def release(self, uid: int, reusable: bool = True) -> None:
+        """Give the slot back; a slot whose teardown failed stays locked and is never reused."""
         with self._cond:
-            self._free.append(uid)
+            if reusable:
+                self._free.append(uid)
             self._in_use -= 1
             self._cond.notify()
 
@@ -212,8 +238,10 @@ _slots = _Slots()
 
 
 def sandbox_uids() -> list[int]:
-    """Slot uids this process has used (for checks that nothing of theirs is left)."""
-    return _slots.held()
+    """Candidate and judge uids this process has used (to check nothing of theirs is left)."""
+    cfg = current_config()
+    held = _slots.held()
+    return sorted(held + [u + cfg.max_slots for u in held])
 
 
 def _uid_known(uid: int) -> bool:
@@ -242,19 +270,36 @@ def pids_of_uid(uid: int) -> list[int]:
     return found
 
 
-def _kill_uid(uid: int) -> int:
-    """SIGKILL every process of ``uid`` until none is left; returns how many were found."""
-    total = 0
-    for _ in range(100):
-        pids = pids_of_uid(uid)
-        if not pids:
-            return total
-        total += len(pids)
+def _sweep_uids(uids: Sequence[int], wait_s: float) -> tuple[int, list[int]]:
+    """SIGKILL the uids' processes until none is left or ``wait_s`` passed (no cgroup here).
+
+    Returns (distinct processes killed, pids still alive)."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + wait_s
+    while True:
+        pids = [p for u in uids for p in pids_of_uid(u)]
+        if not pids or time.monotonic() > deadline:
+            return len(killed), pids
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
         time.sleep(0.01)
-    raise SandboxUnavailable(f"processes of sandbox uid {uid} survive SIGKILL: {pids_of_uid(uid)}")
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc/*/stat; /proc/.../children is optional)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                    fields_after_name = fh.read().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if len(fields_after_name) > 1 and int(fields_after_name[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 # ---- running ---------------------------------------------------------------------------------
@@ -265,15 +310,21 @@ def _stdlib_paths() -> list[str]:
     return [p for p in sys.path if p and os.path.realpath(p).startswith(base + os.sep)]
 
 
-def _job(program: str, cfg: SandboxConfig, uid: int, token: str, fd: int) -> dict[str, Any]:
+def _job(
+    program: str, tests: str, cfg: SandboxConfig, uid: int, token: str, fd: int, cgroup: bool
+) -> dict[str, Any]:
     cpu = math.ceil(cfg.timeout_s) + 1
     mib = 1024 * 1024
+    # with a cgroup the slot's memory is bounded as a whole; without, each process gets its
+    # share so that max_processes of them together stay within memory_mb
+    per_process = cfg.memory_mb if cgroup else cfg.memory_mb // cfg.max_processes
     return {
         "program": program,
+        "tests": tests,
         "token": token,
         "result_fd": fd,
         "uid": uid,
-        "gid": uid,
+        "judge_uid": uid + cfg.max_slots,
         "timeout_s": cfg.timeout_s,
         "tmpfs_bytes": cfg.tmpfs_mb * mib,
         "tmpfs_inodes": 4096,
@@ -282,7 +333,7 @@ def _job(program: str, cfg: SandboxConfig, uid: int, token: str, fd: int) -> dic
         "rlimits": {
             "RLIMIT_CORE": 0,
             "RLIMIT_CPU": cpu,
-            "RLIMIT_AS": cfg.memory_mb * mib,
+            "RLIMIT_AS": per_process * mib,
             "RLIMIT_FSIZE": cfg.max_file_mb * mib,
             "RLIMIT_NPROC": cfg.max_processes,
             "RLIMIT_NOFILE": cfg.max_open_files,
@@ -312,10 +363,56 @@ def _read_result(fd: int) -> bytes:
         os.close(fd)
 
 
-def _run_in_slot(program: str, cfg: SandboxConfig, uid: int) -> ExecResult:
+@dataclass
+class _Teardown:
+    processes_killed: int
+    clean: bool  # nothing of the run is left (kernel-confirmed with a cgroup)
+    peak_memory_bytes: int | None
+    oom_kills: int
+
+
+def _teardown(
+    proc: subprocess.Popen, cgroup: SlotCgroup | None, uids: tuple[int, int]
+) -> _Teardown:
+    """Kill what is left of the run and wait for the kernel to confirm it is gone.
+
+    The bootstrap is spared until the jail's init is dead, so it reaps init (no zombie)."""
+    if cgroup is not None:
+        killed = cgroup.kill(spare=proc.pid) if proc.poll() is None else 0
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=TEARDOWN_WAIT_S)
+        killed += cgroup.kill()  # the bootstrap, if it did not exit; anything else left
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=TEARDOWN_WAIT_S)
+        empty = cgroup.wait_empty(TEARDOWN_WAIT_S)
+        peak, ooms = cgroup.peak_memory_bytes(), cgroup.oom_kills()
+        removed = empty and cgroup.remove()
+        return _Teardown(len(cgroup.killed), empty and removed, peak, ooms)
+    killed = 0
+    if proc.poll() is None:
+        for pid in _children(proc.pid):  # the jail's init: its death empties the namespace
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=TEARDOWN_WAIT_S)
+        if proc.poll() is None:
+            proc.kill()
+            killed += 1
+            proc.wait()
+    swept, left = _sweep_uids(uids, TEARDOWN_WAIT_S)
+    return _Teardown(killed + swept, not left, None, 0)
+
+
+def _run_in_slot(program: str, tests: str, cfg: SandboxConfig, uid: int) -> tuple[ExecResult, bool]:
+    """One run in slot ``uid``; returns the result and whether the slot may be reused."""
     token = secrets.token_hex(16)
+    nonce = secrets.token_hex(4)
+    cgroup = SlotCgroup.create(
+        f"slot-{uid}-{nonce}", cfg.memory_mb * 1024 * 1024, cfg.max_processes + 3
+    )  # + bootstrap, init and harness
     read_fd, write_fd = os.pipe()
-    job = json.dumps(_job(program, cfg, uid, token, write_fd)).encode()
+    job = json.dumps(_job(program, tests, cfg, uid, token, write_fd, cgroup is not None))
     started = time.perf_counter()
     try:
         proc = subprocess.Popen(
@@ -332,18 +429,21 @@ def _run_in_slot(program: str, cfg: SandboxConfig, uid: int) -> ExecResult:
         os.close(write_fd)
     killed = ""
     try:
-        _, err = proc.communicate(job, timeout=cfg.timeout_s + cfg.startup_grace_s)
+        if cgroup is not None:
+            cgroup.add(proc.pid)  # before it reads its job, so before it can fork
+        _, err = proc.communicate(job.encode(), timeout=cfg.timeout_s + cfg.startup_grace_s)
     except subprocess.TimeoutExpired:
         killed = "killed: wall-clock timeout"
-        os.killpg(proc.pid, signal.SIGKILL)  # bootstrap + ns init; init's death kills the ns
-        _, err = proc.communicate()
+    finally:
+        end = _teardown(proc, cgroup, (uid, uid + cfg.max_slots))
+    if killed:
+        _, err = proc.communicate()  # already exited: collects stderr, closes the pipes
     wall = time.perf_counter() - started
     raw = _read_result(read_fd)
-    leftover = _kill_uid(uid)
-    if proc.returncode == SETUP_ERROR:
+    if proc.returncode == SETUP_ERROR and not killed and end.clean:
         raise SandboxUnavailable(f"sandbox setup failed: {err.decode(errors='replace').strip()}")
-    if leftover:
-        log.warning("sandbox uid %d: killed %d processes that outlived their jail", uid, leftover)
+    if end.processes_killed:
+        log.info("sandbox uid %d: killed %d processes at teardown", uid, end.processes_killed)
     lines = raw.split(b"\n")
     passed = not killed and len(lines) >= 2 and lines[0] == token.encode() and lines[1] == b"passed"
     if killed:
@@ -354,25 +454,39 @@ def _run_in_slot(program: str, cfg: SandboxConfig, uid: int) -> ExecResult:
         status = f"killed: no result (exit {proc.returncode})"
     if status == "passed" and not passed:
         status = "failed: forged result"
-    return ExecResult(passed=passed, status=status, wall_s=wall, uid=uid)
+    if not passed and end.oom_kills:
+        status = f"killed: slot memory limit ({cfg.memory_mb} MiB) reached; {status}"
+    if not end.clean:
+        passed = False
+        status = "killed: processes of this run outlived teardown; " + status
+        log.error("sandbox uid %d: teardown incomplete, slot retired", uid)
+    result = ExecResult(passed, status, wall, uid, end.processes_killed, end.peak_memory_bytes)
+    return result, end.clean
 
 
-def run_program(program: str, config: SandboxConfig | None = None) -> ExecResult:
-    """Run one program in a fresh jail; passed only if it ran to the end without an exception."""
+def run_program(program: str, tests: str = "", config: SandboxConfig | None = None) -> ExecResult:
+    """Run ``program`` in a fresh jail, then ``tests`` against it in a separate judge process.
+
+    Passed only if the program ran to its end and the tests then ran to theirs without an
+    exception, every call into the program answered once, as plain data."""
     _require_root()
     cfg = config or current_config()
     uid = _slots.acquire(cfg)
+    reusable = False
     try:
-        return _run_in_slot(program, cfg, uid)
+        result, reusable = _run_in_slot(program, tests, cfg, uid)
+        return result
     finally:
-        _slots.release(uid)
+        _slots.release(uid, reusable)
 
 
-def run_programs(programs: Sequence[str], config: SandboxConfig | None = None) -> list[ExecResult]:
-    """Run programs in parallel, up to ``workers`` at once; results in input order."""
+def run_programs(
+    jobs: Sequence[tuple[str, str]], config: SandboxConfig | None = None
+) -> list[ExecResult]:
+    """Run (program, tests) pairs in parallel, up to ``workers`` at once; results in order."""
     _require_root()
     cfg = config or current_config()
-    if len(programs) <= 1 or cfg.workers == 1:
-        return [run_program(p, cfg) for p in programs]
+    if len(jobs) <= 1 or cfg.workers == 1:
+        return [run_program(p, t, cfg) for p, t in jobs]
     with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-        return list(pool.map(lambda p: run_program(p, cfg), programs))
+        return list(pool.map(lambda job: run_program(job[0], job[1], cfg), jobs))
