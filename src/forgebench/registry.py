@@ -239,9 +239,9 @@ for _spec in (
         "seedlm_search",
         "forgebench.compression.seed_search_bench:run",
         True,
-        "SeedLM seed search: ns per (block, seed) pair, exhaustive and pruned, against the "
-        "measured GEMM floor",
-        cases=("floor", "pruned", "exhaustive"),
+        "SeedLM seed search: ns per (block, seed) pair, exhaustive and bounded (exact), each "
+        "against a floor of GEMMs of its own shapes",
+        cases=("floor", "exhaustive", "bounded_floor", "bounded"),
     ),
     BenchmarkSpec(
         "compression",
