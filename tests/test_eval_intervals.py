@@ -227,7 +227,7 @@ class _Task:
 
 
 def test_gold_is_found_as_lm_eval_scores_it() -> None:
-    from forgebench.evaluation.runner import _gold_fn
+    from forgebench.evaluation.runner import gold_fn
 
     leaves = {
         "index": _Task(1),
@@ -237,7 +237,7 @@ def test_gold_is_found_as_lm_eval_scores_it() -> None:
         "several": _Task([0, 1]),
         "generated": _Task("42", kind="generate_until"),
     }
-    gold = _gold_fn(leaves)
+    gold = gold_fn(leaves)
     got = {name: gold(name, {}) for name in leaves}
     assert got == {"index": 1, "label": 0, "winogrande": 1, "unknown": None, "several": None,
                    "generated": None}  # fmt: skip

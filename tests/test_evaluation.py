@@ -324,3 +324,108 @@ def test_overhead_benchmark_checks_answers_and_times_both(setup) -> None:
     assert set(walls.index) == {overhead.DIRECT, overhead.OURS} and (walls > 0).all()
     pct = frame.loc[frame.metric == "overhead", "value"].iloc[0]
     assert pct == pytest.approx((walls[overhead.OURS] / walls[overhead.DIRECT] - 1) * 100)
+
+
+# ------------------------------------------------------------- subsets sized for signal
+
+
+def test_clear_chance_power_is_the_exact_binomial_tail() -> None:
+    from scipy import stats as sps
+
+    from forgebench.evaluation.subset_size import clear_chance_power, documents_needed
+
+    n, acc, chance = 40, 0.55, 0.27
+    # k_min by brute force: the fewest right answers whose lower bound is above chance
+    k_min = next(k for k in range(n + 1) if k and proportion_ci(k, n)[0] > chance)
+    assert clear_chance_power(n, acc, chance) == pytest.approx(sps.binom.sf(k_min - 1, n, acc))
+    need = documents_needed(acc, chance)
+    assert clear_chance_power(need, acc, chance) >= 0.8
+    assert all(clear_chance_power(m, acc, chance) < 0.8 for m in range(1, need))
+    assert documents_needed(0.25, 0.27) is None  # at or below chance: never
+    assert documents_needed(0.52, 0.5, max_n=1267) is None  # WinoGrande-like: beyond the set
+    # A subset whose majority answer is more frequent needs more documents.
+    assert documents_needed(acc, lambda m: 0.35) > need
+
+
+def test_subset_chance_is_the_runners_chance_of_the_seeds_documents() -> None:
+    from forgebench.evaluation.samples import chance_levels
+    from forgebench.evaluation.subset_size import subset_chance
+
+    rng = np.random.default_rng(0)
+    docs = pd.DataFrame(
+        {
+            "subtask": "t",
+            "doc_id": range(300),
+            "n_choices": 4,
+            "gold": rng.choice(4, 300, p=[0.4, 0.2, 0.2, 0.2]),
+        }
+    )
+    at = subset_chance(docs, seed=7)
+    pick = select_docs(300, 50, 7)
+    assert at(50) == chance_levels(docs.iloc[pick])["chance_acc"]
+    assert at(300) == chance_levels(docs)["chance_acc"] > 0.25  # the majority answer
+
+
+def test_planning_accuracy_is_the_lower_bound() -> None:
+    from forgebench.evaluation.subset_size import planning_accuracy
+
+    assert planning_accuracy(1230, 1838) == pytest.approx(proportion_ci(1230, 1838)[0])
+    assert planning_accuracy(1230, 1838) < 1230 / 1838
+
+
+# ------------------------------------------------------------------ which model, where
+
+
+def _default_config() -> dict:
+    import yaml
+    from conftest import REPO
+
+    from forgebench.config import check_config
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    check_config(cfg, REPO / "config" / "schema.yaml")
+    return cfg
+
+
+def test_default_run_evaluates_the_pretrained_model_with_sized_subsets() -> None:
+    from forgebench import workflow as fw
+
+    cfg = _default_config()
+    assert cfg["evaluation"]["models"] == ["smollm2"]
+    assert cfg["models"]["smollm2"]["source"] == "gguf"
+    tasks = fw.model_tasks(cfg, "smollm2")
+    assert {"fb_arc_easy", "fb_piqa", "fb_hellaswag", "fb_winogrande", "fb_boolq"} <= set(tasks)
+    settings = fw.evaluation_job_settings(cfg, "smollm2")
+    assert "tasks" not in settings  # which tasks is the job's own list, not its settings
+    for task in ("fb_gsm8k", "fb_humaneval", "fb_mbpp"):
+        assert settings["per_task"][task]["subset_size"] == 5
+    # EvoMerge's seeds and individuals keep their own smaller subsets.
+    seed = cfg["evomerge"]["seeds"][0]
+    evo = fw.evaluation_job_settings(cfg, seed)
+    assert evo["subset_size"] == cfg["evomerge"]["subset_size"]
+    assert all("subset_size" not in o for o in evo["per_task"].values())
+    # The cognate's own evaluations are gone: only EvoMerge's fitness suite scores it.
+    assert fw.model_suites(cfg, "cognate") == [cfg["evomerge"]["fitness_suite"]]
+
+
+def test_every_model_dependent_benchmark_names_its_model() -> None:
+    from forgebench import workflow as fw
+
+    cfg = _default_config()
+    for spec in fw.enabled_benchmarks(cfg):
+        if "model" in spec.needs:
+            model = fw.benchmark_config(cfg, spec.suite, spec.name).get("model")
+            assert model in cfg["models"], f"{spec.key}: model {model!r}"
+
+
+def test_benchmark_rows_carry_their_model() -> None:
+    from forgebench.record import Recorder
+    from forgebench.runner import with_model
+
+    rec = Recorder("knowledge", "creativity", 1)
+    rec.add("a", {"k": 1}, "m", "count", True, 1.0)
+    rec.add("b", {"model": "other"}, "m", "count", True, 2.0)
+    tagged = with_model(rec.frame(), "smollm2")
+    assert [json.loads(p)["model"] for p in tagged["params"]] == ["smollm2", "other"]
+    assert json.loads(tagged["params"].iloc[0])["k"] == 1
+    assert with_model(rec.frame(), None).equals(rec.frame())

@@ -157,3 +157,34 @@ def test_dare_is_reproducible_from_its_seed(seeds: list[Path], tmp_path: Path) -
     key = "model.layers.0.mlp.up_proj.weight"
     assert torch.equal(x[key], y[key])
     assert not torch.equal(x[key], z[key])
+
+
+@pytest.mark.parametrize("fail", [None, "fb_boolq"])
+def test_a_suite_score_missing_an_objective_is_a_failed_fitness(
+    fail: str | None, tmp_path: Path
+) -> None:
+    """A failed task leaves the mean of the other objectives, which once ranked an
+    individual above its peers (0.325 to 0.400): that score is no fitness."""
+    from test_suites import _logic_inputs
+
+    from forgebench.evaluation import suites as su
+    from forgebench.evomerge.stages import INCOMPLETE, read_fitness
+    from forgebench.record import write_measurements
+
+    records, samples = _logic_inputs(np.random.default_rng(4), fail=fail)
+    rows, _ = su.score_suite(su.load_suite("logic"), "m", records, samples, allow_online=False)
+    path = tmp_path / "m.parquet"
+    write_measurements(rows, path, {})
+    score = rows.set_index("metric").loc["score"]
+    assert score["status"] == "ok" and score["value"] > 0.1  # a number either way
+    fitness = read_fitness(path, "m", "logic")
+    if fail is None:
+        assert fitness.ok and fitness.rank_value() == pytest.approx(score["value"])
+        return
+    assert fitness.status == INCOMPLETE and not fitness.ok
+    assert math.isnan(fitness.rank_value())
+    # A complete individual with a far lower score is the elite, not the incomplete one.
+    pop = initial_population(CFG, 3, seed=1)
+    scored = [(pop[0], fitness.rank_value()), (pop[1], 0.1), (pop[2], 0.05), (pop[3], 0.01)]
+    elites, _ = next_generation(CFG, scored, 1, seed=1)
+    assert [e.name for e in elites] == [pop[1].name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -94,6 +95,20 @@ def run_measured(
     return frame
 
 
+def with_model(frame: pd.DataFrame, model: str | None) -> pd.DataFrame:
+    """``frame`` with ``model`` in every row's params (kept where a row names its own): a
+    benchmark that reads a model says which in each of its rows (issue 16)."""
+    if model is None or frame.empty:
+        return frame
+
+    def tag(text: str) -> str:
+        params = json.loads(text) if text else {}
+        params.setdefault("model", model)
+        return record.canonical_params(params)
+
+    return frame.assign(params=frame["params"].map(tag))
+
+
 def run_benchmark(
     suite: str,
     name: str,
@@ -115,8 +130,9 @@ def run_benchmark(
     section = benchmark_config(config, suite, name)
     seed = int(config.get("seed", 0))
     log.info("running %s (version %d)", spec.key, version)
+    model = section.get("model") if "model" in spec.needs else None
     return run_measured(
-        lambda: fn(section, seed=seed),
+        lambda: with_model(fn(section, seed=seed), model),
         suite=suite,
         name=name,
         version=version,

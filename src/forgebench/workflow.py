@@ -286,17 +286,19 @@ def model_task_datasets(config: Mapping[str, Any], model: str) -> list[str]:
 
 def model_tasks(config: Mapping[str, Any], model: str) -> list[str]:
     """Distinct tasks of the model's suites (a task several suites share runs once), plus
-    a derived model's own task list."""
+    a derived model's own task list or, for a configured model, ``evaluation.tasks`` (tasks
+    no suite scores, such as ARC-Easy and PIQA)."""
     from forgebench.evaluation.suites import tasks_for
 
     d = _derived(config, model)
     tasks = tasks_for(model_suites(config, model), allow_online=config["datasets"]["allow_online"])
-    return list(dict.fromkeys([*tasks, *(d["tasks"] if d else [])]))
+    extra = d["tasks"] if d else list(config["evaluation"].get("tasks") or [])
+    return list(dict.fromkeys([*tasks, *extra]))
 
 
 #: Keys of ``evaluation:`` that choose what is evaluated, not how: the job's own tasks
 #: (``model_tasks``) carry what they decide for it.
-_EVAL_SELECTION = ("enabled", "models", "suites", "paired")
+_EVAL_SELECTION = ("enabled", "models", "suites", "tasks", "paired")
 
 
 def evaluation_job_settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
@@ -310,6 +312,15 @@ def evaluation_job_settings(config: Mapping[str, Any], model: str) -> dict[str, 
     out = {k: v for k, v in section.items() if k not in _EVAL_SELECTION}
     out["per_task"] = {t: o for t, o in (section.get("per_task") or {}).items() if t in tasks}
     out["allow_online"] = config["datasets"]["allow_online"]
+    from forgebench.evomerge.stages import fitness_subset
+
+    subset = fitness_subset(config, model)
+    if subset is not None:  # EvoMerge's own documents per task, whatever per_task says
+        out.update(subset_size=subset, limit=None)
+        out["per_task"] = {
+            t: {k: v for k, v in o.items() if k not in ("subset_size", "limit")}
+            for t, o in out["per_task"].items()
+        }
     return out
 
 

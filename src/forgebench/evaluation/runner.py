@@ -332,7 +332,7 @@ def _run_lm_eval(task: str, settings: EvalSettings, seed: int, loaded: _Loaded) 
     return _Outcome(results, leaves, selection, elapsed)
 
 
-def _n_choices_fn(leaves: Mapping[str, Any]) -> Any:
+def n_choices_fn(leaves: Mapping[str, Any]) -> Any:
     def n_choices(subtask: str, doc: Mapping[str, Any]) -> int | None:
         t = leaves.get(subtask)
         if t is None or t.config.output_type != "multiple_choice":
@@ -342,7 +342,7 @@ def _n_choices_fn(leaves: Mapping[str, Any]) -> Any:
     return n_choices
 
 
-def _gold_fn(leaves: Mapping[str, Any]) -> Any:
+def gold_fn(leaves: Mapping[str, Any]) -> Any:
     """The index of a multiple-choice document's right answer, found as lm-eval's
     ``process_results`` finds it (``doc_to_text`` for multiple-input tasks such as
     WinoGrande, else ``doc_to_target``; a string is looked up among the choices); None
@@ -555,8 +555,8 @@ def _evaluate_task(
             out.results.get("samples") or {},
             model=model_name,
             task=task,
-            n_choices=_n_choices_fn(out.leaves),
-            gold=_gold_fn(out.leaves),
+            n_choices=n_choices_fn(out.leaves),
+            gold=gold_fn(out.leaves),
         )
         n_docs = int(frame_samples.drop_duplicates(["subtask", "doc_id"]).shape[0])
         params = {

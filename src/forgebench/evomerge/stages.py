@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "methods": ["linear", "slerp", "ties", "dare_ties"],
     "fitness_suite": "logic",
     "export_as": "evomerge-best",
+    "subset_size": None,
 }
 
 
@@ -126,6 +127,16 @@ def fitness_models(config: Mapping[str, Any]) -> dict[str, list[str]]:
         return {}
     suite = section(config)["fitness_suite"]
     return {m: [suite] for m in [*section(config)["seeds"], *individuals(config)]}
+
+
+def fitness_subset(config: Mapping[str, Any], model: str) -> int | None:
+    """Documents per task of ``model``'s fitness evaluation when EvoMerge sets its own
+    (``evomerge.subset_size``: the evaluation's per-task sizes are sized for the pretrained
+    model); None for a model the evaluation stage lists itself, or without the key."""
+    size = section(config)["subset_size"]
+    if size is None or model in (config.get("evaluation") or {}).get("models", []):
+        return None
+    return int(size) if model in fitness_models(config) else None
 
 
 def export_dir(config: Mapping[str, Any]) -> str:
@@ -274,8 +285,15 @@ def _float(x: Any) -> float:
     return math.nan if x is None else float(x)
 
 
+#: The status of a suite score that lacks an objective: not a fitness (a failed task
+#: leaves the mean of the others, which can rank an individual above its peers).
+INCOMPLETE = "error:IncompleteSuite"
+
+
 def read_fitness(path: str | Path, model: str, suite: str) -> Fitness:
-    """The score rows score_suite wrote for ``model`` on ``suite``."""
+    """The score rows score_suite wrote for ``model`` on ``suite``; a score whose suite
+    is incomplete (an objective failed or is missing) is failed, status ``INCOMPLETE``,
+    so it never ranks."""
     from forgebench.record import read_measurements
 
     frame = read_measurements(path)
@@ -294,6 +312,11 @@ def read_fitness(path: str | Path, model: str, suite: str) -> Fitness:
     high, _ = one("score_ci_high")
     if status == "ok" and not math.isfinite(value):
         status = "error:NonFiniteScore"
+    score = rows[rows["metric"] == "score"]
+    if status == "ok" and not json.loads(score["params"].iloc[0]).get("complete", True):
+        missing = json.loads(score["params"].iloc[0]).get("missing", [])
+        log.warning("%s: %s suite incomplete (missing %s): not a fitness", model, suite, missing)
+        status = INCOMPLETE
     return Fitness(value, low, high, status)
 
 
@@ -710,9 +733,10 @@ def summarize(
                 "pair": json.dumps(list(genome.pair)),
                 "t": genome.t,
                 "genome": genome.describe(),
-                "fitness": f.value,
-                "fitness_ci_low": f.ci_low,
-                "fitness_ci_high": f.ci_high,
+                # A failed fitness (an incomplete suite included) shows no number.
+                "fitness": f.value if f.ok else math.nan,
+                "fitness_ci_low": f.ci_low if f.ok else math.nan,
+                "fitness_ci_high": f.ci_high if f.ok else math.nan,
                 "fitness_status": f.status,
                 "merge_time_s": ms.duration_s if ms else math.nan,
                 "merge_peak_rss_bytes": ms.peak_rss if ms else math.nan,
@@ -778,6 +802,7 @@ def summarize(
         "jobs": n_jobs,
         "jobs_with_rows": len(spans),
         "fitness_suite": suite_name,
+        "failed": {m: fitness[m].status for m in [*seeds, *names] if not fitness[m].ok},
         "wall_time_from": "earliest merge/fitness job start to latest end (job rows)",
     }
     if spans and len(spans) == n_jobs:
