@@ -253,3 +253,23 @@ def test_twenty_flat_metrics_rarely_raise_a_false_regression_at_once():
     )
     any_regression = (verdicts == D.REGRESSION).any(axis=0)[20:]
     assert any_regression.mean() <= 0.05
+
+
+def test_sudden_step_after_an_earlier_change_is_located_where_it_began() -> None:
+    """A 4-sigma step 40 runs after an earlier slowdown of 1.5 sigma is a step of its own,
+    reported within three runs where it began, not folded unseen into a "drift" from the
+    earlier change (the trend-versus-two-steps test read the new step's runs clipped)."""
+    cv, first, second = 0.05, 60, 100
+    y = series(7, 110, cv, step_at=second, step_sigma=4.0)
+    y[first:] *= math.exp(1.5 * cv)  # an earlier, smaller change in the same direction
+    states = D.incremental_states(y, threshold=THR, higher_is_better=False, log_scale=True)
+    located = [
+        st.index
+        for st in states[second : second + 3]
+        if st.new
+        and st.change is not None
+        and st.change.confirmed is not None
+        and st.change.updated == st.index
+        and abs(st.change.increment_start - second) <= 1
+    ]
+    assert located, [(st.index, st.verdict, st.change) for st in states[second : second + 4]]

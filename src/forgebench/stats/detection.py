@@ -146,7 +146,9 @@ class Change:
     ``level_before`` to ``level_after`` (analysed scale: logs on a log scale), positive =
     better; ``z``: the test statistic that confirmed (or suspects) it, in standard errors;
     ``p_value``: about the chance per run that flat noise gives such a change;
-    ``increment``: the part of ``size`` confirmed at ``updated`` (all of it, unextended).
+    ``increment``: the part of ``size`` confirmed at ``updated`` (all of it, unextended);
+    ``increment_start``: the first run of that part (``start``, unextended): where a later
+    step that extends a drift began, so it is located, not only dated.
     """
 
     start: int
@@ -160,6 +162,7 @@ class Change:
     updated: int | None = None
     z: float = math.nan
     increment: float = math.nan
+    increment_start: int | None = None
 
     @property
     def verdict(self) -> str:
@@ -594,6 +597,16 @@ def _fits(
     return hinge, (float(sse_s[j]), int(sp[j]), float(c1[sp[j]] / sp[j]))
 
 
+def _own_runs_unclipped(s: _Series, x: np.ndarray, lo: int, start: int, t: int) -> np.ndarray:
+    """``x`` (runs ``lo..t`` as seen at ``t``) with a change's own runs from ``start`` on
+    unclipped: they were outliers only against the level they left, so whether they form a
+    step or a trend is judged on what they were, not on their held values."""
+    for i in range(max(start, lo), t + 1):
+        if s.out[i] and (i == t or _seen(s, i, t) != s.centre[i]):
+            x[i - lo] = s.y[i]
+    return x
+
+
 def _classify(s: _Series, v: _View, tr: _Tracker, hit: _Hit) -> _Hit:
     """A step or a trend, whichever fits the runs of the current level (at most
     ``DRIFT_WINDOW``) better; a trend starts at its knot and its size is the fitted change
@@ -601,10 +614,7 @@ def _classify(s: _Series, v: _View, tr: _Tracker, hit: _Hit) -> _Hit:
     w0 = max(tr.ref, v.t - DRIFT_WINDOW + 1)
     if v.t - w0 + 1 < DRIFT_MIN_RUNS:
         return hit
-    x = v.x[w0 - v.lo :].copy()
-    for i in range(max(hit.start, w0), v.t + 1):  # the change's own runs, unclipped
-        if s.out[i] and (i == v.t or _seen(s, i, v.t) != s.centre[i]):
-            x[i - w0] = s.y[i]
+    x = _own_runs_unclipped(s, v.x[w0 - v.lo :].copy(), w0, hit.start, v.t)
     (sse_h, knot, at_knot, at_end), (sse_s, _, _) = _fits(x)
     if sse_h < sse_s and w0 + knot < v.t - s.confirm_runs:
         return replace(hit, start=w0 + knot, before=at_knot, after=at_end, kind=DRIFT)
@@ -661,7 +671,7 @@ def _trend_fits(s: _Series, first: int, second: int, t: int) -> bool:
     lo = max(0, first - MERGE_GAP, t - DRIFT_WINDOW - MERGE_GAP + 1)
     if t - lo + 1 < DRIFT_MIN_RUNS:
         return True
-    x = _window(s, lo, t)
+    x = _own_runs_unclipped(s, _window(s, lo, t), lo, second, t)
     (sse_h, *_), _ = _fits(x, last_knot=first - lo + MERGE_GAP)
     parts = np.split(x, sorted({b for b in (first - lo, second - lo) if 0 < b < x.size}))
     sse_steps = sum(float(np.sum((p - p.mean()) ** 2)) for p in parts)
@@ -685,6 +695,7 @@ def _merge(s: _Series, tr: _Tracker, hit: _Hit, t: int) -> Change:
         updated=t,
         z=hit.z,
         increment=size,
+        increment_start=hit.start,
     )
     last = tr.episodes[-1] if tr.episodes else None
     if last is None or not (math.isfinite(size) and math.isfinite(last.size)):
@@ -707,6 +718,7 @@ def _merge(s: _Series, tr: _Tracker, hit: _Hit, t: int) -> Change:
         updated=t,
         z=hit.z,
         increment=size,
+        increment_start=hit.start,
     )
 
 

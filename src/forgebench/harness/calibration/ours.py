@@ -7,7 +7,8 @@ prefix, ``log_scale`` fixed so both read the same scale), and ``correct_across_m
 is the cross-metric correction of one run's metrics.
 
 An alarm is a change episode at the run that confirmed it, whatever its size verdict
-(regression, improvement or shift below threshold): the anchors have no threshold, so
+(regression, improvement or shift below threshold), and each later step that extended it
+(located where that step began: the user is told again); the anchors have no threshold, so
 counting confirmed changes keeps the comparison like for like. Suspected changes are not
 alarms: they are what the confirmation rule exists to filter.
 """
@@ -62,6 +63,10 @@ def alarms(
         if st.new and change is not None and change.confirmed is not None:
             first.setdefault(int(change.start), st.index + 1)
             confirmed_by.setdefault(int(change.start), int(change.confirmed) + 1)
+            if change.updated == st.index and change.increment_start is not None:
+                # a step that extended an earlier episode alarms too, where it began
+                first.setdefault(int(change.increment_start), st.index + 1)
+                confirmed_by.setdefault(int(change.increment_start), st.index + 1)
     at = None
     if check_at is not None:
         at = tuple(sorted(i for i, t in confirmed_by.items() if t <= check_at))
