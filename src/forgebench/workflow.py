@@ -580,11 +580,13 @@ def declared_cases(config: Mapping[str, Any], suite: str, benchmark: str) -> lis
     key = f"{suite}/{benchmark}"
     if key == "compression/weights":
         methods = config.get("suites", {}).get("compression", {}).get("methods", {})
-        return [str(m.get("name", name)) for name, m in methods.items()]
+        # "original": the uncompressed model's rows, which every method is paired with
+        return ["original", *(str(m.get("name", name)) for name, m in methods.items())]
     from forgebench.evomerge import stages
 
     if key == f"{stages.SUITE}/{stages.EVOLUTION_BENCHMARK}":
-        return [stages.BEST_CASE, stages.EVOLUTION_CASE]
+        best, evolution = stages.BEST_CASE, stages.EVOLUTION_CASE
+        return [evolution, best, f"{best}:*", "gen*", "seed:*"]
     if key not in BENCHMARKS or not BENCHMARKS.get(suite, benchmark).cases:
         return None
     section = config.get("suites", {}).get(suite, {}).get("benchmarks", {}).get(benchmark) or {}
