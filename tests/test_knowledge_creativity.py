@@ -14,16 +14,20 @@ import pytest
 from conftest import SHARED_DATASETS
 
 from forgebench.errors import ForgebenchError
-from forgebench.knowledge import guardian, link_prediction
+from forgebench.knowledge import generated_items, guardian, link_prediction
 from forgebench.knowledge.concept_graph import build_concept_graph, from_edges
-from forgebench.knowledge.rat_data import CROSS_DOMAIN_PAIRS, RAT_ITEMS, item_words
+from forgebench.knowledge.cooccurrence import count_halves
+from forgebench.knowledge.creativity import gate_pass_rate
+from forgebench.knowledge.rat_data import CROSS_DOMAIN_PAIRS, RAT_ITEMS
 from forgebench.knowledge.surprise import surprise_at_k
 from forgebench.knowledge.vocabulary import (
-    Vocabulary,
+    STOP_WORDS,
     build_vocabulary,
     chance_accuracy,
     matches,
     normalise,
+    stem,
+    tokens,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -66,29 +70,104 @@ def test_youden_threshold_on_hand_data():
     cal = guardian.youden_threshold(np.array([0.9, 0.8, 0.7]), np.array([0.1, 0.2, 0.75]))
     assert cal.threshold == pytest.approx(0.7)  # J = 2/3 at 0.7 and 0.8; the lower wins
     assert cal.tpr == 1.0 and cal.fpr == pytest.approx(1 / 3)
-    e = np.array([[1.0, 0.0], [0.0, 1.0]])
-    assert guardian.passes(np.array([0.8, 0.6]), e, 0.6)
-    assert not guardian.passes(np.array([0.8, 0.6]), e, 0.61)
+    ci = cal.intervals(0.95)
+    assert ci["tpr"][0] < 1.0 == ci["tpr"][1] and ci["fpr"][0] < cal.fpr < ci["fpr"][1]
 
 
-def test_calibration_pairs_are_held_apart_from_test_items():
-    words = [f"word{chr(97 + i)}" for i in range(26)] + ["cheese", "gold", "tape", "bank"]
-    phrases = [f"{a} {b}" for a, b in itertools.pairwise(words)]
-    phrases += ["swiss cheese", "gold rush", "river bank"]
-    v = Vocabulary(words + phrases, [5] * len(words + phrases))
-    pos, neg = guardian.calibration_pairs(v, item_words(), 15, np.random.default_rng(0))
+# A hand corpus: "salt water" and "sea water" are compounds; "boat" lives near "sea",
+# "recipe" near "salt"; "planet" and "orbit" never meet the kitchen.
+_TEXTS = (
+    ["salt water boils on the stove recipe"] * 6
+    + ["sea water carries the boat far"] * 6
+    + ["rain water fills the barrel"] * 4
+    + ["planet orbit star telescope"] * 6
+    + ["salt recipe stove kitchen"] * 4
+)
+_WORDS = sorted({stem(w) for t in _TEXTS for w in tokens(t) if w not in STOP_WORDS})
+
+
+def _halves(texts=_TEXTS):
+    # Each text twice in a row: one copy lands in each half.
+    return count_halves([t for t in texts for _ in range(2)], _WORDS, window=3)
+
+
+def test_cooccurrence_halves_and_npmi():
+    a, b = _halves()
+    assert a.documents == b.documents == len(_TEXTS)
+    i = a.index
+    assert a.adjacent[i["salt"], i["water"]] == 6 and a.adjacent[i["water"], i["salt"]] == 0
+    assert a.npmi("salt", "water") > 0.2
+    assert a.npmi("salt", "planet") == -1.0  # never together
+    assert np.isnan(a.npmi("salt", "unknownword"))
+    row = a.npmi_row(i["salt"])
+    assert row[i["water"]] == pytest.approx(a.npmi("salt", "water"))
+
+
+def test_generated_rat_items_come_from_attested_compounds():
+    a, _ = _halves()
+    surfaces = list(a.index)
+    items = generated_items.rat_items(
+        a, surfaces, 5, np.random.default_rng(0), excluded=set(), min_count=1, min_share=0.0
+    )
+    assert [i.target for i in items] == ["water"]
+    assert sorted(items[0].cues) == ["rain", "salt", "sea"]
+
+
+def test_surprise_is_from_counts_and_averages_correct_bridges_only():
+    _, judge = _halves()
+    near = surprise_at_k(judge, ["water"], [True], ["salt", "sea"])
+    far = surprise_at_k(judge, ["planet"], [True], ["salt", "sea"])
+    assert 0 <= near < 0.5 < far == 1.0  # never seen near either endpoint
+    assert surprise_at_k(judge, ["planet", "water"], [False, True], ["salt", "sea"]) == near
+    assert np.isnan(surprise_at_k(judge, ["water"], [False], ["salt", "sea"]))
+
+
+def test_guardian_judgement_does_not_move_with_the_finders_score():
+    _, judge = _halves()
+    gate = guardian.Judge(judge)
+    ends = ["salt", "sea"]
+    cands = ["water", "boat", "recipe", "planet", "orbit", "stove"]
+    # Two finders that rank the same candidates in opposite orders by opposite scores.
+    score = {c: float(k) for k, c in enumerate(cands)}
+    ranked_a = sorted(cands, key=lambda c: -score[c])
+    ranked_b = sorted(cands, key=lambda c: score[c])
+    judged_a = {c: gate.passes(c, ends, 0.1) for c in ranked_a}
+    judged_b = {c: gate.passes(c, ends, 0.1) for c in ranked_b}
+    assert judged_a == judged_b  # a candidate's judgement is the same whoever proposed it
+    # and it follows the corpus, not the finders' scores: water passes, planet does not.
+    assert judged_a["water"] == 1.0 and judged_a["planet"] == 0.0
+    assert np.isnan(gate.passes("unknownword", ends, 0.1))  # undefined, not a rejection
+    # The pass rate of a top list depends on which bridges are in it, not on their scores.
+    assert gate_pass_rate(gate, ranked_a[:3], ends, 0.1) == gate_pass_rate(
+        gate, ranked_b[-3:][::-1], ends, 0.1
+    )
+
+
+def test_calibration_pairs_are_held_apart_from_excluded_words():
+    words = [f"word{chr(97 + i)}{chr(97 + j)}" for i in range(5) for j in range(6)]
+    texts = [f"{a} {b}" for a, b in itertools.pairwise(words) for _ in range(6)]
+    a, _ = count_halves(texts, [stem(w) for w in words], window=2)
+    banned = {stem(words[3]), stem(words[10])}
+    pos, neg = guardian.calibration_pairs(a, words, banned, 15, np.random.default_rng(0))
     assert len(pos) == len(neg) == 15
-    banned = item_words()
-    for a, b in pos + neg:
-        assert normalise(a)[0] not in banned and normalise(b)[0] not in banned
+    assert all(set(p) <= set(words) for p in pos + neg)
+    for x, y in pos + neg:
+        assert stem(x) not in banned and stem(y) not in banned
+    with pytest.raises(ForgebenchError, match="calibration"):
+        guardian.calibration_pairs(
+            _halves()[0], list(_halves()[0].index), set(), 5, np.random.default_rng(0)
+        )
 
 
-def test_surprise_averages_correct_bridges_only():
-    ends = np.array([[1.0, 0.0], [0.0, 1.0]])
-    top = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
-    # Only the second is correct: distances 1 - 0.6 and 1 - 0.8, mean 0.3.
-    assert surprise_at_k(top, [False, True, False], ends) == pytest.approx(0.3)
-    assert np.isnan(surprise_at_k(top, [False, False, False], ends))
+def test_a_mean_over_too_few_items_is_not_reported():
+    from forgebench.knowledge.common import record_items
+    from forgebench.record import Recorder
+
+    rec = Recorder("knowledge", "creativity", 1)
+    record_items(rec, "x", {}, "m", [1.0, np.nan, 0.0], {"min_items": 3}, 0)
+    frame = rec.frame().set_index("metric")
+    assert frame.loc["m_mean", "status"] == "skipped"  # 2 defined of 3 needed
+    assert json.loads(frame.loc["m_mean", "params"])["defined_items"] == 2
 
 
 def test_link_predictors_on_a_hand_graph():
@@ -134,7 +213,7 @@ def _tiny_datasets(tmp_path):
         for line in f:
             doc = json.loads(line)
             rows.append({"question": doc["question"], "passage": doc["passage"]})
-            if len(rows) == 400:
+            if len(rows) == 1000:
                 break
     (tmp_path / "boolq").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "boolq" / "validation.parquet")
@@ -154,9 +233,11 @@ def test_run_end_to_end_small(tmp_path):
         "datasets_dir": str(_tiny_datasets(tmp_path / "data")),
         "model_dir": str(model),
         "corpora": ["boolq"],
-        "max_unigrams": 300,
+        "max_unigrams": 500,
         "max_bigrams": 60,
         "calibration_pairs": 20,
+        "generated_rat_items": 20,
+        "generated_cross_pairs": 10,
         "shortlist": 3,
         "graph_nodes": 120,
         "link_repetitions": 1,
@@ -165,12 +246,17 @@ def test_run_end_to_end_small(tmp_path):
     }
     frame = run(cfg, seed=3)
     rows = frame.set_index(["case", "metric", "sample", "repetition"])["value"]
-    assert rows[("vocabulary", "vocabulary_size", 0, 0)] == 360
+    assert rows[("vocabulary", "vocabulary_size", 0, 0)] == 560
     for finder in ("embedding", "lm_rerank", "random"):
         acc = frame[(frame["case"] == finder) & (frame["metric"] == "rat_accuracy@5")]
-        assert len(acc) == 15 and acc["value"].between(0, 1).all()
+        sizes = json.loads(acc["params"].iloc[0])
+        assert sizes["original"] == 15 and sizes["generated"] > 0
+        assert len(acc) == sizes["items"] and acc["value"].between(0, 1).all()
         hits = frame[(frame["case"] == finder) & (frame["metric"] == "hit_rate@5")]
-        assert len(hits) == 12
+        assert len(hits) == json.loads(hits["params"].iloc[0])["items"] >= 12
+    tpr = frame.set_index("metric").loc["guardian_calibration_tpr_ci_low", "value"]
+    assert 0 <= tpr <= frame.set_index("metric").loc["guardian_calibration_tpr", "value"]
+    assert (frame["case"] == "ceiling").any()
     for pred in link_prediction.PREDICTORS:
         auc = frame[(frame["case"] == pred) & (frame["metric"] == "hidden_link_auc")]
         assert len(auc) == 1 and 0 <= auc["value"].iloc[0] <= 1

@@ -33,11 +33,14 @@ def record_items(
     *,
     unit: str = "ratio",
     higher_is_better: bool = True,
+    min_items: int | None = None,
 ) -> None:
     """One row per item (NaN = undefined for that item, a skipped row), then the mean over
     the defined items and its interval (``samples.mean_interval``): Clopper-Pearson where
     the items are 0/1 (hits, passes: a bootstrap of all misses said [0, 0]), else the
-    percentile bootstrap."""
+    percentile bootstrap. A mean over fewer than ``min_items`` defined items is not
+    reported (its rows are "skipped", by design, with the count in params): too few items
+    to decide. ``min_items`` defaults to ``cfg["min_items"]`` (else 1)."""
     arr = np.asarray(values, dtype=float)
     for i, v in enumerate(arr):
         ok = bool(np.isfinite(v))
@@ -52,9 +55,11 @@ def record_items(
             status="ok" if ok else "skipped",
         )
     good = arr[np.isfinite(arr)]
-    if good.size == 0:
+    min_items = int(cfg.get("min_items", 1) if min_items is None else min_items)
+    if good.size < max(1, min_items):
+        short = {**params, "defined_items": int(good.size), "min_items": int(min_items)}
         for suffix in ("_mean", "_ci_low", "_ci_high"):
-            rec.add(case, params, metric + suffix, unit, higher_is_better, None, status="skipped")
+            rec.add(case, short, metric + suffix, unit, higher_is_better, None, status="skipped")
         return
     low, high, _ = mean_interval(
         good,

@@ -1,21 +1,35 @@
-"""knowledge/creativity: bridge finding on the original's 15 RAT items and 12 cross-domain
-pairs, the Guardian plausibility gate, and hidden-link recovery on a corpus concept graph.
+"""knowledge/creativity: bridge finding on RAT items and cross-domain pairs (the original's
+15 and 12 and enough generated ones that every rate rests on at least 50 items), the
+Guardian plausibility gate, and hidden-link recovery on a corpus concept graph.
 
 Why this shape: the system this replaces reported random scores and a Guardian pass rate
-that was 0 by construction. Here every figure is scored against known answers:
+that was 0 by construction; its successor rested surprise on one or two items, measured
+it with the finder's own embedding and gated with that embedding too. Here:
 
 * Candidates: a vocabulary built from the prepared corpora without the targets
   (forgebench.knowledge.vocabulary, whose docstring fixes the matching rule). Its size,
   the targets it misses and the chance accuracy at each k are recorded (case
-  ``vocabulary`` / ``chance``), so an accuracy can be read against what was reachable.
+  ``vocabulary`` / ``chance``).
+* Items: the original 15 RAT items and 12 pairs plus ``generated_rat_items`` compound RAT
+  items and ``generated_cross_pairs`` pairs made from the construction half of the
+  documents (forgebench.knowledge.generated_items). Ceilings (case ``ceiling``): the
+  share of items whose answer is among the allowed candidates at all, with its exact
+  interval; no finder can score above it.
 * Finders (forgebench.knowledge.bridges): ``embedding`` (all-MiniLM-L6-v2),
   ``lm_rerank`` (the evaluation model through lm-eval's HFLM, reordering the embedding
   shortlist) and a seeded ``random`` floor.
-* Metrics per item (rows with ``sample`` = item, then ``*_mean`` with a bootstrap
-  interval): ``rat_accuracy@1``/``@5`` (15 items: wide intervals, shown), cross-domain
-  ``hit_rate@k`` (any expected connection in the top k) and ``precision@k``,
-  ``surprise@5`` (forgebench.knowledge.surprise), ``guardian_pass_rate`` (share of the top
-  five the gate passes; forgebench.knowledge.guardian calibrates it on held-apart pairs).
+* Judges that no finder uses, reading the judge half of the documents
+  (forgebench.knowledge.cooccurrence): ``surprise@5`` (forgebench.knowledge.surprise,
+  from NPMI) and the Guardian (forgebench.knowledge.guardian, PPMI context profiles, its
+  threshold, TPR and FPR with Clopper-Pearson intervals in case ``guardian``).
+* Metrics per item (rows with ``sample`` = item, then ``*_mean`` with its interval:
+  Clopper-Pearson for 0/1 items, else bootstrap): ``rat_accuracy@1``/``@5``,
+  cross-domain ``hit_rate@k`` and ``precision@k``, ``rat_surprise@5``/``surprise@5``,
+  ``rat_guardian_pass_rate``/``guardian_pass_rate`` (share of the top five the gate
+  passes, of those it can judge). An undefined value (no correct bridge to measure
+  surprise on) is a by-design "skipped" row, never a failure; how many items each mean
+  rests on is its ``n``; a mean over fewer than ``min_items`` defined items is not
+  reported (skipped, with the count in params): too few to decide.
 * Hidden links (forgebench.knowledge.link_prediction): ``hidden_link_precision@k`` and
   ``hidden_link_auc`` per predictor, one row per repetition (a fresh hidden share each).
 """
@@ -25,16 +39,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from forgebench.errors import ForgebenchError
-from forgebench.knowledge import bridges, guardian, link_prediction
+from forgebench.knowledge import bridges, generated_items, guardian, link_prediction
 from forgebench.knowledge.common import load_embedder, record_items, require_dir
 from forgebench.knowledge.concept_graph import build_concept_graph
-from forgebench.knowledge.rat_data import CROSS_DOMAIN_PAIRS, RAT_ITEMS, item_words
+from forgebench.knowledge.cooccurrence import Counts, count_halves
+from forgebench.knowledge.rat_data import (
+    CROSS_DOMAIN_PAIRS,
+    RAT_ITEMS,
+    CrossDomainPair,
+    RatItem,
+    item_words,
+)
 from forgebench.knowledge.surprise import surprise_at_k
 from forgebench.knowledge.vocabulary import (
     Vocabulary,
@@ -45,7 +67,7 @@ from forgebench.knowledge.vocabulary import (
 )
 from forgebench.record import Recorder
 
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2
 SUITE = "knowledge"
 NAME = "creativity"
 KEY = "suites.knowledge.benchmarks.creativity"
@@ -67,6 +89,10 @@ DEFAULTS: dict[str, Any] = {
     "hit_k": 5,
     "precision_ks": [5, 10],
     "calibration_pairs": 300,
+    "generated_rat_items": 60,
+    "generated_cross_pairs": 50,
+    "judge_window": 5,
+    "min_items": 50,
     "graph_nodes": 600,
     "graph_window": 5,
     "graph_min_count": 3,
@@ -123,24 +149,71 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         vocab.sources,
         time.perf_counter() - t0,
     )
+    t0 = time.perf_counter()
+    uni = [i for i, k in enumerate(vocab.keys) if len(k) == 1]
+    surfaces = [vocab.phrases[i] for i in uni]
+    construction, judge = count_halves(
+        [t for _, t in texts], [vocab.keys[i][0] for i in uni], window=int(s["judge_window"])
+    )
+    rng = np.random.default_rng([seed, 6])
+    excluded = item_words()
+    rat_items = list(RAT_ITEMS) + generated_items.rat_items(
+        construction, surfaces, int(s["generated_rat_items"]), rng, excluded=excluded
+    )
+    cross_pairs = list(CROSS_DOMAIN_PAIRS) + generated_items.cross_pairs(
+        construction, surfaces, int(s["generated_cross_pairs"]), rng, excluded=excluded
+    )
+    log.info(
+        "co-occurrence halves of %d and %d documents; %d RAT items and %d cross-domain "
+        "pairs (%.1f s)",
+        construction.documents,
+        judge.documents,
+        len(rat_items),
+        len(cross_pairs),
+        time.perf_counter() - t0,
+    )
     embedder = load_embedder(s)
     t0 = time.perf_counter()
     cand_vecs = embedder.encode(vocab.phrases)
     log.info("embedded %d candidates in %.1f s", len(vocab), time.perf_counter() - t0)
-    _record_vocabulary(rec, vocab, s)
-    calib = _calibrate(rec, embedder, vocab, s, seed)
-    _rat(rec, vocab, cand_vecs, embedder, scorer, calib.threshold, s, seed)
-    _cross(rec, vocab, cand_vecs, embedder, scorer, calib.threshold, s, seed)
+    _record_vocabulary(rec, vocab, s, rat_items, cross_pairs)
+    gate = guardian.Judge(judge)
+    calib = _calibrate(rec, gate, construction, surfaces, rat_items, cross_pairs, s, seed)
+    ctx = _Context(vocab, cand_vecs, embedder, scorer, gate, calib.threshold, judge, s, seed)
+    _rat(rec, ctx, rat_items)
+    _cross(rec, ctx, cross_pairs)
     _links(rec, [t for _, t in texts], vocab, cand_vecs, s, seed)
     return rec.frame()
 
 
-def _record_vocabulary(rec: Recorder, vocab: Vocabulary, s: Mapping[str, Any]) -> None:
-    rat_missed = sorted({i.target for i in RAT_ITEMS if not vocab.contains(i.target)})
-    cross_missed = sorted(
-        {c for p in CROSS_DOMAIN_PAIRS for c in p.connections if not vocab.contains(c)}
-    )
-    n_conn = sum(len(p.connections) for p in CROSS_DOMAIN_PAIRS)
+@dataclass
+class _Context:
+    """What every item's scoring needs."""
+
+    vocab: Vocabulary
+    cand_vecs: np.ndarray
+    embedder: Any
+    scorer: Any
+    gate: guardian.Judge
+    threshold: float
+    judge: Counts
+    s: Mapping[str, Any]
+    seed: int
+
+    def set_params(self, items: list, n_original: int) -> dict[str, Any]:
+        return {"items": len(items), "original": n_original, "generated": len(items) - n_original}
+
+
+def _record_vocabulary(
+    rec: Recorder,
+    vocab: Vocabulary,
+    s: Mapping[str, Any],
+    rat_items: list[RatItem],
+    cross_pairs: list[CrossDomainPair],
+) -> None:
+    rat_missed = sorted({i.target for i in rat_items if not vocab.contains(i.target)})
+    cross_missed = sorted({c for p in cross_pairs for c in p.connections if not vocab.contains(c)})
+    n_conn = sum(len(p.connections) for p in cross_pairs)
     params = {
         "corpora": list(s["corpora"]),
         "documents": vocab.sources,
@@ -167,20 +240,49 @@ def _record_vocabulary(rec: Recorder, vocab: Vocabulary, s: Mapping[str, Any]) -
 
 
 def _calibrate(
-    rec: Recorder, embedder: Any, vocab: Vocabulary, s: Mapping[str, Any], seed: int
+    rec: Recorder,
+    gate: guardian.Judge,
+    construction: Counts,
+    surfaces: list[str],
+    rat_items: list[RatItem],
+    cross_pairs: list[CrossDomainPair],
+    s: Mapping[str, Any],
+    seed: int,
 ) -> guardian.Calibration:
+    """The Guardian's threshold from held-apart pairs, none touching a word of any item."""
+    from forgebench.knowledge.vocabulary import normalise
+
+    excluded = set(item_words())
+    for item in rat_items:
+        for w in (*item.cues, item.target):
+            excluded.update(normalise(w))
+    for pair in cross_pairs:
+        for w in (pair.source, pair.target, *pair.connections):
+            excluded.update(normalise(w))
     rng = np.random.default_rng([seed, 1])
-    pos, neg = guardian.calibration_pairs(vocab, item_words(), int(s["calibration_pairs"]), rng)
-    calib = guardian.calibrate(embedder.encode, pos, neg)
+    pos, neg = guardian.calibration_pairs(
+        construction, surfaces, excluded, int(s["calibration_pairs"]), rng
+    )
+    calib = guardian.calibrate(gate, pos, neg)
+    conf = float(s["confidence"])
+    ci = calib.intervals(conf)
     params = {
-        "rule": "min cosine to endpoints >= threshold",
+        "rule": "min cosine of PPMI context profiles (judge half) to endpoints >= threshold",
         "choice": "Youden J",
-        "positives": "corpus two-word phrases",
+        "positives": "compounds of the construction half",
         "negatives": "random word pairs",
+        "shares_finder_embedding": False,
+        "interval": "Clopper-Pearson",
+        "confidence": conf,
+        "positives_scored": calib.n_positive,
+        "negatives_scored": calib.n_negative,
     }
     rec.add("guardian", params, "guardian_threshold", "cosine", False, calib.threshold)
-    rec.add("guardian", params, "guardian_calibration_tpr", "ratio", True, calib.tpr)
-    rec.add("guardian", params, "guardian_calibration_fpr", "ratio", False, calib.fpr)
+    for name, value, higher in (("tpr", calib.tpr, True), ("fpr", calib.fpr, False)):
+        metric = f"guardian_calibration_{name}"
+        rec.add("guardian", params, metric, "ratio", higher, value)
+        rec.add("guardian", params, f"{metric}_ci_low", "ratio", higher, ci[name][0])
+        rec.add("guardian", params, f"{metric}_ci_high", "ratio", higher, ci[name][1])
     rec.add(
         "guardian",
         params,
@@ -190,10 +292,12 @@ def _calibrate(
         calib.n_positive + calib.n_negative,
     )
     log.info(
-        "guardian threshold %.3f (TPR %.2f, FPR %.2f on %d+%d held-apart pairs)",
+        "guardian threshold %.3f (TPR %.2f [%.2f, %.2f], FPR %.2f [%.2f, %.2f] on %d+%d pairs)",
         calib.threshold,
         calib.tpr,
+        *ci["tpr"],
         calib.fpr,
+        *ci["fpr"],
         calib.n_positive,
         calib.n_negative,
     )
@@ -219,35 +323,54 @@ def _rankings(
     return bridges.lm_rerank(scorer, prompt, list(ranked[:shortlist]), vocab, cache)
 
 
-def _gate(top: np.ndarray, cand_vecs: np.ndarray, ends: np.ndarray, threshold: float) -> float:
-    return float(np.mean([guardian.passes(cand_vecs[i], ends, threshold) for i in top]))
+def gate_pass_rate(
+    gate: guardian.Judge, top: list[str], endpoints: list[str], threshold: float
+) -> float:
+    """Share of ``top`` the Guardian passes, of those it can judge (NaN if none): it sees
+    the bridges and endpoints only, never a finder's score."""
+    judged = [gate.passes(b, endpoints, threshold) for b in top]
+    judged = [j for j in judged if np.isfinite(j)]
+    return float(np.mean(judged)) if judged else float("nan")
 
 
-def _rat(rec, vocab, cand_vecs, embedder, scorer, threshold, s, seed) -> None:
-    rng = np.random.default_rng([seed, 2])
+def _ceiling(rec: Recorder, ctx: _Context, case_params: dict, metric: str, reach: list) -> None:
+    params = {**case_params, "definition": "answer among the allowed candidates"}
+    record_items(rec, "ceiling", params, metric, [float(r) for r in reach], ctx.s, ctx.seed)
+
+
+def _rat(rec: Recorder, ctx: _Context, items: list[RatItem]) -> None:
+    vocab, s = ctx.vocab, ctx.s
+    rng = np.random.default_rng([ctx.seed, 2])
     cache: dict[int, float] = {}
-    masks = [bridges.allowed_mask(vocab, i.cues, unigrams_only=True) for i in RAT_ITEMS]
-    ends_all = [embedder.encode(list(item.cues)) for item in RAT_ITEMS]
+    masks = [bridges.allowed_mask(vocab, i.cues, unigrams_only=True) for i in items]
+    ends_all = [ctx.embedder.encode(list(item.cues)) for item in items]
+    sizes = ctx.set_params(items, len(RAT_ITEMS))
     chance = {k: [] for k in RAT_KS}
-    for item, mask in zip(RAT_ITEMS, masks, strict=True):
+    reach = []
+    for item, mask in zip(items, masks, strict=True):
+        i = vocab.index_of(item.target)
+        reach.append(i is not None and bool(mask[i]))
         for k in RAT_KS:
-            chance[k].append(chance_accuracy(int(mask.sum()), k, vocab.contains(item.target)))
+            chance[k].append(chance_accuracy(int(mask.sum()), k, reach[-1]))
     cparams = {"task": "rat", "definition": "k / allowed candidates when the target is reachable"}
     for k in RAT_KS:
-        record_items(rec, "chance", cparams, f"rat_accuracy@{k}", chance[k], s, seed)
+        record_items(
+            rec, "chance", {**cparams, **sizes}, f"rat_accuracy@{k}", chance[k], s, ctx.seed
+        )
+    _ceiling(rec, ctx, {"task": "rat", **sizes}, "rat_accuracy@5", reach)
     for finder in s["finders"]:
         t0 = time.perf_counter()
         acc = {k: [] for k in RAT_KS}
         surprise, gate, short_recall = [], [], []
-        for item, mask, ends in zip(RAT_ITEMS, masks, ends_all, strict=True):
-            scores = bridges.embedding_scores(cand_vecs, ends)
+        for item, mask, ends in zip(items, masks, ends_all, strict=True):
+            scores = bridges.embedding_scores(ctx.cand_vecs, ends)
             ranked = _rankings(
                 finder,
                 scores,
                 mask,
                 bridges.rat_prompt(item.cues),
                 vocab,
-                scorer,
+                ctx.scorer,
                 cache,
                 int(s["shortlist"]),
                 rng,
@@ -255,61 +378,66 @@ def _rat(rec, vocab, cand_vecs, embedder, scorer, threshold, s, seed) -> None:
             correct = [matches(vocab.phrases[i], item.target) for i in ranked[:10]]
             for k in RAT_KS:
                 acc[k].append(float(any(correct[:k])))
-            surprise.append(surprise_at_k(cand_vecs[ranked[:SURPRISE_K]], correct, ends))
-            gate.append(_gate(ranked[:GATE_K], cand_vecs, ends, threshold))
+            top = [vocab.phrases[i] for i in ranked[:SURPRISE_K]]
+            surprise.append(surprise_at_k(ctx.judge, top, correct, list(item.cues)))
+            gate.append(gate_pass_rate(ctx.gate, top[:GATE_K], list(item.cues), ctx.threshold))
             if finder == "lm_rerank":
                 short = bridges.rank(scores, mask)[: int(s["shortlist"])]
                 short_recall.append(
                     float(any(matches(vocab.phrases[i], item.target) for i in short))
                 )
-        params = {"task": "rat", "finder": finder, "shortlist": s["shortlist"]}
+        params = {"task": "rat", "finder": finder, "shortlist": s["shortlist"], **sizes}
         for k in RAT_KS:
-            record_items(rec, finder, params, f"rat_accuracy@{k}", acc[k], s, seed)
-        record_items(rec, finder, params, "rat_surprise@5", surprise, s, seed)
-        record_items(rec, finder, params, "rat_guardian_pass_rate", gate, s, seed)
+            record_items(rec, finder, params, f"rat_accuracy@{k}", acc[k], s, ctx.seed)
+        record_items(rec, finder, params, "rat_surprise@5", surprise, s, ctx.seed)
+        record_items(rec, finder, params, "rat_guardian_pass_rate", gate, s, ctx.seed)
         if short_recall:
-            record_items(rec, finder, params, "rat_shortlist_recall", short_recall, s, seed)
+            record_items(rec, finder, params, "rat_shortlist_recall", short_recall, s, ctx.seed)
         log.info(
-            "rat %s: accuracy@1 %.2f, @5 %.2f over %d items (%.1f s)",
+            "rat %s: accuracy@1 %.2f, @5 %.2f over %d items, surprise defined on %d (%.1f s)",
             finder,
             np.mean(acc[1]),
             np.mean(acc[5]),
-            len(RAT_ITEMS),
+            len(items),
+            int(np.isfinite(surprise).sum()),
             time.perf_counter() - t0,
         )
 
 
-def _cross(rec, vocab, cand_vecs, embedder, scorer, threshold, s, seed) -> None:
-    rng = np.random.default_rng([seed, 3])
+def _cross(rec: Recorder, ctx: _Context, pairs: list[CrossDomainPair]) -> None:
+    vocab, s = ctx.vocab, ctx.s
+    rng = np.random.default_rng([ctx.seed, 3])
     cache: dict[int, float] = {}
     ks = sorted({int(s["hit_k"]), *map(int, s["precision_ks"])})
     depth = max([*ks, SURPRISE_K])
-    masks = [
-        bridges.allowed_mask(vocab, (p.source, p.target), unigrams_only=False)
-        for p in CROSS_DOMAIN_PAIRS
-    ]
-    ends_all = [embedder.encode([p.source, p.target]) for p in CROSS_DOMAIN_PAIRS]
+    masks = [bridges.allowed_mask(vocab, (p.source, p.target), unigrams_only=False) for p in pairs]
+    ends_all = [ctx.embedder.encode([p.source, p.target]) for p in pairs]
+    sizes = ctx.set_params(pairs, len(CROSS_DOMAIN_PAIRS))
     chance = {k: [] for k in s["precision_ks"]}
-    for pair, mask in zip(CROSS_DOMAIN_PAIRS, masks, strict=True):
-        reachable = sum(vocab.contains(c) for c in pair.connections)
+    reach = []
+    for pair, mask in zip(pairs, masks, strict=True):
+        idx = [vocab.index_of(c) for c in pair.connections]
+        reachable = sum(i is not None and bool(mask[i]) for i in idx)
+        reach.append(reachable > 0)
         for k in s["precision_ks"]:
             chance[k].append(reachable / max(1, int(mask.sum())))
     cparams = {"task": "cross_domain", "definition": "reachable connections / allowed candidates"}
     for k in s["precision_ks"]:
-        record_items(rec, "chance", cparams, f"precision@{k}", chance[k], s, seed)
+        record_items(rec, "chance", {**cparams, **sizes}, f"precision@{k}", chance[k], s, ctx.seed)
+    _ceiling(rec, ctx, {"task": "cross_domain", **sizes}, f"hit_rate@{s['hit_k']}", reach)
     for finder in s["finders"]:
         t0 = time.perf_counter()
         hits, prec = [], {k: [] for k in s["precision_ks"]}
         surprise, gate = [], []
-        for pair, mask, ends in zip(CROSS_DOMAIN_PAIRS, masks, ends_all, strict=True):
-            scores = bridges.embedding_scores(cand_vecs, ends)
+        for pair, mask, ends in zip(pairs, masks, ends_all, strict=True):
+            scores = bridges.embedding_scores(ctx.cand_vecs, ends)
             ranked = _rankings(
                 finder,
                 scores,
                 mask,
                 bridges.cross_prompt(pair.source, pair.target),
                 vocab,
-                scorer,
+                ctx.scorer,
                 cache,
                 int(s["shortlist"]),
                 rng,
@@ -320,19 +448,22 @@ def _cross(rec, vocab, cand_vecs, embedder, scorer, threshold, s, seed) -> None:
             hits.append(float(any(correct[: int(s["hit_k"])])))
             for k in s["precision_ks"]:
                 prec[k].append(float(np.mean(correct[:k])) if len(correct) >= k else float("nan"))
-            surprise.append(surprise_at_k(cand_vecs[ranked[:SURPRISE_K]], correct, ends))
-            gate.append(_gate(ranked[:GATE_K], cand_vecs, ends, threshold))
-        params = {"task": "cross_domain", "finder": finder, "shortlist": s["shortlist"]}
-        record_items(rec, finder, params, f"hit_rate@{s['hit_k']}", hits, s, seed)
+            endpoints = [pair.source, pair.target]
+            top = [vocab.phrases[i] for i in ranked[:SURPRISE_K]]
+            surprise.append(surprise_at_k(ctx.judge, top, correct, endpoints))
+            gate.append(gate_pass_rate(ctx.gate, top[:GATE_K], endpoints, ctx.threshold))
+        params = {"task": "cross_domain", "finder": finder, "shortlist": s["shortlist"], **sizes}
+        record_items(rec, finder, params, f"hit_rate@{s['hit_k']}", hits, s, ctx.seed)
         for k in s["precision_ks"]:
-            record_items(rec, finder, params, f"precision@{k}", prec[k], s, seed)
-        record_items(rec, finder, params, "surprise@5", surprise, s, seed)
-        record_items(rec, finder, params, "guardian_pass_rate", gate, s, seed)
+            record_items(rec, finder, params, f"precision@{k}", prec[k], s, ctx.seed)
+        record_items(rec, finder, params, "surprise@5", surprise, s, ctx.seed)
+        record_items(rec, finder, params, "guardian_pass_rate", gate, s, ctx.seed)
         log.info(
-            "cross-domain %s: hit rate %.2f over %d pairs (%.1f s)",
+            "cross-domain %s: hit rate %.2f over %d pairs, surprise defined on %d (%.1f s)",
             finder,
             np.mean(hits),
             len(hits),
+            int(np.isfinite(surprise).sum()),
             time.perf_counter() - t0,
         )
 
