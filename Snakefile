@@ -53,7 +53,7 @@ onerror:
     for line in report_after_failure():
         print(line)
     fw_watch.mark_ended(fw_watch.PLAN, "a job failed")
-    for line in fw_gate.workflow_summary():
+    for line in fw_gate.workflow_summary(job_failed=True):
         print(line)
     print(
         "a job failed: its log is printed above; the report lists what did not run"

@@ -10,6 +10,13 @@ def report_after_failure():
     """In the onerror hook: the history and report rules' work on the tables that exist
     and are current (forgebench.report.not_run says why the rules themselves cannot run).
     Nothing when this run did not ask for the report (a run of a single target)."""
+    try:
+        return _report_after_failure()
+    except Exception as exc:  # the failed job's own error is what the user must see
+        return [f"no report of this run ({type(exc).__name__}: {exc})"]
+
+
+def _report_after_failure():
     from forgebench.report import not_run as fw_not_run
 
     dag = workflow.dag
@@ -67,15 +74,18 @@ def write_run_plan(logfiles):
             return None
         return max(0.0, meta.endtime - meta.starttime)
 
-    jobs = [
-        {
-            "jobid": job.jobid,
-            "rule": job.rule.name,
-            "name": "/".join(str(v) for v in job.wildcards.values()),
-            "outputs": [str(f) for f in job.output],
-            "log": [str(f) for f in job.log],
-            "previous_s": previous_s(job) if job.output else None,
-        }
-        for job in sorted(workflow.dag.needrun_jobs(), key=lambda j: j.jobid)
-    ]
-    fw_watch.write_plan(fw_watch.PLAN, jobs, logfiles[0] if logfiles else None)
+    try:
+        jobs = [
+            {
+                "jobid": job.jobid,
+                "rule": job.rule.name,
+                "name": "/".join(str(v) for v in job.wildcards),
+                "outputs": [str(f) for f in job.output],
+                "log": [str(f) for f in job.log],
+                "previous_s": previous_s(job) if job.output else 0.0,
+            }
+            for job in sorted(workflow.dag.needrun_jobs(), key=lambda j: j.jobid)
+        ]
+        fw_watch.write_plan(fw_watch.PLAN, jobs, logfiles[0] if logfiles else None)
+    except Exception as exc:  # watching is a convenience: it never stops the run
+        print(f"forgebench watch has no plan of this run ({type(exc).__name__}: {exc})")

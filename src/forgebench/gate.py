@@ -249,7 +249,7 @@ def junit_xml(result: GateResult) -> str:
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def workflow_summary(results: str | Path = "results") -> list[str]:
+def workflow_summary(results: str | Path = "results", *, job_failed: bool = False) -> list[str]:
     """The lines the workflow prints when it ends: the gate's view of the run and where
     the report is; nothing when the run wrote no verdicts (a partial target)."""
     try:
@@ -260,5 +260,8 @@ def workflow_summary(results: str | Path = "results") -> list[str]:
         return [f"gate: the verdict tables could not be read ({type(exc).__name__}: {exc})"]
     report = Path(results, "report", "index.html")  # absolute: a path to open or click
     lines = format_result(result, report_path=str(report.resolve()) if report.exists() else None)
-    lines.append("(`forgebench gate` turns this into an exit code for CI; the workflow exits 0)")
+    lines.append(
+        "(`forgebench gate` turns this into an exit code for CI; the workflow exits "
+        + ("1: a job failed)" if job_failed else "0)")
+    )
     return lines

@@ -51,19 +51,36 @@ def write_plan(
 def mark_ended(path: str | Path, outcome: str) -> None:
     """The onsuccess/onerror hooks' note that the run is over, so watch stops."""
     p = Path(path)
-    if not p.is_file():
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc.update(ended_unix=time.time(), outcome=outcome)
+        tmp = Path(f"{p}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+        tmp.replace(p)
+    except (OSError, ValueError):  # no plan (watching is a convenience): nothing to mark
         return
-    doc = json.loads(p.read_text(encoding="utf-8"))
-    doc.update(ended_unix=time.time(), outcome=outcome)
-    tmp = Path(f"{p}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
-    tmp.replace(p)
 
 
 def _running(workdir: Path) -> bool:
-    """Whether a Snakemake process holds the working directory's lock."""
-    locks = workdir / ".snakemake" / "locks"
-    return locks.is_dir() and any(locks.iterdir())
+    """Whether a Snakemake process works in ``workdir`` (its working directory, or its
+    ``--directory``), found by its command line, so also while it still parses."""
+    import psutil
+
+    here = workdir.resolve()
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            cmd = proc.info["cmdline"] or []
+            if not any(Path(c).name == "snakemake" for c in cmd[:3]):
+                continue
+            if {"-n", "--dry-run", "--dryrun"} & set(cmd):
+                continue  # a dry run writes no plan
+            cwd = Path(proc.info["cwd"] or "/")
+            named = [cmd[k + 1] for k, c in enumerate(cmd[:-1]) if c in ("-d", "--directory")]
+            if (cwd / named[-1] if named else cwd).resolve() == here:
+                return True
+        except (psutil.Error, OSError):
+            continue
+    return False
 
 
 @dataclass
@@ -223,8 +240,9 @@ def format_snapshot(
             line = f"  running  {job.rule} {job.name}  {_duration(ran)}"
             line += f" of ~{_duration(job.previous_s)}" if job.previous_s is not None else ""
             if job.live:
+                cpu = job.live.get("cpu_percent")  # absent until a whole interval passed
+                line += f"  cpu {float(cpu):.0f}%" if cpu is not None else "  cpu ?"
                 line += (
-                    f"  cpu {float(job.live.get('cpu_percent', 0.0)):.0f}%"
                     f"  rss {_bytes(job.live.get('rss_bytes'))}"
                     f" (peak {_bytes(job.live.get('peak_rss_bytes'))})"
                 )
@@ -247,15 +265,32 @@ def finished(plan: Mapping[str, Any], jobs: Sequence[JobState]) -> bool:
 
 
 def watch(workdir: str | Path = ".", interval_s: float = 2.0, once: bool = False) -> int:
-    """Print a snapshot every ``interval_s`` until the run ends; 1 when a job failed."""
+    """Print a snapshot every ``interval_s`` until the run ends; 1 when a job failed.
+
+    A plan that is missing, or marked ended while a Snakemake process works in the
+    directory, is the last run's or none yet: the new run is parsing or building its DAG,
+    so watch waits for its plan (or for the ending run to exit)."""
+    work = Path(workdir)
     while True:
         now = time.time()
-        plan, jobs = snapshot(workdir, now)
+        try:
+            plan, jobs = snapshot(work, now)
+        except FileNotFoundError:
+            if once or not _running(work):
+                raise
+            plan, jobs = {}, []
+        old = not jobs or "ended_unix" in plan
+        if not once and old and _running(work):
+            stamp = f"[{datetime.fromtimestamp(now):%H:%M:%S}]"
+            print(f"{stamp} Snakemake is starting or ending in {work.resolve()}: waiting",
+                  flush=True)  # fmt: skip
+            time.sleep(interval_s)
+            continue
         print(f"[{datetime.fromtimestamp(now):%H:%M:%S}] " + "\n".join(
-            format_snapshot(plan, jobs, now, workdir)), flush=True)  # fmt: skip
+            format_snapshot(plan, jobs, now, work)), flush=True)  # fmt: skip
         if once or finished(plan, jobs):
             return 1 if any(j.state == "failed" for j in jobs) else 0
-        if not _running(Path(workdir)):
-            print("no Snakemake process holds this directory's lock: the run stopped")
+        if not _running(work):
+            print("no Snakemake process works in this directory: the run stopped")
             return 1
         time.sleep(interval_s)
