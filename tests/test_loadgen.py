@@ -3,6 +3,7 @@ against a real service process (and against nothing at all)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -165,3 +166,99 @@ def test_saturation_flag_reads_the_generator_cpu() -> None:
     assert res.saturated and res.cpu_percent == pytest.approx(95.0)
     res.cpu_s = 0.5
     assert not res.saturated
+
+
+class _StallServer:
+    """HTTP/1.1 on loopback in its own thread: every ``every``-th request stalls
+    ``stall_s`` before its answer, and the stall log keeps each request's stall (0 if none)
+    in arrival order: a lower bound of that request's true latency."""
+
+    def __init__(self, every: int, stall_s: float) -> None:
+        import asyncio
+        import threading
+
+        self.every, self.stall_s, self.log = every, stall_s, []
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while await reader.readuntil(b"\r\n\r\n"):
+                    stall = self.stall_s if (len(self.log) + 1) % self.every == 0 else 0.0
+                    self.log.append(stall)
+                    if stall:
+                        await asyncio.sleep(stall)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        self.thread = threading.Thread(
+            target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
+            daemon=True,
+        )
+        self.thread.start()
+        assert ready.wait(10)
+
+    def close(self) -> None:
+        import asyncio
+
+        async def shutdown() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_stalled_requests_keep_the_p99_at_or_above_the_stall_log_bound(mode: str) -> None:
+    """A server stalls every 10th request 0.2 s; the client gives up after 0.1 s. The stall
+    log bounds each request's true latency from below, so the true p99 is at least 0.2 s.
+    A p99 of the answered requests alone stays far below (the issue's 94 ms against 190);
+    the run's recorded p99 counts every request, a timeout at least its timeout: it is a
+    censored lower bound no lower than what a 0.1 s client can know, min(bound, timeout)."""
+    from forgebench import stats
+    from forgebench.network.echo_latency import WallClock
+    from forgebench.record import Recorder
+    from forgebench.service.scenarios import add_run_rows
+
+    timeout = 0.1
+    server = _StallServer(every=10, stall_s=0.2)
+    try:
+        req = [lg.HttpRequest("GET", "/", expect=b"ok")]
+        if mode == "closed":
+            run = lg.closed_loop("127.0.0.1", server.port, req, 1, lg.Limits(0, 100, 20, timeout))
+        else:
+            sched = lg.poisson_schedule(100.0, 1.0, 100, seed=1)
+            run = lg.open_loop("127.0.0.1", server.port, req, sched, timeout)
+        res = lg.run_async(run)
+    finally:
+        server.close()
+    timeouts = res.failures().get("timeout", 0)
+    assert timeouts >= 0.05 * res.n and res.n_ok + timeouts == res.n
+    bound = stats.percentile(np.asarray(server.log), 99)  # the stall log's lower bound
+    assert bound == pytest.approx(0.2)
+    answered_p99 = stats.percentile(res.latencies_s()[res.ok_mask()], 99)
+    assert answered_p99 < min(bound, timeout)  # what dropping timeouts reports
+    rec = Recorder("service", "load_scenarios", 1)
+    add_run_rows(rec, "case", {}, res, WallClock(), window_s=0.5)
+    frame = rec.frame().set_index("metric")
+    p99 = frame.loc["latency_p99"]
+    assert p99["status"] == "censored"  # read: at least this
+    assert p99["value"] >= min(bound, timeout)
+    assert frame.loc["censored_requests", "value"] == timeouts
+    assert json.loads(p99["params"])["censored"] == timeouts

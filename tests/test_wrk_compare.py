@@ -51,6 +51,10 @@ def test_interleaved_rounds_against_wrk() -> None:
         assert (p50.to_numpy() <= p99.to_numpy()).all() and (p50 > 0).all()
         cpu = sides[(sides["case"] == side) & (sides["metric"] == "cpu_per_1000_requests")]
         assert (cpu["value"] > 0).all()
+    # ours corrected as wrk corrects its own: a back-fill only adds latencies, p99 rises
+    ours = sides[sides["case"] == "forgebench"].set_index(["repetition", "metric"])["value"]
+    for r in (0, 1):
+        assert ours[(r, "latency_p99")] >= ours[(r, "latency_p99_uncorrected")]
     ratio = frame[frame["case"] == "ratio"]
     wanted = {"throughput_deviation", "latency_p50_deviation", "latency_p99_deviation"}
     assert wanted | {"cpu_per_1000_requests_ratio"} <= set(ratio["metric"])
@@ -65,3 +69,35 @@ def test_failing_endpoint_fails_the_ratio_rows() -> None:
     assert (ratio["status"] != "ok").all() and ratio["value"].isna().all()
     failed = frame[frame["metric"] == "failed_requests"]
     assert (failed["value"] > 0).all()  # both generators counted the 500s
+
+
+def _stats_correct(values_us: list[int], expected: int) -> list[int]:
+    """wrk 4.1's stats.c ``stats_correct`` on a histogram, as written there (a line-by-line
+    port, to check the vectorised version against)."""
+    data = [0] * (max(values_us) + 1)
+    for v in values_us:
+        data[v] += 1
+    for n in range(expected * 2, len(data)):
+        count, m = data[n], n - expected
+        while count and m > expected:
+            data[m] += count
+            m -= expected
+    return sorted(v for v, c in enumerate(data) for _ in range(c))
+
+
+def test_coordinated_omission_correction_matches_wrk() -> None:
+    """By hand: 2 connections, 8 answers in 4 ms: e = 4000 // 4 = 1000 us; 3500 us adds
+    2500 and 1500; 2000 us adds nothing (1000 is not above e). Then wrk's own loop on
+    random latencies gives the same multiset."""
+    import numpy as np
+
+    lat = np.array([100, 200, 300, 400, 500, 600, 2000, 3500]) * 1e-6
+    got = wrk_compare.wrk_corrected_latencies(lat, 0.004, 8, 2)
+    assert sorted(np.rint(got * 1e6).astype(int)) == sorted(
+        [100, 200, 300, 400, 500, 600, 2000, 3500, 2500, 1500]
+    )
+    rng = np.random.default_rng(1)
+    raw = rng.integers(1, 20_000, size=300)
+    got = wrk_compare.wrk_corrected_latencies(raw * 1e-6, 1.5, 300, 10)
+    expected = _stats_correct(raw.tolist(), int(1.5e6) // 30)
+    assert sorted(np.rint(got * 1e6).astype(int).tolist()) == expected

@@ -27,7 +27,10 @@ Vocabulary after MLPerf LoadGen. Why it looks the way it does:
 * **Every request accounted for.** Non-2xx answers (``error:HTTP<code>``), timeouts
   (``timeout``), refused or reset connections (``error:<OSError class>``), malformed
   responses (``error:ProtocolError``) and answers without their expected content
-  (``mismatch``) are failures; after any failure the connection is replaced.
+  (``mismatch``) are failures; after any failure the connection is replaced. A run's
+  percentiles (``RunResult.percentile``) keep every request: a timed-out one lasted at
+  least its timeout and is right-censored there, so a percentile among the timeouts is
+  reported as a lower bound, never as the lower figure of the requests that answered.
 * **Generator CPU.** The event loop thread's CPU time (``time.thread_time``) is read at the
   start, every ``CPU_SAMPLE_S`` and at the end. A run whose generator used more than
   ``SATURATION_PERCENT`` of its core is marked saturated: its latencies may be the
@@ -48,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from forgebench import stats
 from forgebench.errors import ForgebenchError
 from forgebench.record import status_for
 
@@ -269,6 +273,7 @@ class RunResult:
     cpu_samples: list[tuple[float, float]] = field(default_factory=list)  # (t_s, percent)
     stop_reason: str = "target met"
     connections: int = 0
+    timeout_s: float = math.nan  # a timed-out request lasted at least this long
 
     def add(
         self, sched: int, send: int, end: int, status: str, kind: int, body: bytes | None
@@ -320,6 +325,27 @@ class RunResult:
     @property
     def saturated(self) -> bool:
         return bool(self.cpu_percent > SATURATION_PERCENT)
+
+    def censored_latencies_s(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every request's latency with a censoring mask: a timed-out request lasted at
+        least its timeout (``max(elapsed, timeout_s)``, right-censored there); every other
+        request, failed or not, at the time it ended."""
+        lat = self.latencies_s()
+        censored = np.asarray([s == "timeout" for s in self.status], dtype=bool)
+        if censored.any() and math.isfinite(self.timeout_s):
+            lat = np.where(censored, np.maximum(lat, self.timeout_s), lat)
+        return lat, censored
+
+    def percentile(self, q: float) -> tuple[float, bool]:
+        """The ``q``-th percentile of every request's latency, and whether it is censored:
+        where it falls among timed-out requests (``stats.censored_quantile`` is infinite
+        there) only a lower bound is known, which is returned with True. NaN without
+        requests."""
+        if not self.n:
+            return math.nan, False
+        lat, censored = self.censored_latencies_s()
+        bound = stats.percentile(lat, q)
+        return bound, math.isinf(stats.censored_quantile(lat, censored, q / 100.0))
 
     def failures(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -412,7 +438,7 @@ async def closed_loop(
     raws = [r.raw(host, port, host_header) for r in requests]
     expects = [r.expect for r in requests]
     pick = _picker(len(requests), seed)
-    res = RunResult(mode="closed", users=users, connections=users)
+    res = RunResult(mode="closed", users=users, connections=users, timeout_s=limits.timeout_s)
     clock = time.perf_counter_ns
     cpu = _CpuSampler(res)
     cpu.start()
@@ -518,7 +544,7 @@ async def open_loop(
     expects = [r.expect for r in requests]
     pick = _picker(len(requests), seed)
     kinds = [pick() for _ in range(len(schedule_ns))]
-    res = RunResult(mode="open", target_rate=target_rate)
+    res = RunResult(mode="open", target_rate=target_rate, timeout_s=timeout_s)
     clock = time.perf_counter_ns
     loop = asyncio.get_running_loop()
     free: list[HttpConnection] = []

@@ -2,8 +2,11 @@
 
 Every scenario is open- or closed-loop runs of ``forgebench.service.loadgen`` against one
 endpoint. Rows per run: one ``latency`` row per request (from its scheduled send time;
-failures as failed rows), ``error_rate`` per window of ``window_s`` (so the error-rate
-SLA has a confidence interval over windows), ``throughput``, ``achieved_rate``,
+failures as failed rows), ``latency_p50``/``_p90``/``_p99`` over every request (a timeout
+counted at least its timeout; ``censored`` where the percentile falls among timeouts, its
+value then a lower bound) with ``censored_requests``, ``error_rate`` per window of
+``window_s`` (so the error-rate SLA has a confidence interval over windows),
+``throughput``, ``achieved_rate``,
 ``generator_cpu`` and the original's ``grade``. A run whose generator was saturated has
 its ``throughput`` row marked ``error:GeneratorSaturated``: it is not the server's limit.
 
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 #: Why a server figure is missing for a user's own service (kept in the rows' params).
 NOT_OURS = "external target: its process is not ours to sample"
 SATURATED = "error:GeneratorSaturated"
+#: Percentiles of every request a run records (``latency_p<q>``), timeouts censored.
+RUN_PERCENTILES = (50, 90, 99)
 
 
 # ------------------------------------------------------------------------------ rows
@@ -139,6 +144,7 @@ def add_run_rows(
         ):
             rec.add(case, {**params, "requests": res.n, "failed": n_failed}, metric, "fraction",
                     False, value, repetition=repetition, started_at=started)  # fmt: skip
+    add_percentile_rows(rec, case, params, res, clock, repetition=repetition)
     thr_status = _commonest(res) if not res.n_ok else SATURATED if res.saturated else "ok"
     rec.add(case, params, "throughput", "requests/s", True,
             res.throughput if thr_status == "ok" else math.nan,
@@ -157,6 +163,33 @@ def add_run_rows(
     return name
 
 
+def add_percentile_rows(
+    rec: Recorder,
+    case: str,
+    params: Mapping[str, Any],
+    res: RunResult,
+    clock: WallClock,
+    *,
+    repetition: int = 0,
+) -> None:
+    """``latency_p<q>`` over every request of the run and ``censored_requests``: a timed-out
+    request counts at least its timeout, so a percentile that falls among the timeouts is a
+    ``censored`` row whose value is that lower bound (the per-request ``latency`` rows keep
+    timeouts as failed rows, and a summary of them sees only the requests that answered)."""
+    if not res.n:
+        return
+    _, censored = res.censored_latencies_s()
+    n_censored = int(censored.sum())
+    at = clock.at(res.start_ns)
+    counted = {**params, "requests": res.n, "censored": n_censored}
+    for q in RUN_PERCENTILES:
+        value, is_censored = res.percentile(q)
+        rec.add(case, counted, f"latency_p{q}", "s", False, value, repetition=repetition,
+                status="censored" if is_censored else "ok", started_at=at)  # fmt: skip
+    rec.add(case, counted, "censored_requests", "requests", False, n_censored,
+            repetition=repetition, started_at=at)  # fmt: skip
+
+
 def _commonest(res: RunResult) -> str:
     fails = res.failures()
     return max(fails, key=fails.__getitem__) if fails else "error:NoRequests"
@@ -164,10 +197,12 @@ def _commonest(res: RunResult) -> str:
 
 def describe(res: RunResult) -> str:
     """One log line's worth: counts, failures, rates, p50/p99, generator CPU."""
-    ok = res.ok_mask()
-    lat = res.latencies_s()[ok]
-    p50 = f"{stats.percentile(lat, 50) * 1e3:.2f}" if lat.size else "n/a"
-    p99 = f"{stats.percentile(lat, 99) * 1e3:.2f}" if lat.size else "n/a"
+
+    def pct(q: float) -> str:  # of every request; ">=" where timeouts censor it
+        value, censored = res.percentile(q)
+        return f"{'>=' if censored else ''}{value * 1e3:.2f}" if res.n else "n/a"
+
+    p50, p99 = pct(50), pct(99)
     fails = res.failures()
     return (
         f"{res.n_ok} ok, {res.n - res.n_ok} failed{f' {fails}' if fails else ''}; "

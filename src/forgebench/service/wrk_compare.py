@@ -15,7 +15,15 @@ How each side is measured, alike where possible:
 
 * Latency is send to last byte of the answer on a keep-alive connection; ours from each
   request (``stats.percentile``), wrk's from its own histogram through a Lua ``done()``
-  hook (``latency:percentile``, microsecond resolution).
+  hook (``latency:percentile``, microsecond resolution). wrk 4.1 is not a raw closed
+  loop: before ``done()`` it back-fills its histogram for coordinated omission
+  (``stats_correct``: with ``e`` = run time / (requests / connections), a latency ``x``
+  adds ``x - e``, ``x - 2e``, ... while above ``e``), and no uncorrected figure reaches
+  the hook. So ours is corrected the same way (:func:`wrk_corrected_latencies`, on
+  whole microseconds) and the compared ``latency_p50``/``_p99`` of both sides are
+  corrected figures (params ``"latency": "corrected as wrk 4.1"``); ours uncorrected are
+  kept beside them as ``latency_p50_uncorrected``/``_p99_uncorrected``. wrk2, whose open
+  loop needs no correction, is not packaged in Debian.
 * CPU: our generator is one event loop thread (``time.thread_time``); wrk is a child
   process whose user+system time comes from ``os.wait4``'s rusage. wrk runs
   ``wrk_threads`` threads (default 1, one core like ours).
@@ -80,11 +88,13 @@ class SideResult:
     """One side of one round: the figures both generators report alike."""
 
     rate: float  # 2xx answers per second
-    p50_s: float
+    p50_s: float  # corrected for coordinated omission as wrk 4.1 does (see the docstring)
     p99_s: float
     cpu_s: float
     requests: int  # answered requests (2xx and not)
     failures: dict[str, int]
+    p50_uncorrected_s: float = math.nan  # ours only: wrk shows none
+    p99_uncorrected_s: float = math.nan
 
     @property
     def cpu_per_1000(self) -> float:
@@ -155,6 +165,26 @@ def run_wrk(
     )
 
 
+def wrk_corrected_latencies(
+    latencies_s: np.ndarray, runtime_s: float, complete: int, connections: int
+) -> np.ndarray:
+    """``latencies_s`` with wrk 4.1's coordinated-omission back-fill, in whole microseconds
+    as wrk records them: ``e = runtime_us // (complete // connections)``; every ``x`` adds
+    ``x - j*e`` for ``j = 1, 2, ...`` while that stays above ``e`` (wrk's ``stats_correct``).
+    Unchanged when ``complete < connections`` (wrk skips the correction then)."""
+    x = np.rint(np.asarray(latencies_s, dtype=float) * 1e9).astype(np.int64) // 1000  # ns, us
+    per_connection = int(complete) // int(connections)
+    if per_connection <= 0 or x.size == 0:
+        return x * 1e-6
+    e = int(runtime_s * 1e6) // per_connection
+    if e <= 0:
+        return x * 1e-6
+    extra = np.maximum(-(-x // e) - 2, 0)  # ceil(x / e) - 2 back-filled values per x
+    owner = np.repeat(x, extra)
+    step = np.arange(extra.sum()) - np.repeat(np.cumsum(extra) - extra, extra) + 1
+    return np.concatenate([x, owner - step * e]) * 1e-6
+
+
 def run_ours(addr: ServiceAddress, path: str, connections: int, seconds: float, timeout_s: float
              ) -> SideResult:  # fmt: skip
     """Our closed loop with the same connections for the same time (the body ``ok`` is
@@ -165,13 +195,19 @@ def run_ours(addr: ServiceAddress, path: str, connections: int, seconds: float, 
     res = run_async(closed_loop(addr.host, addr.port, request, connections, limits,
                                 **addr.client_options()))  # fmt: skip
     lat = res.latencies_s()[res.ok_mask()]
+    # wrk records every answer it reads (2xx or not), never a timeout: so the same here
+    read = [s in ("ok", "mismatch") or s.startswith("error:HTTP") for s in res.status]
+    answered = res.latencies_s()[np.asarray(read, dtype=bool)]
+    fixed = wrk_corrected_latencies(answered, res.wall_s, answered.size, connections)
     return SideResult(
         rate=res.throughput,
-        p50_s=stats.percentile(lat, 50) if lat.size else math.nan,
-        p99_s=stats.percentile(lat, 99) if lat.size else math.nan,
+        p50_s=stats.percentile(fixed, 50) if lat.size else math.nan,
+        p99_s=stats.percentile(fixed, 99) if lat.size else math.nan,
         cpu_s=res.cpu_s,
         requests=res.n,
         failures=res.failures(),
+        p50_uncorrected_s=stats.percentile(lat, 50) if lat.size else math.nan,
+        p99_uncorrected_s=stats.percentile(lat, 99) if lat.size else math.nan,
     )
 
 
@@ -192,7 +228,7 @@ def measure(cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress, wrk: str
     timeout_s = float(cfg["timeout_s"])
     rounds = int(cfg["rounds"])
     params = {"path": path, "connections": conns, "wrk_threads": threads, "duration_s": seconds,
-              "loop": "closed"}  # fmt: skip
+              "loop": "closed", "latency": "corrected as wrk 4.1"}  # fmt: skip
     target = external_target(cfg, KEY, paths=[path])
     if target is not None:
         params.update(target.params())
@@ -219,6 +255,13 @@ def measure(cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress, wrk: str
             rec.add(side, {**params, "failures": res.failures}, "failed_requests", "count",
                     False, float(res.n_failed), repetition=r,
                     started_at=started[side])  # fmt: skip
+            if side == "forgebench":  # ours as measured, beside the corrected figures
+                raw = {**params, "latency": "uncorrected"}
+                for q, value in ((50, res.p50_uncorrected_s), (99, res.p99_uncorrected_s)):
+                    status = "ok" if math.isfinite(value) else "error:NoSuccessfulRequests"
+                    rec.add(side, raw, f"latency_p{q}_uncorrected", "s", False,
+                            value if status == "ok" else math.nan, repetition=r,
+                            status=status, started_at=started[side])  # fmt: skip
         ours, theirs = got["forgebench"], got["wrk"]
         failed = ours.n_failed or theirs.n_failed
         ratio_params = {**params, "order": order}
