@@ -340,17 +340,18 @@ class _BoundedBest:
         rows: torch.Tensor,
         idx: torch.Tensor,
         w: torch.Tensor,
-        seen: torch.Tensor,
+        seen: torch.Tensor | None,
         cfg: SeedLMConfig,
         tables: SeedTables,
         e_lo: int,
         e_hi: int,
     ) -> int:
-        """Evaluate seeds ``idx`` (duplicates allowed) of blocks ``rows``; the count of
-        (block, seed) pairs newly evaluated."""
-        fresh = ~seen[rows[:, None], idx]
-        fresh &= _first_occurrence(idx)
-        seen[rows[:, None], idx] = True
+        """Evaluate seeds ``idx`` (duplicates allowed) of blocks ``rows``, marking them in
+        ``seen`` (None: nothing evaluated before); the count of pairs newly evaluated."""
+        fresh = _first_occurrence(idx)
+        if seen is not None:
+            fresh &= ~seen[rows[:, None], idx]
+            seen[rows[:, None], idx] = True
         i, q, e, m = evaluate_candidates(w, idx.sort(dim=1).values, cfg, tables, e_lo, e_hi)
         better = (m < self.err[rows]) | ((m == self.err[rows]) & (i < self.idx[rows]))
         upd = rows[better]
@@ -403,17 +404,19 @@ def search_bounded(
         # LS error = ||w||^2 - energy: ranking by energy needs no pass over (B, S) more.
         energy = features(w, tables.triu) @ tables.proj_features.T  # (B, S)
         best = _BoundedBest(rows.numel(), cfg.latent_dim, dev)
-        seen = torch.zeros(energy.shape, dtype=torch.bool, device=dev)
         k = min(cfg.bound_first, s_total)
         top = energy.topk(min(k + 1, s_total), dim=1, sorted=True)
         active = torch.arange(rows.numel(), device=dev)
         idx = top.indices[:, :k]
-        evaluated += best.update(active, idx, w, seen, cfg, tables, e_lo, e_hi)
+        evaluated += best.update(active, idx, w, None, cfg, tables, e_lo, e_hi)
         if k < s_total:  # the (k+1)-th LS error bounds every seed not yet evaluated
             next_ls = norm2 - top.values[:, k]
             active = active[next_ls <= best.err + BOUND_SLACK * norm2]
         else:
             active = active[:0]
+        if active.numel():  # most chunks never get here: no B x S mask to clear
+            seen = torch.zeros(energy.shape, dtype=torch.bool, device=dev)
+            seen.scatter_(1, idx, True)
         while active.numel():
             floor = norm2[active] - best.err[active] - BOUND_SLACK * norm2[active]
             cand = (energy[active] >= floor[:, None]) & ~seen[active]
