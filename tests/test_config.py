@@ -180,6 +180,12 @@ def _with(**changes: object) -> dict:
     return config
 
 
+def _checked(config: dict) -> dict:
+    """``config`` with the schema's defaults filled in, as the Snakefile sees it."""
+    check_config(config)
+    return config
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -247,9 +253,15 @@ def test_derived_models_may_be_evaluated_on_every_suite():
 def test_only_models_a_stage_reads_are_built():
     from forgebench.workflow import used_models
 
-    assert used_models(DEFAULT) == ["cognate", "cognate-s2", "cognate-s3"]
-    config = _with(evomerge__enabled=False)
-    assert used_models(config) == ["cognate"]
+    # Checked copies: the schema's defaults (evaluation enabled) decide what is read.
+    assert used_models(_checked(copy.deepcopy(DEFAULT))) == [
+        "smollm2",  # evaluated
+        "cognate",  # read by benchmarks, and EvoMerge's seeds with the next two
+        "cognate-s2",
+        "cognate-s3",
+    ]
+    config = _checked(_with(evomerge__enabled=False))
+    assert used_models(config) == ["smollm2", "cognate"]
     assert "results/raw/models/build/cognate-s2.parquet" not in final_outputs(config)
 
 
@@ -351,11 +363,6 @@ def test_eval_only_overlay_runs_the_evaluation_of_ones_own_model_alone():
 # ------------------------------------- every reference checked when the workflow is parsed
 
 
-def _checked(config: dict) -> dict:
-    check_config(config)
-    return config
-
-
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -448,7 +455,7 @@ def test_declared_cases_follow_the_benchmark_config():
 
     config = _with(suites__database__benchmarks__n_plus_one={"backends": ["sqlite", "postgres"]})
     cases = declared_cases(config, "database", "n_plus_one")
-    assert {"sqlite_join", "postgres_join", "postgres_batched_in", "query:*"} <= set(cases)
+    assert {"sqlite_join", "postgres_join", "postgres_batched_in", "query:*", "job:*"} <= set(cases)
     echo = declared_cases(DEFAULT, "network", "echo_latency")
     assert "concurrent_4x65536B" in echo and "persistent_1024B" in echo
     assert declared_cases(DEFAULT, "eval", "fb_arc_easy") is None  # a task: any case
@@ -483,7 +490,7 @@ def test_declared_cases_cover_what_the_database_benchmarks_write():
     }
     for name, frame in runs.items():
         patterns = declared_cases(DEFAULT, "database", name)
-        written = set(frame["case"]) - {"job"}
+        written = set(frame["case"])  # the job's own rows included
         assert written and all(any(fnmatch.fnmatchcase(c, p) for p in patterns) for c in written)
 
 

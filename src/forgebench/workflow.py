@@ -557,6 +557,8 @@ def check_dataset_mirror(config: Mapping[str, Any], basedir: str | Path) -> None
         )
 
 
+#: Every job's own rows (forgebench.runner.job_case), in any benchmark's record.
+JOB_CASES = ("job", "job:*")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 
 
@@ -581,16 +583,16 @@ def declared_cases(config: Mapping[str, Any], suite: str, benchmark: str) -> lis
     if key == "compression/weights":
         methods = config.get("suites", {}).get("compression", {}).get("methods", {})
         # "original": the uncompressed model's rows, which every method is paired with
-        return ["original", *(str(m.get("name", name)) for name, m in methods.items())]
+        return [*JOB_CASES, "original", *(str(m.get("name", name)) for name, m in methods.items())]
     from forgebench.evomerge import stages
 
     if key == f"{stages.SUITE}/{stages.EVOLUTION_BENCHMARK}":
         best, evolution = stages.BEST_CASE, stages.EVOLUTION_CASE
-        return [evolution, best, f"{best}:*", "gen*", "seed:*"]
+        return [*JOB_CASES, evolution, best, f"{best}:*", "gen*", "seed:*"]
     if key not in BENCHMARKS or not BENCHMARKS.get(suite, benchmark).cases:
         return None
     section = config.get("suites", {}).get(suite, {}).get("benchmarks", {}).get(benchmark) or {}
-    out: list[str] = []
+    out: list[str] = [*JOB_CASES]
     for pattern in BENCHMARKS.get(suite, benchmark).cases:
         expanded = [pattern]
         for name in dict.fromkeys(_PLACEHOLDER.findall(pattern)):
