@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 
@@ -596,3 +597,28 @@ def test_a_path_model_is_found_from_the_repository_root_under_directory(tmp_path
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     assert "models.mine.path" not in out
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (("evaluation", "suites"), ["logic", "codin"], "evaluation.suites.1"),
+        (
+            ("suites", "compression", "evaluate_suites"),
+            ["logi"],
+            "suites.compression.evaluate_suites.0",
+        ),
+        (("evomerge", "fitness_suite"), "logi", "evomerge.fitness_suite"),
+    ],
+    ids=["evaluation", "compression", "evomerge fitness"],
+)
+def test_a_suite_without_its_file_names_the_key(path, value, key):
+    """Suites are files (suites/<name>.yaml), whatever names the schema lists: a name with
+    no file is a config error at its key, not a failed evaluation job."""
+    config = _checked(copy.deepcopy(DEFAULT))
+    node = config
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    with pytest.raises(ForgebenchError, match=rf"config key '{re.escape(key)}': suite '"):
+        check_references(config)
