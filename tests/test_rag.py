@@ -257,6 +257,11 @@ def test_tiny_end_to_end_run(prepared_datasets: Path) -> None:
             assert (method, metric) in got
     assert ("embedder", "model_load_time") in got and ("embedder", "import_time") in got
     assert ("dense_hnsw", "ann_recall_at_10") in got
+    for case in ("ann_ef16", "ann_ef64"):  # the efSearch sweep, at k = 10
+        assert (case, "ann_recall_at_10_mean") in got and (case, "search_latency") in got
+    assert ("ann_exact", "search_latency") in got
+    fraction = frame[frame["metric"] == "relevant_fraction"]["value"].item()
+    assert fraction == 6 / 20  # six questions, one relevant passage each, in a pool of 20
     assert ("embed", "latency") in got and ("hybrid", "fuse_latency") in got
     tp = frame[frame["metric"] == "throughput"]
     assert set(tp["case"]) == {"embed_passages", "hybrid_1clients", "hybrid_2clients"}
@@ -307,3 +312,77 @@ def test_failed_query_is_a_failed_row(embedder, prepared_datasets: Path) -> None
     assert (per_query.loc[per_query["sample"] == 1, "status"] == "error:RuntimeError").all()
     mrr = frame[(frame["metric"] == "mrr") & (frame["case"] == "bm25")]
     assert mrr["status"].item() == "ok"  # the mean over the two queries that ran
+
+
+def test_ef_sweep_trades_recall_for_latency() -> None:
+    """On 4,000 random 32-d vectors a sparse HNSW graph (M 4) misses neighbours at
+    efSearch 10 and finds more at 200; every query has its rows, the exact side too."""
+    from forgebench.rag import retrieval
+    from forgebench.record import Recorder
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(4000, 32)).astype(np.float32)
+    queries = {i: rng.normal(size=(1, 32)).astype(np.float32) for i in range(60)}
+    exact = ExactIndex(vectors)
+    hnsw = HnswIndex(vectors, m=4, ef_construction=20, ef_search=50)
+    opts = {**retrieval.PIPELINE_DEFAULTS, **retrieval.DEFAULTS, "hnsw_ef_sweep": [10, 200]}
+    params = {"dense_exact": {"index": "exact"}, "dense_hnsw": {"index": "hnsw"}}
+    rec = Recorder("rag", "retrieval", 1)
+    retrieval._ef_sweep(rec, exact, hnsw, queries, 61, opts, params, 0)
+    frame = rec.frame()
+    assert hnsw.ef_search == 50  # the configured setting is restored
+
+    def mean(case: str) -> float:
+        sel = frame[(frame["case"] == case) & (frame["metric"] == "ann_recall_at_10_mean")]
+        return float(sel["value"].item())
+
+    assert 0 < mean("ann_ef10") < mean("ann_ef200") <= 1.0
+    assert mean("ann_ef10") < 0.95
+    for case in ("ann_exact", "ann_ef10", "ann_ef200"):
+        lat = frame[(frame["case"] == case) & (frame["metric"] == "search_latency")]
+        assert len(lat) == 61 and (lat["status"] == "ok").sum() == 60  # query 60: no vector
+    assert '"k":10' in frame.loc[frame["case"] == "ann_ef10", "params"].iloc[0]
+
+
+def test_passage_embeddings_are_cached_by_digest(embedder, tmp_path: Path) -> None:
+    """The first run embeds and stores; the second reads the same vectors back and says
+    so (skipped rows); another passage text is another digest."""
+    from forgebench.rag.corpus import Corpus
+    from forgebench.rag.embedding_cache import embedding_digest
+    from forgebench.rag.retrieval import _passage_vectors
+    from forgebench.record import Recorder
+
+    texts = ("the sky is blue", "grass is green", "snow is white")
+    corpus = Corpus(("a", "b", "c"), texts, ("q",), ("what colour is snow",),
+                    (frozenset({"c"}),))  # fmt: skip
+    rec = Recorder("rag", "retrieval", 1)
+    first = _passage_vectors(rec, embedder, corpus, {}, str(tmp_path))
+    again = _passage_vectors(rec, embedder, corpus, {}, str(tmp_path))
+    assert np.array_equal(first, again) and first.shape == (3, embedder.dim)
+    frame = rec.frame()
+    timed = frame[frame["metric"] == "embed_time"]
+    assert list(timed["status"]) == ["ok", "skipped"]
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    other = embedding_digest(embedder.path, (*texts[:2], "snow is grey"))
+    assert other != embedding_digest(embedder.path, texts)
+
+
+def test_ann_tradeoff_figure_is_planned_from_the_summary(tmp_path: Path) -> None:
+    """Two efSearch settings and exact search in the summary: one trade-off PNG."""
+    import pandas as pd
+
+    from forgebench import plots
+
+    rows = []
+    for case, lat, recall in (("ann_ef16", 40e-6, 0.95), ("ann_ef64", 90e-6, 0.99),
+                              ("ann_exact", 300e-6, None)):  # fmt: skip
+        rows.append((case, "search_latency", lat, lat * 0.9, lat * 1.1))
+        if recall is not None:
+            rows += [(case, "ann_recall_at_10_mean", recall, recall, recall),
+                     (case, "ann_recall_at_10_mean_ci_low", recall - 0.01, 0, 0),
+                     (case, "ann_recall_at_10_mean_ci_high", recall + 0.005, 0, 0)]  # fmt: skip
+    summary = pd.DataFrame(rows, columns=["case", "metric", "median", "ci_low", "ci_high"])
+    summary = summary.assign(suite="rag", benchmark="retrieval", n_ok=1)
+    figures = plots.ann_tradeoff_plots(summary, tmp_path)
+    assert len(figures) == 1 and figures[0].kind == "tradeoff" and figures[0].path.is_file()
+    assert plots.ann_tradeoff_plots(summary[summary["case"] != "ann_ef64"], tmp_path) == []

