@@ -206,7 +206,10 @@ def _rag_retrieval(cfg: Mapping[str, Any]) -> tuple[float, float]:
         + m * (ks + 2) * 3
         + ((q + 3) if "dense_hnsw" in methods else 0)
         + len(conc) * reps * (n + 1)
+        + 1  # the pool's relevant fraction
     )
+    efs = len(cfg.get("hnsw_ef_sweep", [16, 64])) if hnsw else 0
+    rows += q * (1 + efs) + efs * (q + 3) if efs else 0  # the efSearch sweep at k = 10
     return seconds, rows
 
 
