@@ -55,7 +55,7 @@ ALLOWED_DIFFS = {
     # offline sandboxed metric in place of hub code_eval (same name and signature)
     "humaneval": {"metric_list", "filter_list"},
     # ... and the built-in's three few-shot docs read from the prompt split
-    "mbpp": {"metric_list", "fewshot_config"},
+    "mbpp": {"metric_list", "fewshot_config", "filter_list"},  # + a filter queueing completions
 }
 FEWSHOT = {"arc_challenge": 5, "arc_easy": 5, "gsm8k": 5, "mbpp": 3}
 FEWSHOT_SAMPLE = 25

@@ -40,6 +40,16 @@ def build_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str
     return preds
 
 
+def queue_mbpp(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """Pass-through filter: queues each document's first completion against its three tests
+    (the task's doc_to_target) in the sandbox's worker pool; take_first follows as built-in."""
+    resps = list(resps)
+    tests = ["\n".join(d["test_list"][:3]) for d in docs if "test_list" in d]
+    if len(tests) == len(resps) and all(resps):
+        prefetch(tests, [[r[0]] for r in resps])
+    return resps
+
+
 def mbpp_fewshot_docs(dataset: Any) -> list[dict]:
     """The built-in's three few-shot documents, read from the prompt split (task_id 1-10)."""
     by_id = {row["task_id"]: row for row in dataset}

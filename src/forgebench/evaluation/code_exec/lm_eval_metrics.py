@@ -53,6 +53,9 @@ def _result(cand: str, tests: str) -> ExecResult:
         future = queue.pop(0) if queue else None
         if queue == []:
             del _pending[(cand, tests)]
+        unmatched = future is None and bool(_pending)
+    if unmatched:  # queued under other texts than lm-eval hands the metric: scored twice
+        log.warning("code execution: a candidate was not among the %d queued", len(_pending))
     return future.result() if future is not None else run_program(cand, tests)
 
 

@@ -440,7 +440,8 @@ def _run_in_slot(program: str, tests: str, cfg: SandboxConfig, uid: int) -> tupl
         _, err = proc.communicate()  # already exited: collects stderr, closes the pipes
     wall = time.perf_counter() - started
     raw = _read_result(read_fd)
-    if proc.returncode == SETUP_ERROR and not killed and end.clean:
+    # the jail's own failure; not when anything of the run was killed (by us or the OOM killer)
+    if proc.returncode == SETUP_ERROR and not killed and end.clean and not end.oom_kills:
         raise SandboxUnavailable(f"sandbox setup failed: {err.decode(errors='replace').strip()}")
     if end.processes_killed:
         log.info("sandbox uid %d: killed %d processes at teardown", uid, end.processes_killed)
