@@ -307,7 +307,7 @@ def tiny_evo_config(path: Path) -> Path:
         "datasets": {"mirror": str(SHARED_DATASETS)},
         "models": {"cognate": cognate, "cognate-s2": {**copy.deepcopy(cognate), "init_seed": 2}},
         "evaluation": {**base["evaluation"], "suites": ["logic"], "subset_size": 3},
-        "evomerge": {**EVO, "methods": ["linear", "slerp", "ties", "dare_ties"]},
+        "evomerge": {**EVO, "methods": ["linear", "slerp", "ties", "dare_ties"], "subset_size": 3},
         "suites": {},
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
