@@ -273,6 +273,14 @@ def _eval_overhead(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 60 + runs * min(cfg["timeout_s"], 4 * (10 + 0.2 * cfg["limit"])), runs * 3
 
 
+def _eval_code_scoring(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # measured: HumanEval's 164 references took 33-45 s with 1 worker, 17-24 s with 2, on a
+    # loaded 2-core host (~0.27 s a program); each worker count once per round
+    problems = cfg["limit"] or 164
+    rounds = cfg["rounds"] + cfg["warmup_rounds"]
+    return 10 + rounds * problems * 0.3 * sum(1 / w for w in cfg["workers"]), 3 * rounds
+
+
 _CODEC_BYTES_PER_S = {"zlib": 8e6, "lzma": 1.5e6, "bz2": 4e6, "zstd": 1.5e6}
 
 
@@ -321,6 +329,7 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "knowledge/personalization": _knowledge_personalization,
     "knowledge/repair": _knowledge_repair,
     "eval/overhead": _eval_overhead,
+    "eval/code_scoring": _eval_code_scoring,
     "compression/lossless_codecs": _lossless_codecs,
     "compression/pipeline": _compression_pipeline,
     "compression/selector": _compression_selector,
