@@ -73,3 +73,12 @@ def test_server_benchmarks_receive_the_limits_from_one_place():
     for name in ("n_plus_one", "connection_pooling"):
         assert benchmark_config(config, "database", name)["outage"] == config["outage"]
     assert "outage" not in benchmark_config(config, "harness", "sampler_overhead")
+
+
+def test_a_streak_starts_when_its_first_failed_attempt_began():
+    """An attempt that waited out a 10 s timeout has been failing for 10 s when it ends."""
+    clock = Clock()
+    guard = OutageGuard(OutageLimits(max_consecutive_failures=100, max_failing_s=15), "t", clock)
+    assert guard.record(False, took_s=10.0)
+    clock.now += 5.0
+    assert not guard.record(False, took_s=10.0)

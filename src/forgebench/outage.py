@@ -76,43 +76,51 @@ class OutageGuard:
         self.what = what
         self._clock = clock
         self._lock = threading.Lock()
-        self._streak = 0
+        #: Failures since the last success (0: none). A hot loop may skip ``record(True)``
+        #: while it is 0: that call would change nothing.
+        self.streak = 0
         self._streak_started: float | None = None
         self._exempt_until: float | None = None
         self._tripped_reason: str | None = None
-
-    @property
-    def tripped(self) -> bool:
-        """True once the server is taken to be gone: attempt no more work against it."""
-        return self._tripped_reason is not None
+        #: True once the server is taken to be gone: attempt no more work against it (a
+        #: plain attribute: read before every operation, it must cost next to nothing).
+        self.tripped = False
 
     @property
     def reason(self) -> str | None:
         """Why the guard tripped (for the log), or None."""
         return self._tripped_reason
 
-    def record(self, ok: bool) -> bool:
-        """Count one attempted operation; False when no more should be attempted."""
+    def record(self, ok: bool, took_s: float = 0.0) -> bool:
+        """Count one attempted operation, which took ``took_s`` seconds (a failing streak
+        starts when its first failed attempt began, not when it ended, so an attempt that
+        waited out a long timeout counts its wait); False when no more should be attempted.
+
+        A success with no failing streak takes no lock (it runs after every timed
+        operation of a benchmark, so it must cost next to nothing)."""
+        if ok:
+            if self.streak:
+                with self._lock:
+                    self.streak, self._streak_started = 0, None
+            return not self.tripped
         with self._lock:
             now = self._clock()
-            if ok:
-                self._streak, self._streak_started = 0, None
-                return not self.tripped
             if self._exempt_until is not None and now < self._exempt_until:
                 return not self.tripped  # inside a planned fault: not an outage (yet)
             if self._streak_started is None:
-                self._streak_started = now
-            self._streak += 1
+                self._streak_started = now - max(0.0, took_s)
+            self.streak += 1
             lasted = now - self._streak_started
             if not self.tripped and (
-                self._streak >= self.limits.max_consecutive_failures
+                self.streak >= self.limits.max_consecutive_failures
                 or lasted >= self.limits.max_failing_s
             ):
                 self._tripped_reason = (
-                    f"{self._streak} consecutive failures over {lasted:.1f} s (limits: "
+                    f"{self.streak} consecutive failures over {lasted:.1f} s (limits: "
                     f"{self.limits.max_consecutive_failures} failures or "
                     f"{self.limits.max_failing_s:g} s; config key {CONFIG_KEY!r})"
                 )
+                self.tripped = True
                 log.warning(
                     "%s: server taken to be gone after %s; the rest of its work is recorded "
                     "as %s rows, not attempted",
@@ -128,7 +136,7 @@ class OutageGuard:
         for up to ``up_to_s`` seconds from now; later failures count as usual."""
         with self._lock:
             self._exempt_until = self._clock() + up_to_s
-            self._streak, self._streak_started = 0, None
+            self.streak, self._streak_started = 0, None
         try:
             yield
         finally:

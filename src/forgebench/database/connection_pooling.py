@@ -136,12 +136,12 @@ def _run_queries(
     """Each query in turn; once ``guard`` has tripped, the rest are outage rows."""
     clock = time.perf_counter_ns
     for post_id in post_ids:
-        t0 = clock()
         if guard.tripped:
-            out.t0_ns.append(t0)
+            out.t0_ns.append(clock())
             out.dt_ns.append(-1)
             out.status.append(OUTAGE_STATUS)
             continue
+        t0 = clock()
         try:
             row = query(post_id)
             dt = clock() - t0
@@ -149,13 +149,14 @@ def _run_queries(
             out.t0_ns.append(t0)
             out.dt_ns.append(-1)
             out.status.append(query_status(exc))
-            guard.record(False)
+            guard.record(False, took_s=(clock() - t0) * 1e-9)
             continue
         out.t0_ns.append(t0)
         ok = row is not None and len(row) == 1 and row[0] == expected[post_id]
         out.dt_ns.append(dt if ok else -1)
         out.status.append("ok" if ok else "mismatch")
-        guard.record(True)  # the server answered (a wrong answer is not an outage)
+        if guard.streak:  # the server answered (a wrong answer is not an outage)
+            guard.record(True)
 
 
 @dataclass

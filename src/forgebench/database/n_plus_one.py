@@ -202,7 +202,8 @@ def measure(
                     run = Execution(time.perf_counter_ns(), status=OUTAGE_STATUS)
                 else:
                     run = executor.execute(methods[method], offset, limit)
-                    guard.record(run.result is not None)  # an answer, right or wrong
+                    took_s = (time.perf_counter_ns() - run.t0_ns) * 1e-9
+                    guard.record(run.result is not None, took_s)  # an answer, right or wrong
                 if run.result is not None:
                     results[method] = run.result
                     run.status = check_results(expected, {method: run.result})[method]
