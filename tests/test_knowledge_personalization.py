@@ -121,8 +121,9 @@ def test_run_end_to_end_small(tmp_path):
     val = frame[frame["metric"] == "validation_MAP"]
     assert set(val["case"]) == {f"{b}/validation" for b in S.BASELINES}
     paired = frame[frame["metric"] == "MAP_paired_improvement"]
-    assert len(paired) == 1 and paired["case"].iloc[0].startswith("personalised_pagerank_vs_")
+    assert len(paired) == 1 and paired["case"].iloc[0] == "compared_vs_strongest_baseline"
     params = json.loads(paired["params"].iloc[0])
+    assert params["candidate"] == "personalised_pagerank" and params["baseline"] in S.BASELINES
     assert params["design"] == "paired rows (shared ids)" and params["users_paired"] == 8
 
 

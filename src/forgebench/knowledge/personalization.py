@@ -14,8 +14,9 @@ truncated-SVD matrix factorisation) have their stated grids searched on a valida
 (each user's last ``validation_holdout`` interactions hidden; rows ``<name>/validation``),
 while the approach under test (``compared``) is fixed in config. Ties are broken by a
 seeded random key. The compared approach is set against the baseline with the best
-validation MAP, paired over users (case ``<compared>_vs_<baseline>``: improvement of the
-per-user MAP and NDCG@10 ratio with its signed-rank interval, verdict in params).
+validation MAP, paired over users (case ``compared_vs_strongest_baseline``, the two named
+in params: improvement of the per-user MAP and NDCG@10 ratio with its signed-rank
+interval, stats.compare's verdict in params).
 
 Rows: per user (``sample`` = user) ``MAP`` (average precision; its mean is MAP),
 ``NDCG@10`` (graded), ``Recall@20`` for each approach, then ``*_mean`` with a bootstrap
@@ -282,7 +283,7 @@ def _paired_against_strongest(
         return
     strongest = max(tuned, key=lambda n: max(v for _, v in tuned[n][2]))
     users = np.arange(len(per[compared]["MAP"]))
-    case = f"{compared}_vs_{strongest}"
+    case = "compared_vs_strongest_baseline"  # a fixed name config targets can refer to
     for metric in ("MAP", "NDCG@10"):
         base = np.asarray(per[strongest][metric], float)
         cand = np.asarray(per[compared][metric], float)
