@@ -82,3 +82,32 @@ def test_a_streak_starts_when_its_first_failed_attempt_began():
     assert guard.record(False, took_s=10.0)
     clock.now += 5.0
     assert not guard.record(False, took_s=10.0)
+
+
+def test_n_plus_one_stops_at_the_limit_and_records_the_rest():
+    """The comments table dropped from the real SQLite file: every execution fails; after
+    the configured run of failures nothing more is attempted, yet every planned execution
+    is a row (the rest as error:Outage), none dropped."""
+    from forgebench.database import n_plus_one
+    from forgebench.database.backends import sqlite_target
+    from forgebench.database.dataset import Sizes, generate
+    from forgebench.outage import OUTAGE_STATUS
+    from forgebench.record import Recorder
+
+    sizes = {"users": 60, "posts": 300, "comments": 1500}
+    cfg = {"backends": ["sqlite"], "postgres_dsn": "", "sizes": sizes, "page": 0,
+           "page_size": 20, "executions": 30, "warmup": 1, "timeout_s": 5.0,
+           "outage": {"max_consecutive_failures": 7, "max_failing_s": 60}}  # fmt: skip
+    data = generate(Sizes(**sizes), 0)
+    p = n_plus_one.plan(cfg)
+    rec = Recorder("database", "n_plus_one", n_plus_one.BENCHMARK_VERSION)
+    with sqlite_target(data, 5.0) as target:
+        conn = target.connect()
+        conn.execute("DROP TABLE comments")
+        conn.close()
+        n_plus_one.measure(target, data.expected_page(0, 20), p, rec, seed=0)
+    lat = rec.frame().query("metric == 'latency'")
+    assert len(lat) == (30 + 1) * len(n_plus_one.METHODS)
+    attempted = lat[lat["status"] != OUTAGE_STATUS]
+    assert len(attempted) == 7 and attempted["status"].str.startswith("error:").all()
+    assert lat["value"].isna().all()
