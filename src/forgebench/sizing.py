@@ -122,6 +122,17 @@ def _parallel_tests(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return runs * cfg["timeout_s"] + 30, runs * 5
 
 
+def _file_operations(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # Per round and size: our files' six ops and two fio jobs (each capped at timeout_s);
+    # fsync of 1 MiB took up to ~15 ms on a loaded VM disk, so 50 ms a MiB is the bound.
+    sizes, files = cfg["sizes"], cfg.get("files", 10)
+    counts = files if isinstance(files, list) else [files] * len(sizes)
+    rounds = cfg.get("warmup_rounds", 1) + cfg.get("rounds", 5)
+    mib = sum(s * n for s, n in zip(sizes, counts, strict=False)) / 2**20
+    per_round = 2 * (0.05 * mib + 0.02 * sum(counts)) + 2 * len(sizes)
+    return rounds * per_round + 10, rounds * (6 * sum(counts) + 5 * len(sizes))
+
+
 def _grokfast(cfg: Mapping[str, Any]) -> tuple[float, float]:
     # Every run to its budget at 4x the slowest CPU rate measured (~25 ps per multiply-add
     # plus ~8 ms per step); rows: the curve at every evaluation, 3 per run, 2 warm-up.
@@ -319,6 +330,7 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "database/connection_pooling": _database_connection_pooling,
     "system/import_time": _import_time,
     "system/parallel_tests": _parallel_tests,
+    "system/file_operations": _file_operations,
     "training/grokfast": _grokfast,
     "service/responsiveness": _service_responsiveness,
     "service/load_scenarios": _service_load_scenarios,
