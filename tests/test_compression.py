@@ -14,13 +14,14 @@ import torch
 from conftest import SHARED_DATASETS
 from tiny_models import make_tiny_llama
 
-from forgebench.compression import artifact, baselines, bitnet, metrics
+from forgebench.compression import artifact, baselines, bitnet, metrics, perplexity
 from forgebench.compression.artifact import Artifact, ArtifactError, TensorRecord
 from forgebench.compression.compress_model import (
     compress_model,
     compress_state_dict,
     decode_record,
     decompress_artifact,
+    reference_perplexity,
 )
 from forgebench.errors import ForgebenchError
 
@@ -208,20 +209,28 @@ def _heldout_texts(n_bytes: int) -> list[str]:
 def test_compress_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    texts = _heldout_texts(4000)
+    texts = _heldout_texts(16000)
     model_dir = make_tiny_llama(tmp_path / "tiny", texts=texts, vocab_size=300, max_positions=128)
+    (model_dir / "source.json").write_text(
+        json.dumps({"gguf": {"file": "x.gguf", "bytes": 1000, "tensor_type_counts": {"Q4_1": 3}}})
+    )
+    quality = {"perplexity_tokens": 3000, "perplexity_context": 64, "perplexity_stride": 32}
+    ref_path = tmp_path / "original.perplexity.parquet"
+    ref_rows = reference_perplexity(model_dir, texts[:40], quality, out_quality=ref_path)
+    assert set(ref_rows["case"]) == {"original"}
     out_art, out_model = tmp_path / "seedlm.fbc", tmp_path / "tiny_seedlm"
     frame = compress_model(
         model_dir,
         {"method": "seedlm", "lfsr_bits": 6, "name": "seedlm_k6"},
         out_artifact=out_art,
         out_model_dir=out_model,
-        heldout_texts=texts[:4],
+        heldout_documents=texts[:40],
+        reference_quality=ref_path,
+        out_quality=tmp_path / "seedlm.perplexity.parquet",
         seed=0,
-        max_eval_tokens=128,
-        perplexity_context=64,
         throughput_new_tokens=4,
         throughput_repetitions=1,
+        **quality,
     )
     assert set(frame["status"]) == {"ok"}
     assert set(frame["case"]) == {"seedlm_k6"}
@@ -229,13 +238,28 @@ def test_compress_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert m["artifact_bytes"] == os.path.getsize(out_art)
     assert m["bits_per_weight"] == pytest.approx((6 + 4 + 12) / 8)
     assert m["ratio_vs_fp32_quantised"] == pytest.approx(32 / m["bits_per_weight"])
+    assert m["ratio_vs_fp16_quantised"] == pytest.approx(16 / m["bits_per_weight"])
+    assert m["ratio_vs_gguf_file"] == pytest.approx(1000 / m["artifact_bytes"])
     assert 0 < m["relative_error"] < 1
     assert m["perplexity"] > 1 and m["perplexity_original"] > 1
+    assert m["perplexity_original"] == ref_rows.set_index("metric")["value"]["perplexity"]
+    assert m["perplexity_change_ci_low"] <= m["perplexity_change"] <= m["perplexity_change_ci_high"]
     assert m["tokens_per_s"] > 0
-    params = json.loads(frame["params"].iloc[0])
+    params = json.loads(frame[frame["metric"] == "perplexity_change"]["params"].iloc[0])
     assert params["inference"] == "dense"
+    assert params["perplexity_verdict"] in (
+        "regression",
+        "no change",
+        "inconclusive",
+        "improvement",
+    )
+    assert params["perplexity_card"]["stride"] == 32
+    assert "already quantised" in params["weights_origin"]
     assert "lm_head.weight" in params["kept_tensors"]
     assert frame["metric"].str.startswith("relative_error.model.layers.0.").any()
+    # the per-document result carries the same card as the original's
+    _, card = perplexity.read_result(tmp_path / "seedlm.perplexity.parquet")
+    assert card == perplexity.read_result(ref_path)[1]
     # the decompressed model is an ordinary HF directory
     from transformers import AutoModelForCausalLM
 
@@ -243,6 +267,22 @@ def test_compress_model_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     got = model.state_dict()["model.layers.0.mlp.up_proj.weight"]
     want = decompress_artifact(out_art)["model.layers.0.mlp.up_proj.weight"]
     assert torch.equal(got, want)
+    # a reference scored with another window is refused, not paired
+    other = tmp_path / "other.perplexity.parquet"
+    reference_perplexity(model_dir, texts[:40], {**quality, "perplexity_stride": 48},
+                         out_quality=other)  # fmt: skip
+    with pytest.raises(ForgebenchError, match=r"perplexity cards differ.*stride"):
+        compress_model(
+            model_dir,
+            {"method": "int8"},
+            out_artifact=tmp_path / "int8.fbc",
+            out_model_dir=tmp_path / "tiny_int8",
+            heldout_documents=texts[:40],
+            reference_quality=other,
+            out_quality=tmp_path / "int8.perplexity.parquet",
+            seed=0,
+            **quality,
+        )
 
 
 def test_artifact_rejects_segment_outside_payload() -> None:
@@ -265,3 +305,33 @@ def test_artifact_rejects_segment_outside_payload() -> None:
     )
     with pytest.raises(ArtifactError, match="outside the payload"):
         artifact.decode(pre + body)
+
+
+def _variant(case: str, bits: float, change: float, low: float, high: float, verdict: str,
+             post_training: bool = False) -> dict:  # fmt: skip
+    return {"case": case, "label": case, "bits": bits, "change": change, "low": low,
+            "high": high, "verdict": verdict, "post_training": post_training,
+            "equivalence": 0.01}  # fmt: skip
+
+
+def test_quality_findings_read_the_intervals(tmp_path: Path) -> None:
+    from forgebench import plots
+    from forgebench.report.compression import plan_figures, quality_findings
+
+    follows = [
+        _variant("int8", 8.0, 0.002, -0.003, 0.006, "no change"),
+        _variant("vptq", 4.0, 0.3, 0.25, 0.35, "regression"),
+        _variant("bitnet", 1.6, 1e6, 5e5, 2e6, "regression", post_training=True),
+    ]
+    text = quality_findings(follows)
+    assert "int8, 8 bits/weight: perplexity +0.20% [-0.30%, +0.60%], no change" in text
+    assert any(t.startswith("the order follows bits per weight") for t in text)
+    assert any("expected finding" in t and t.startswith("bitnet") for t in text)
+    broken = [follows[0], _variant("seedlm", 3.0, 0.05, 0.04, 0.06, "regression"), follows[1]]
+    text = quality_findings(broken)
+    assert "the order does not follow bits per weight: seedlm (3 bits) < vptq" in text
+    jobs: list = []
+    figures = plan_figures({"variants": follows}, tmp_path, jobs)
+    plots.draw(jobs)
+    assert len(figures) == 1 and figures[0].path.stat().st_size > 0
+    assert plan_figures({"variants": []}, tmp_path, []) == []

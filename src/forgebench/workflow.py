@@ -233,20 +233,32 @@ def derived_models(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]
 
 
 def compression_method(config: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """A method's settings as its job receives them (without the ``enabled`` switch)."""
+    """A method's settings as its job receives them (without the ``enabled`` switch), with
+    ``method`` (the compressor) and ``name`` (the config key: ``seedlm_3bit`` is SeedLM)."""
     section = config["suites"]["compression"]["methods"][method]
-    return {k: v for k, v in section.items() if k != "enabled"}
+    return {
+        **{k: v for k, v in section.items() if k != "enabled"},
+        "method": method.split("_", 1)[0],
+        "name": method,
+    }
+
+
+def compression_method_keys(config: Mapping[str, Any]) -> list[str]:
+    """Every configured compression job key: the methods and their named variants."""
+    keys = config.get("suites", {}).get("compression", {}).get("methods", {})
+    return list(dict.fromkeys([*COMPRESSION_METHODS, *keys]))
 
 
 def compression_outputs(config: Mapping[str, Any]) -> list[str]:
     comp = config.get("suites", {}).get("compression", {})
     if not comp.get("enabled", False):
         return []
+    # "original": the model's own held-out perplexity, scored once for every method.
     return [
         COMPRESSION_RAW.format(model=m, method=method)
         for m in comp.get("models", [])
-        for method, mcfg in comp.get("methods", {}).items()
-        if mcfg.get("enabled", True)
+        for method in ["original"]
+        + [k for k, mcfg in comp.get("methods", {}).items() if mcfg.get("enabled", True)]
     ]
 
 

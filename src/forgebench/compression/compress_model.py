@@ -19,13 +19,14 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from forgebench.compression import baselines, bitnet, metrics, seedlm, vptq
+from forgebench.compression import baselines, bitnet, metrics, perplexity, seedlm, vptq
 from forgebench.compression.artifact import (
     Artifact,
     ArtifactError,
@@ -41,6 +42,10 @@ BENCHMARK_VERSION = 1
 SUITE = "compression"
 NAME = "weights"
 WEIGHTS_FILE = "model.safetensors"
+#: forgebench.models' record of where a model came from (a GGUF file's types and bytes).
+SOURCE_FILE = "source.json"
+#: The case of the original model's rows (its held-out perplexity, scored once).
+ORIGINAL = "original"
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +179,7 @@ def save_model_dir(state: Mapping[str, torch.Tensor], src_dir: Path, out_dir: Pa
 def _load_lm(model_dir: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     model.eval()
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     return model, tok
@@ -187,7 +192,7 @@ def heldout_ids(tok: Any, texts: Sequence[str], max_tokens: int) -> torch.Tensor
 
 
 @torch.no_grad()
-def perplexity(model: Any, ids: torch.Tensor, context: int) -> float:
+def window_perplexity(model: Any, ids: torch.Tensor, context: int) -> float:
     """exp(mean next-token NLL) over non-overlapping windows of ``context`` tokens."""
     total_nll, total_tokens = 0.0, 0
     for i in range(0, ids.numel() - 1, context):
@@ -262,34 +267,121 @@ _UNITS = {
 }
 
 
+def gguf_origin(model_dir: Path) -> dict[str, Any] | None:
+    """The GGUF file a model was converted from (forgebench.models: ``source.json``), or
+    None. Its weights were quantised before we saw them, so compression results say so."""
+    import json
+
+    path = Path(model_dir) / SOURCE_FILE
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    g = doc.get("gguf") if isinstance(doc, dict) else None
+    if not isinstance(g, dict) or "bytes" not in g:
+        return None
+    return {
+        "gguf_file": g.get("file"),
+        "gguf_bytes": int(g["bytes"]),
+        "gguf_tensor_type_counts": g.get("tensor_type_counts", {}),
+        "weights_origin": (
+            "GGUF weights, already quantised (types per tensor in gguf_tensor_type_counts), "
+            "dequantised to fp32: compressed variants are compared with the dequantised "
+            "model; ratio_vs_gguf_file counts the GGUF file's bytes"
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """How the held-out perplexity is measured and judged (suites.compression.evaluation)."""
+
+    perplexity_context: int = 512
+    perplexity_stride: int = 256
+    perplexity_tokens: int = 4096
+    perplexity_batch: int = 8
+    #: "no change" when the paired interval of the perplexity ratio lies inside ±this.
+    perplexity_equivalence: float = 0.01
+    confidence: float = 0.95
+    throughput_prompt_tokens: int = 16
+    throughput_new_tokens: int = 32
+    #: 0: no tokens/s rows (dense decompressed model: the figure says nothing of packing).
+    throughput_repetitions: int = 0
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> QualitySettings:
+        known = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg}
+        return cls(**known)
+
+
+def score_model(
+    model_dir: Path, documents: Sequence[str], q: QualitySettings
+) -> tuple[pd.DataFrame, perplexity.PerplexityCard]:
+    """Per-document perplexity of the HF model at ``model_dir`` and its card."""
+    model, tok = _load_lm(model_dir)
+    return perplexity.score(
+        model,
+        tok,
+        documents,
+        max_tokens=q.perplexity_tokens,
+        context=q.perplexity_context,
+        stride=q.perplexity_stride,
+        batch=q.perplexity_batch,
+    )
+
+
+def reference_perplexity(
+    model_dir: str | Path,
+    documents: Sequence[str],
+    settings: Mapping[str, Any],
+    *,
+    out_quality: str | Path,
+) -> pd.DataFrame:
+    """The original model's per-document perplexity, written once (with its card) for
+    every compressed variant to pair with; rows of case ``original``."""
+    q = QualitySettings.from_mapping(settings)
+    rec = Recorder(SUITE, NAME, BENCHMARK_VERSION)
+    frame, card = score_model(Path(model_dir), documents, q)
+    perplexity.write_result(out_quality, frame, card)
+    params = {"perplexity_card": card.as_dict(), **(gguf_origin(Path(model_dir)) or {})}
+    p0 = perplexity.corpus_perplexity(frame)
+    rec.add(ORIGINAL, params, "perplexity", "perplexity", False, p0)
+    rec.add(ORIGINAL, params, "perplexity_documents", "docs", True, float(card.documents))
+    rec.add(ORIGINAL, params, "perplexity_tokens", "tokens", True, float(card.scored_tokens))
+    return rec.frame()
+
+
 def compress_model(
     model_dir: str | Path,
     method_cfg: Mapping[str, Any],
     *,
     out_artifact: str | Path,
     out_model_dir: str | Path,
-    heldout_texts: Sequence[str],
+    heldout_documents: Sequence[str],
+    reference_quality: str | Path,
+    out_quality: str | Path,
     seed: int,
     calibration_texts: Sequence[str] = (),
-    perplexity_context: int = 256,
-    max_eval_tokens: int = 4096,
-    throughput_prompt_tokens: int = 16,
-    throughput_new_tokens: int = 32,
-    throughput_repetitions: int = 3,
+    **quality: Any,
 ) -> pd.DataFrame:
     """Compress, decompress and measure one model with one method; rows as in the module doc.
 
     ``method_cfg``: ``method`` (fp16, int8, bitnet, seedlm, vptq), optional ``name`` (the row's
     case, default the method), ``high_precision_dtype`` of kept tensors (float16) and the
-    method's own keys. A failure of the method yields failed rows (status ``error:...``);
-    a config mistake raises ForgebenchError.
+    method's own keys. ``reference_quality``: the original's per-document perplexity
+    (``reference_perplexity``); the decompressed model's is written to ``out_quality``.
+    ``quality``: QualitySettings keys. A failure of the method yields failed rows (status
+    ``error:...``); a config mistake raises ForgebenchError.
     """
     model_dir, out_artifact = Path(model_dir), Path(out_artifact)
     out_model_dir = Path(out_model_dir)
+    q = QualitySettings.from_mapping(quality)
     torch.manual_seed(seed)
     method = str(method_cfg.get("method", ""))
     case = str(method_cfg.get("name", method))
     params = method_params(method_cfg)
+    origin = gguf_origin(model_dir)
+    if origin:
+        params.update(origin)
     rec = Recorder(SUITE, NAME, BENCHMARK_VERSION)
     started = utcnow()
 
@@ -332,6 +424,8 @@ def compress_model(
     ).items():
         unit, hib = _UNITS[metric]
         add(metric, unit, hib, value)
+    if origin:
+        add("ratio_vs_gguf_file", "ratio", True, origin["gguf_bytes"] / sizes.total)
     add("kept_tensors", "count", False, float(len(kept)))
     per_layer, overall = metrics.relative_errors(state, decoded, quantised)
     add("relative_error", "ratio", False, overall)
@@ -348,55 +442,92 @@ def compress_model(
         (4 * n_q / sizes.quantised_payload) if sizes.quantised_payload else math.nan,
         overall,
     )
-
+    state.clear()  # free the fp32 copies before the model is loaded for scoring
+    decoded.clear()
     _quality_rows(
-        add,
-        model_dir,
-        out_model_dir,
-        heldout_texts,
-        perplexity_context,
-        max_eval_tokens,
-        throughput_prompt_tokens,
-        throughput_new_tokens,
-        throughput_repetitions,
-    )
+        rec, case, params, started, out_model_dir, heldout_documents, q,
+        Path(reference_quality), Path(out_quality),
+    )  # fmt: skip
     return rec.frame()
 
 
 def _quality_rows(
-    add: Callable[..., None],
-    model_dir: Path,
+    rec: Recorder,
+    case: str,
+    params: dict[str, Any],
+    started: Any,
     out_model_dir: Path,
-    texts: Sequence[str],
-    context: int,
-    max_tokens: int,
-    prompt_tokens: int,
-    new_tokens: int,
-    repetitions: int,
+    documents: Sequence[str],
+    q: QualitySettings,
+    reference_path: Path,
+    out_quality: Path,
 ) -> None:
-    """Perplexity and tokens/s of the original and the decompressed (dense) model."""
-    ppl: dict[str, float] = {}
-    for which, path in (("original", model_dir), ("decompressed", out_model_dir)):
-        suffix = "_original" if which == "original" else ""
-        try:
-            model, tok = _load_lm(path)
-            ids = heldout_ids(tok, texts, max_tokens)
-            ppl[which] = perplexity(model, ids, context)
-            add(f"perplexity{suffix}", "perplexity", False, ppl[which])
-            rates = tokens_per_s(model, ids[:prompt_tokens], new_tokens, repetitions)
-            for r, rate in enumerate(rates):
-                add(f"tokens_per_s{suffix}", "tokens/s", True, rate, repetition=r)
-            log.info(
-                "%s: perplexity %.3f, %.1f tokens/s (median, dense)",
-                which,
-                ppl[which],
-                statistics.median(rates),
-            )
-        except ForgebenchError:
-            raise
-        except Exception as exc:
-            log.warning("%s model evaluation failed: %r", which, exc)
-            add(f"perplexity{suffix}", "perplexity", False, math.nan, status=status_for(exc))
-            add(f"tokens_per_s{suffix}", "tokens/s", True, math.nan, status=status_for(exc))
-    if len(ppl) == 2:
-        add("perplexity_delta", "perplexity", False, ppl["decompressed"] - ppl["original"])
+    """Per-document perplexity of the decompressed model paired with the original's (same
+    card required), and optionally tokens/s of the dense decompressed model."""
+    ref, ref_card = perplexity.read_result(reference_path)
+    p0 = perplexity.corpus_perplexity(ref)
+    base = {**params, "perplexity_card": ref_card.as_dict()}
+
+    def add(
+        metric: str, unit: str, hib: bool, value: float, extra: Mapping[str, Any] = {}, **kw: Any
+    ) -> None:
+        rec.add(case, {**base, **extra}, metric, unit, hib, value, started_at=started, **kw)
+
+    add("perplexity_original", "perplexity", False, p0)
+    try:
+        model, tok = _load_lm(out_model_dir)
+        frame, card = perplexity.score(
+            model, tok, documents, max_tokens=q.perplexity_tokens,
+            context=q.perplexity_context, stride=q.perplexity_stride, batch=q.perplexity_batch,
+        )  # fmt: skip
+    except ForgebenchError:
+        raise
+    except Exception as exc:
+        log.warning("decompressed model's perplexity failed: %r", exc)
+        for metric in ("perplexity", "perplexity_change"):
+            add(metric, "perplexity" if metric == "perplexity" else "ratio", False, math.nan,
+                status=status_for(exc))  # fmt: skip
+        return
+    perplexity.require_same_card(ref_card, card, f"compression {case}")
+    perplexity.write_result(out_quality, frame, card)
+    p1 = perplexity.corpus_perplexity(frame)
+    add("perplexity", "perplexity", False, p1)
+    add("perplexity_delta", "perplexity", False, p1 - p0)
+    add("perplexity_ratio", "ratio", False, p1 / p0)
+    cmp = perplexity.paired_change(
+        ref, frame, confidence=q.confidence, threshold=q.perplexity_equivalence
+    )
+    verdict = {
+        "perplexity_verdict": cmp.verdict,
+        "perplexity_reason": cmp.reason,
+        "perplexity_interval": cmp.method,
+        "perplexity_equivalence": q.perplexity_equivalence,
+        "confidence": q.confidence,
+    }
+    # change = typical per-document perplexity ratio - 1 (positive: worse), paired interval
+    low, high = cmp.ratio_ci
+    # (too few documents for an interval: no value, status "skipped", the reason says why)
+    for suffix, value in (
+        ("", cmp.ratio - 1.0),
+        ("_ci_low", low - 1.0),
+        ("_ci_high", high - 1.0),
+        ("_p", cmp.p_value),
+    ):
+        unit = "p" if suffix == "_p" else "ratio"
+        status = "ok" if math.isfinite(value) else "skipped"
+        add(f"perplexity_change{suffix}", unit, False, value, verdict, status=status)
+    add("perplexity_documents", "docs", True, float(card.documents))
+    log.info(
+        "%s: perplexity %.3f vs %.3f, change %+.2f%% (%.2f%% to %.2f%%): %s",
+        case, p1, p0, 100 * (cmp.ratio - 1), 100 * (low - 1), 100 * (high - 1), cmp.verdict,
+    )  # fmt: skip
+    if q.throughput_repetitions > 0:
+        first = perplexity.encode_documents(tok, documents, q.throughput_prompt_tokens)[0][0]
+        ids = torch.tensor(first)
+        rates = tokens_per_s(
+            model, ids[: q.throughput_prompt_tokens], q.throughput_new_tokens,
+            q.throughput_repetitions,
+        )  # fmt: skip
+        for r, rate in enumerate(rates):
+            add("tokens_per_s", "tokens/s", True, rate, repetition=r)
+        log.info("%.1f tokens/s (median, dense)", statistics.median(rates))

@@ -170,7 +170,7 @@ def perplexity_of(
 ) -> float:
     """Perplexity of ``model`` with ``state`` loaded (a dense float32 copy of the weights)."""
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
-    ppl = compress_model.perplexity(model, ids, ctx)
+    ppl = compress_model.window_perplexity(model, ids, ctx)
     if not math.isfinite(ppl):  # NaN logits: a failed measurement, not a number
         raise FloatingPointError(f"perplexity is {ppl}")
     return ppl
