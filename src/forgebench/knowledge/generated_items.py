@@ -94,7 +94,6 @@ def cross_pairs(
     allowed[pool] = True
     pairs: list[CrossDomainPair] = []
     seen: set[tuple[int, int]] = set()
-    rows: dict[int, np.ndarray] = {}
     for _ in range(tries_per_pair * n_pairs):
         if len(pairs) >= n_pairs:
             break
@@ -103,10 +102,10 @@ def cross_pairs(
         if key in seen:
             continue
         seen.add(key)
-        ra = rows.setdefault(a, counts.npmi_row(a))
+        ra = counts.npmi_row(a)  # not cached: 20,000 dense rows would not fit
         if ra[b] > -1.0:  # seen together: not distant enough
             continue
-        rb = rows.setdefault(b, counts.npmi_row(b))
+        rb = counts.npmi_row(b)
         joint = np.fmin(ra, rb)
         joint[~allowed] = np.nan
         joint[[a, b]] = np.nan
