@@ -257,6 +257,8 @@ def test_run_end_to_end_small(tmp_path):
     tpr = frame.set_index("metric").loc["guardian_calibration_tpr_ci_low", "value"]
     assert 0 <= tpr <= frame.set_index("metric").loc["guardian_calibration_tpr", "value"]
     assert (frame["case"] == "ceiling").any()
+    chance = frame[frame["case"] == "chance"]
+    assert not chance.empty and not chance["metric"].str.contains("_ci_").any()
     for pred in link_prediction.PREDICTORS:
         auc = frame[(frame["case"] == pred) & (frame["metric"] == "hidden_link_auc")]
         assert len(auc) == 1 and 0 <= auc["value"].iloc[0] <= 1
