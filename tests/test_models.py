@@ -517,7 +517,7 @@ def test_gguf_source_names_what_is_wrong(tmp_path):
         gguf_file({"path": str(tmp_path / "nope.gguf")}, "m")
     with pytest.raises(ForgebenchError, match="either path or package"):
         gguf_file({"path": "a.gguf", "package": "p", "file": "f"}, "m")
-    with pytest.raises(ForgebenchError, match="needs path .* or package and file"):
+    with pytest.raises(ForgebenchError, match=r"needs path .* or package and file"):
         gguf_file({"package": "p"}, "m")
     with pytest.raises(ForgebenchError, match=r"package 'no_such_pkg_x' is not installed"):
         gguf_file({"package": "no_such_pkg_x", "file": "f.gguf"}, "m")
@@ -548,7 +548,7 @@ def test_schema_takes_a_gguf_file_or_a_package_file(tmp_path, model, ok):
     if ok:
         check_config({"models": {"m": dict(model)}}, _fragment_schema(tmp_path))
     else:
-        with pytest.raises(ForgebenchError, match="models.m"):
+        with pytest.raises(ForgebenchError, match=r"models\.m"):
             check_config({"models": {"m": dict(model)}}, _fragment_schema(tmp_path))
 
 
@@ -590,3 +590,19 @@ def test_gguf_model_converts_once_to_a_loadable_hf_folder(tmp_path):
     assert "gguf_conversion_time" not in set(again["metric"])
     assert json.loads((out / "source.json").read_text())["conversion"]["reused"] is True
     assert _value(again, "param_count") == 134_515_008
+
+
+def test_a_gguf_file_in_the_checkout_is_a_relative_job_input(tmp_path):
+    """Moving the checkout (its .venv with it) must not change the model job's inputs."""
+    from forgebench import workflow as fw
+
+    for place in ("a", "b"):
+        checkout = tmp_path / place
+        (checkout / "models").mkdir(parents=True)
+        (checkout / "models" / "m.gguf").write_bytes(b"GGUF")
+        cfg = {"models": {"m": {"source": "gguf", "path": "models/m.gguf"}}}
+        assert fw.model_build_inputs(cfg, "m", checkout, checkout) == ["models/m.gguf"]
+    outside = tmp_path / "x.gguf"
+    outside.write_bytes(b"GGUF")
+    cfg = {"models": {"m": {"source": "gguf", "path": str(outside)}}}
+    assert fw.model_build_inputs(cfg, "m", tmp_path / "a", tmp_path / "a") == [str(outside)]

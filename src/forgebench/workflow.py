@@ -174,8 +174,14 @@ def model_build_inputs(
     if spec.get("source") == "gguf":  # the file: changing it reruns the conversion
         from forgebench.models.gguf import gguf_file
 
-        path = model_job_spec(config, model, basedir, workdir)
-        return [str(gguf_file(path, model))]
+        job_spec = model_job_spec(config, model, basedir, workdir)
+        if job_spec.get("path"):  # relative to the working directory jobs run in
+            job_spec["path"] = str(Path(workdir, job_spec["path"]))
+        found = gguf_file(job_spec, model).absolute()
+        # Relative when inside the working directory (the checkout's .venv), so moving the
+        # checkout changes no job's inputs.
+        here = Path(workdir).absolute()
+        return [os.path.relpath(found, here) if found.is_relative_to(here) else str(found)]
     return []
 
 
