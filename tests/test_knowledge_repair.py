@@ -199,6 +199,7 @@ def test_run_records_matched_metrics():
     assert rows[(gain, "correct_share_gain_ci_low")] <= rows[(gain, "correct_share_gain")]
     assert rows[("all@200", "residual_violation_rate")] == 0.0
     assert rows[("all@200", "unrepaired_violation_rate")] >= 0.0
+    assert rows[("all@200", "repairs_of_non_violations")] >= 0
     assert 0.0 <= rows[("all@200", "guardian_reject_rate")] <= 1.0
     tp = frame[(frame["metric"] == "detection_throughput") & ~frame["warmup"]]
     assert len(tp) == 1 and (tp["value"] > 0).all()

@@ -29,7 +29,9 @@ Per size (suffix ``@<patients>``; the rules-only detector's cases start ``rules_
 * ``residual_violation_rate``: share of the true violations still detected after the
   repairs (blind to what the detector missed); ``unrepaired_violation_rate``: share of
   the true violations not repaired (missed, rejected or still detected), with its exact
-  interval; ``new_violations_after_repair``: detections that were not there before;
+  interval; ``repairs_of_non_violations``: rows changed for a detection the truth does not
+  hold (the cost of a false positive); ``new_violations_after_repair``: detections that
+  were not there before;
 * throughput (case ``patients_<n>``): ``detection_time`` and ``detection_throughput``
   (store records per second, the context detector) per repetition, the first a warm-up
   row, each repetition's result checked equal to the first (``mismatch`` otherwise);
@@ -204,6 +206,8 @@ def _one_size(rec: Recorder, n: int, s: Mapping[str, Any], seed: int) -> None:
     rec.add(allc, params, "new_violations_after_repair", "count", False, len(after - found))
     repaired = {p.detection for p, d in zip(proposals, decisions, strict=True) if d != "reject"}
     left = [k for k in truth.violations if k not in repaired or k in after]
+    wrong = len(repaired - set(truth.violations))  # applied or quarantined, yet no violation
+    rec.add(allc, params, "repairs_of_non_violations", "count", False, wrong)
     _share_rows(
         rec,
         allc,
