@@ -41,7 +41,7 @@ def _report_after_failure():
                 return status, str(j.log[0]) if j.log else None
             seen.add(j)
             todo += [d for d in dag.dependencies[j] if d not in seen]
-        return fw_not_run.UPSTREAM_FAILED, None
+        return fw_not_run.STOPPED, None
 
     current, missing = [], []
     for path in fw.raw_outputs(config):

@@ -39,6 +39,9 @@ ARCHIVE_DIR = "archive"
 JOB_FAILED = "not run: job failed"
 UPSTREAM_FAILED = "not run: a job it needs failed"
 NO_TABLE = "not run: no table"
+#: A job the run needed that never started and needs no failed job: Snakemake stopped
+#: scheduling (a failure without --keep-going, or an interrupted run).
+STOPPED = "not run: the run stopped"
 
 ENTRY_KEYS = ("table", "suite", "benchmark", "status", "log", "last_good")
 
