@@ -20,6 +20,7 @@ rule benchmark:
         section=get_benchmark_config,
         seed=config["seed"],
         sampler=config["sampler"],
+        alerts=config["alerts"],
         fail=get_fail_switch,
         planted_delay_s=get_planted_delay,
         datasets_dir=get_benchmark_datasets_dir,

@@ -27,6 +27,7 @@ if hasattr(snakemake.input, "model_dir"):
 config = {
     "seed": snakemake.params.seed,
     "sampler": snakemake.params.sampler,
+    "alerts": snakemake.params.alerts,
     "suites": {snakemake.wildcards.suite: {"benchmarks": {snakemake.wildcards.benchmark: section}}},
 }
 run_benchmark(

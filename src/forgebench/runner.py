@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from forgebench import record
+from forgebench import alerts, record
 from forgebench.provenance import collect_provenance
 from forgebench.registry import BENCHMARKS
 from forgebench.sampler import ResourceSampler, live_path_for
@@ -74,8 +74,12 @@ def run_measured(
     """
     seed = int(config.get("seed", 0))
     interval_s = float(config.get("sampler", {}).get("interval_s", 0.1))
-    # The live file lets `forgebench watch` show the job's CPU and memory while it runs.
-    with ResourceSampler(interval_s=interval_s, live_path=live_path_for(resources_path)) as sampler:
+    # The live file lets `forgebench watch` show the job's CPU and memory while it runs,
+    # and the alert watcher judge them against the configured thresholds (forgebench.alerts).
+    live_path = live_path_for(resources_path)
+    job = f"{suite}/{name}" + (f" ({job_subject})" if job_subject else "")
+    watcher = alerts.watcher_from_config(config.get("alerts"), job=job, live_path=live_path)
+    with ResourceSampler(interval_s=interval_s, live_path=live_path) as sampler, watcher:
         frame = fn()
     summary = sampler.summary()
     # After the run: ``extra_provenance`` may be a dict ``fn`` filled in.
@@ -87,6 +91,7 @@ def run_measured(
     provenance["resources"] = summary
     rec = record.Recorder(suite, name, version)
     resource_rows(rec, summary, interval_s, job_case(job_subject))
+    watcher.add_rows(rec, job_case(job_subject))
     frame = pd.concat([record.validate_measurements(frame), rec.frame()], ignore_index=True)
     frame = record.write_measurements(frame, measurements_path, provenance)
     record.write_resources(sampler.samples(), resources_path, provenance)
@@ -130,7 +135,7 @@ def run_benchmark(
     section = benchmark_config(config, suite, name)
     seed = int(config.get("seed", 0))
     log.info("running %s (version %d)", spec.key, version)
-    model = section.get("model") if "model" in spec.needs else None
+    model = section.get("model") if {"model", "compressed"} & set(spec.needs) else None
     return run_measured(
         lambda: with_model(fn(section, seed=seed), model),
         suite=suite,

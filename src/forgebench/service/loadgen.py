@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from forgebench import stats
+from forgebench import alerts, stats
 from forgebench.errors import ForgebenchError
 from forgebench.record import status_for
 
@@ -274,6 +274,9 @@ class RunResult:
     stop_reason: str = "target met"
     connections: int = 0
     timeout_s: float = math.nan  # a timed-out request lasted at least this long
+
+    def __post_init__(self) -> None:
+        alerts.track_load_run(self)  # its error rate is a live figure (forgebench.alerts)
 
     def add(
         self, sched: int, send: int, end: int, status: str, kind: int, body: bytes | None
