@@ -24,6 +24,8 @@ if snakemake.params.datasets_dir is not None:
     section["datasets_dir"] = snakemake.params.datasets_dir
 if hasattr(snakemake.input, "model_dir"):
     section["model_dir"] = snakemake.input.model_dir
+if hasattr(snakemake.input, "compressed"):  # the compression jobs' outputs (the selector)
+    section["compression_dir"] = os.path.dirname(snakemake.input.compressed[0])
 config = {
     "seed": snakemake.params.seed,
     "sampler": snakemake.params.sampler,

@@ -195,8 +195,8 @@ def _checked(config: dict) -> dict:
             r"'evaluation\.models\.1': no model named 'cognate-s22' \(did you mean 'cognate-s2'",
         ),
         (
-            _with(evaluation__paired=[{"baseline": "cognate", "candidate": "cognate__int9"}]),
-            r"'evaluation\.paired\.0\.candidate': .*'cognate__int9' \(did you mean 'cognate__int8'",
+            _with(evaluation__paired=[{"baseline": "smollm2", "candidate": "smollm2__int9"}]),
+            r"'evaluation\.paired\.0\.candidate': .*'smollm2__int9' \(did you mean 'smollm2__int8'",
         ),
         (
             _with(suites__compression__models=["cogante"]),
@@ -247,7 +247,7 @@ def test_a_missing_path_model_folder_is_a_config_error(tmp_path):
 
 
 def test_derived_models_may_be_evaluated_on_every_suite():
-    config = _with(evaluation__models=["cognate", "cognate__int8"])
+    config = _with(evaluation__models=["smollm2", "smollm2__int8"])
     check_references(config)
 
 

@@ -6,12 +6,15 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import SHARED_DATASETS
 
-from forgebench.compression import pipeline, selector
-from forgebench.compression.artifact import ArtifactError
+from forgebench.compression import perplexity, pipeline, selector
+from forgebench.compression.artifact import ArtifactError, write_artifact
+from forgebench.compression.compress_model import compress_state_dict
 from forgebench.errors import ForgebenchError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,17 +65,23 @@ def test_unknown_stage_method_names_the_key() -> None:
         pipeline.stage_configs({"stages": [{"method": "bitnet"}, {"method": "gptq"}]})
 
 
-def test_choose_picks_least_loss_among_those_meeting_the_target() -> None:
+def test_choose_decides_on_intervals() -> None:
     m = {
-        "int8": {"ratio": 3.9, "perplexity_delta": 0.01},
-        "vptq": {"ratio": 7.5, "perplexity_delta": 0.8},
-        "seedlm": {"ratio": 8.0, "perplexity_delta": 0.5},
-        "bitnet": {"ratio": 19.0, "perplexity_delta": 0.5},
-        "broken": {"ratio": math.nan, "perplexity_delta": math.nan},
+        "int8": {"ratio": 1.97, "low": -0.003, "high": 0.004},
+        "vptq": {"ratio": 7.5, "low": 0.20, "high": 0.30},
+        "seedlm": {"ratio": 4.0, "low": 0.25, "high": 0.40},
+        "bitnet": {"ratio": 9.8, "low": 5e5, "high": 2e6},
+        "broken": {"ratio": math.nan, "low": math.nan, "high": math.nan},
     }
-    assert selector.choose(m, 4.0) == "bitnet"  # tie on loss: the larger ratio
-    assert selector.choose(m, 3.0) == "int8"
-    assert selector.choose(m, 25.0) is None
+    # vptq has the lowest upper bound; seedlm's interval reaches below it: not separable,
+    # and vptq has the larger ratio
+    assert selector.choose(m, 4.0) == ("vptq", False)
+    assert selector.choose(m, 1.5) == ("int8", True)
+    assert selector.choose({**m, "seedlm": {"ratio": 8.0, "low": 0.25, "high": 0.4}}, 4.0) == (
+        "seedlm",
+        False,
+    )  # tied within intervals: the larger ratio
+    assert selector.choose(m, 25.0) == (None, False)
 
 
 @pytest.fixture(scope="module")
@@ -122,40 +131,46 @@ def test_pipeline_ratio_is_original_bytes_over_final_bytes(
     assert v["perplexity"] > 0 and v["perplexity_original"] > 0
 
 
-def test_selector_picks_a_measured_candidate_and_confirms_it(setup: tuple[Path, Path]) -> None:
-    model, ds = setup
-    cfg = {
-        "candidates": [
-            {"name": "int8", "method": "int8"},
-            {"name": "bitnet", "method": "bitnet"},
-            {"name": "vptq", **VPTQ},
-        ],
-        "target_ratio": 4.0,
-        "perplexity_tokens": 256,
-        "perplexity_context": 64,
-        "model_dir": str(model),
-        "datasets_dir": str(ds),
-    }
-    frame = selector.run(cfg, seed=1)
+def _quality(folder: Path, name: str, ppl: np.ndarray, card: perplexity.PerplexityCard) -> None:
+    frame = pd.DataFrame(
+        {"document": np.arange(ppl.size), "text_sha256": [f"d{i}" for i in range(ppl.size)],
+         "nll": np.log(ppl) * 100, "tokens": np.full(ppl.size, 100), "perplexity": ppl}
+    )  # fmt: skip
+    perplexity.write_result(folder / f"{name}.perplexity.parquet", frame, card)
+
+
+def test_selector_reads_the_jobs_outputs_and_picks_on_intervals(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    state = {f"model.layers.{i}.mlp.up_proj.weight": torch.randn(64, 32) for i in range(2)}
+    state["model.embed_tokens.weight"] = torch.randn(50, 32)
+    for name in ("int8", "bitnet"):
+        art, _ = compress_state_dict(state, {"method": name})
+        write_artifact(tmp_path / f"{name}.fbc", art)
+    card = perplexity.PerplexityCard("t", "a" * 64, "b" * 64, 512, 256, True, 30, 3000)
+    rng = np.random.default_rng(0)
+    base = np.exp(rng.normal(3, 0.5, 30))
+    _quality(tmp_path, "original", base, card)
+    _quality(tmp_path, "int8", base * np.exp(rng.normal(0.001, 0.002, 30)), card)
+    _quality(tmp_path, "bitnet", base * np.exp(rng.normal(10, 1, 30)), card)
+    cfg = {"candidates": ["int8", "bitnet"], "compression_dir": str(tmp_path)}
+    frame = selector.run({**cfg, "target_ratio": 1.5}, seed=1)
     assert (frame["status"] == "ok").all(), frame[frame["status"] != "ok"]
-    per = {c: _values(frame, c) for c in ("int8", "bitnet", "vptq")}
-    assert per["int8"]["meets_target"] == 0.0  # 8 bits + row scales: under 4x
-    assert per["bitnet"]["meets_target"] == 1.0
-    meeting = {c: v["perplexity_delta"] for c, v in per.items() if v["ratio"] >= 4.0}
-    best = min(meeting, key=meeting.get)
-    assert per[best]["picked"] == 1.0
-    assert sum(v["picked"] for v in per.values()) == 1.0
+    per = {c: _values(frame, c) for c in ("int8", "bitnet")}
+    n_q, n_all = 2 * 64 * 32, 2 * 64 * 32 + 50 * 32
+    assert per["int8"]["ratio"] == pytest.approx(2 * n_q / (n_q + 4 * 128))  # + row scales
+    assert per["int8"]["perplexity_change_ci_high"] < 0.01
     sel = _values(frame, "selection")
-    assert sel["pick_met_target"] == 1.0 and sel["pick_confirmed"] == 1.0
-    assert sel["pick_ratio"] == per[best]["ratio"]
-
-
-def test_selector_codec_candidates_need_the_whole_basis(setup: tuple[Path, Path]) -> None:
-    model, ds = setup
-    cfg = {
-        "candidates": [{"name": "z", "method": "int8", "codec": {"codec": "zlib", "level": 6}}],
-        "model_dir": str(model),
-        "datasets_dir": str(ds),
-    }
-    with pytest.raises(ForgebenchError, match="ratio_basis: whole"):
-        selector.run(cfg, seed=0)
+    assert per["int8"]["picked"] == 1.0 and sel["pick_separated"] == 1.0
+    assert sel["pick_confirmed"] == 1.0
+    # 4x against fp16 (4 bits/weight): only the ternary one meets it
+    sel = _values(selector.run({**cfg, "target_ratio": 4.0}, seed=1), "selection")
+    assert sel["pick_ratio"] > 4.0
+    whole = selector.run({**cfg, "ratio_basis": "whole", "ratio_reference": "fp32"}, seed=1)
+    assert _values(whole, "int8")["ratio"] == pytest.approx(
+        4 * n_all / (tmp_path / "int8.fbc").stat().st_size
+    )
+    # a quality file measured on another text is refused, not paired
+    _quality(tmp_path, "bitnet", base, perplexity.PerplexityCard(
+        "t", "c" * 64, "b" * 64, 512, 256, True, 30, 3000))  # fmt: skip
+    with pytest.raises(ForgebenchError, match="perplexity cards differ"):
+        selector.run(cfg, seed=1)

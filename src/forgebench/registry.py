@@ -275,8 +275,9 @@ for _spec in (
         "selector",
         "forgebench.compression.selector:run",
         False,
-        "picks the method that meets a target ratio with the least perplexity loss, by measurement",
-        needs=("model", "datasets"),
+        "picks the method that meets a target ratio with the least perplexity loss, reading the "
+        "compression jobs' artifacts and paired perplexity intervals",
+        needs=("compressed",),
         cases=("selection", "{candidates.name}"),
     ),
     BenchmarkSpec(

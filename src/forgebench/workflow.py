@@ -63,8 +63,16 @@ def benchmark_config(config: Mapping[str, Any], suite: str, name: str) -> dict[s
 
 
 def benchmark_inputs(config: Mapping[str, Any], suite: str, name: str) -> dict[str, str]:
-    """The model a benchmark reads (its spec ``needs`` one), as ``model_dir``."""
-    if "model" not in BENCHMARKS.get(suite, name).needs:
+    """The model a benchmark reads (its spec ``needs`` one), as ``model_dir``; or the
+    compression jobs' outputs it reads (``compressed``: the selector), as ``compressed``."""
+    needs = BENCHMARKS.get(suite, name).needs
+    if "compressed" in needs:
+        from forgebench.compression.selector import inputs
+
+        section = benchmark_config(config, suite, name)
+        folder = f"results/compression/{section['model']}"
+        return {"compressed": inputs(folder, [str(c) for c in section.get("candidates", [])])}
+    if "model" not in needs:
         return {}
     return {"model_dir": MODEL_DIR.format(model=benchmark_config(config, suite, name)["model"])}
 

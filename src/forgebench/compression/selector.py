@@ -1,251 +1,182 @@
 """compression/selector: the "unified" selector, which picks per model the method that
-meets a target ratio with the least quality loss, from measurements only.
+meets a target ratio with the least quality loss, from the compression jobs' outputs.
 
-Every candidate (a method config, or a pipeline given as ``stages``) is compressed to an
-artifact on disk; its ratio is computed from those bytes (``ratio_basis``: ``quantised``
-= fp32 bytes of the quantised layers / their payload bytes, ``whole`` = whole fp32 state
-dict / whole file) and its quality loss is the perplexity delta of the decompressed
-(dense) model on the model's held-out text. The pick is the candidate whose measured
-ratio meets ``target_ratio`` with the smallest perplexity delta (ties: larger ratio);
-when none meets it, there is no pick and the rows say so. The pick is then confirmed by
-reading its artifact back from disk once more: the file must decode to the weights that
-were scored and give the same ratio (``pick_confirmed`` 1, else 0 with status
-``mismatch``).
+It compresses nothing: each candidate is a compression method key whose job already
+wrote its artifact (results/compression/<model>/<key>.fbc) and its per-document held-out
+perplexity (<key>.perplexity.parquet), beside the original's (original.perplexity.parquet).
+The ratio comes from the artifact's bytes (read back and digest-checked): ``ratio_basis``
+``quantised`` = reference bytes of the quantised layers / their payload bytes, ``whole`` =
+the whole state dict / the whole file, the reference being ``ratio_reference`` (fp16, the
+papers' basis, or fp32). The quality loss is the perplexity change paired per document
+with the original (forgebench.compression.perplexity; cards must match).
+
+The decision reads intervals, not point estimates: among the candidates meeting the
+target, the best is the one whose interval of perplexity change has the lowest upper
+bound; every candidate whose interval reaches below that bound cannot be told from it,
+and among those the pick is the one with the larger ratio (equal quality as far as the
+data shows, more compression). ``pick_separated`` says whether the pick's interval lies
+wholly below every other meeting candidate's (1) or not (0). No candidate meeting the
+target: no pick, and the rows say so.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tempfile
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
-from forgebench.compression import codecs, metrics, pipeline
-from forgebench.compression.artifact import decode as decode_bytes
-from forgebench.compression.calibration import enough_texts, model_texts
+from forgebench.compression import perplexity
+from forgebench.compression.artifact import read_artifact
 from forgebench.errors import ForgebenchError
-from forgebench.record import Recorder, status_for, utcnow
+from forgebench.record import Recorder, status_for
 
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2
 SUITE = "compression"
 NAME = "selector"
 KEY = "suites.compression.benchmarks.selector"
 BASES = ("quantised", "whole")
+REFERENCE_BYTES = {"fp16": 2.0, "fp32": 4.0}
 SELECTION_CASE = "selection"
 
 log = logging.getLogger(__name__)
 
 
-def _ratio(basis: str, n_q: int, n_all: int, q_payload: int, total: int) -> float:
+def choose(measured: Mapping[str, Mapping[str, float]], target: float) -> tuple[str | None, bool]:
+    """(pick, separated) from name -> {ratio, low, high} (the change's interval); see the
+    module doc. Failed candidates (NaN) never meet the target."""
+    ok = {
+        n: m
+        for n, m in measured.items()
+        if all(math.isfinite(m[k]) for k in ("ratio", "low", "high")) and m["ratio"] >= target
+    }
+    if not ok:
+        return None, False
+    bound = min(m["high"] for m in ok.values())
+    tied = [n for n, m in ok.items() if m["low"] <= bound]
+    pick = max(tied, key=lambda n: (ok[n]["ratio"], n))
+    separated = all(ok[pick]["high"] < m["low"] for n, m in ok.items() if n != pick)
+    return pick, separated
+
+
+def artifact_ratio(path: Path, basis: str, reference: str) -> tuple[float, int]:
+    """(ratio, artifact bytes) of a compression job's artifact, read back from disk."""
+    art, sizes = read_artifact(path)
+    per = REFERENCE_BYTES[reference]
+    counts = [(math.prod(r.shape), r.kept) for r in art.tensors]
+    n_q = sum(n for n, kept in counts if not kept)
+    n_all = sum(n for n, _ in counts)
     if basis == "quantised":
-        return 4.0 * n_q / q_payload if q_payload else math.nan
-    return 4.0 * n_all / total
+        return (per * n_q / sizes.quantised_payload if sizes.quantised_payload else math.nan), (
+            sizes.total
+        )
+    return per * n_all / sizes.total, sizes.total
 
 
-def choose(measured: Mapping[str, Mapping[str, float]], target: float) -> str | None:
-    """Name of the candidate meeting ``target`` with the least perplexity delta (ties: the
-    larger ratio, then the name); None when none meets it. ``measured``: name ->
-    {ratio, perplexity_delta}, failed candidates left out."""
-    ok = [
-        (m["perplexity_delta"], -m["ratio"], name)
-        for name, m in measured.items()
-        if math.isfinite(m["ratio"])
-        and math.isfinite(m["perplexity_delta"])
-        and m["ratio"] >= target
-    ]
-    return min(ok)[2] if ok else None
-
-
-def _candidates(cfg: Mapping[str, Any], basis: str) -> list[dict[str, Any]]:
-    cands = [dict(c) for c in cfg.get("candidates", [])]
-    if not cands:
-        raise ForgebenchError(f"{KEY}.candidates: at least one candidate is needed")
-    names = [str(c.get("name", "")) for c in cands]
-    if "" in names or len(set(names)) != len(names):
-        raise ForgebenchError(f"{KEY}.candidates: every candidate needs a unique name, got {names}")
-    for c in cands:
-        stages = c.get("stages") or [c]
-        for i, s in enumerate(stages):
-            pipeline.encoder_for(
-                str(s.get("method", "")), f"{KEY}.candidates.{c['name']}.stages[{i}]"
-            )
-        if c.get("codec"):
-            if basis == "quantised":
-                raise ForgebenchError(
-                    f"{KEY}.candidates.{c['name']}.codec: a codec wraps the whole file, so "
-                    "the quantised layers' bytes are not separable; use ratio_basis: whole"
-                )
-            cd = c["codec"]
-            codecs.get_codec(
-                str(cd.get("codec")), int(cd.get("level", 0)), f"{KEY}.candidates.{c['name']}.codec"
-            )
-    return cands
-
-
-def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
-    """Measure every candidate, pick, confirm (module doc).
-
-    cfg keys: ``candidates`` (list: {name, method, ...} or {name, stages: [...], codec}),
-    ``target_ratio`` (4.0), ``ratio_basis`` (quantised), ``perplexity_tokens``,
-    ``perplexity_context``; injected ``model_dir``, ``datasets_dir``.
-    """
-    torch.manual_seed(seed)
-    model_dir = Path(str(cfg.get("model_dir") or ""))
-    if not (model_dir / "config.json").is_file():
-        raise ForgebenchError(f"{KEY}.model_dir: {str(model_dir)!r} is not an HF model folder")
-    target = float(cfg.get("target_ratio", 4.0))
+def _settings(cfg: Mapping[str, Any]) -> tuple[list[str], float, str, str, Path]:
+    cands = [str(c) for c in cfg.get("candidates", [])]
+    if not cands or len(set(cands)) != len(cands):
+        raise ForgebenchError(
+            f"{KEY}.candidates: a list of distinct compression method keys is needed, got {cands}"
+        )
     basis = str(cfg.get("ratio_basis", "quantised"))
     if basis not in BASES:
         raise ForgebenchError(f"{KEY}.ratio_basis: {basis!r} not one of {BASES}")
-    cands = _candidates(cfg, basis)
-    calib, heldout, text_info = model_texts(model_dir, cfg.get("datasets_dir"), seed, key=KEY)
-    tokens = int(cfg.get("perplexity_tokens", 2048))
-    ctx = int(cfg.get("perplexity_context", 256))
-    state = pipeline.load_state(model_dir)
-    n_all = sum(t.numel() for t in state.values())
-    quantised = [n for n, t in state.items() if metrics.is_quantised(n, t)]
-    n_q = sum(state[n].numel() for n in quantised)
-    model, tok = pipeline.load_lm(model_dir)
-    ids = _heldout_ids(tok, heldout, tokens)
+    reference = str(cfg.get("ratio_reference", "fp16"))
+    if reference not in REFERENCE_BYTES:
+        raise ForgebenchError(f"{KEY}.ratio_reference: {reference!r} not one of fp16, fp32")
+    folder = Path(str(cfg.get("compression_dir") or ""))
+    if not (folder / ORIGINAL_FILE).is_file():
+        raise ForgebenchError(
+            f"{KEY}: {folder / ORIGINAL_FILE} is missing; the selector reads the compression "
+            "jobs' outputs (suites.compression.models must include the selector's model)"
+        )
+    return cands, float(cfg.get("target_ratio", 4.0)), basis, reference, folder
+
+
+ORIGINAL_FILE = "original.perplexity.parquet"
+
+
+def inputs(folder: str, candidates: Sequence[str]) -> list[str]:
+    """The files a selector reads: the original's perplexity, each candidate's artifact
+    and perplexity."""
+    out = [f"{folder}/{ORIGINAL_FILE}"]
+    for c in candidates:
+        out += [f"{folder}/{c}.fbc", f"{folder}/{c}.perplexity.parquet"]
+    return out
+
+
+def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
+    """Read every candidate's artifact and perplexity, pick on intervals (module doc).
+
+    cfg keys: ``candidates`` (method keys), ``target_ratio`` (4.0), ``ratio_basis``
+    (quantised), ``ratio_reference`` (fp16), ``confidence`` (0.95),
+    ``perplexity_equivalence`` (0.01); injected ``compression_dir``."""
+    del seed  # nothing random: every figure is read from the compression jobs' files
+    cands, target, basis, reference, folder = _settings(cfg)
+    confidence = float(cfg.get("confidence", 0.95))
+    equivalence = float(cfg.get("perplexity_equivalence", 0.01))
+    original, card = perplexity.read_result(folder / ORIGINAL_FILE)
     rec = Recorder(SUITE, NAME, BENCHMARK_VERSION)
-    base_params = {"target_ratio": target, "ratio_basis": basis, "inference": "dense", **text_info}
-    try:
-        p0 = pipeline.perplexity_of(model, state, ids, ctx)
-    except Exception as exc:  # no baseline quality: nothing can be selected
-        log.warning("selector: original model's perplexity failed: %r", exc)
-        status = status_for(exc)
-        rec.add(
-            SELECTION_CASE,
-            base_params,
-            "perplexity_original",
-            "perplexity",
-            False,
-            math.nan,
-            status=status,
-        )
-        rec.add(
-            SELECTION_CASE, base_params, "pick_met_target", "bool", True, math.nan, status=status
-        )
-        return rec.frame()
-    rec.add(SELECTION_CASE, base_params, "perplexity_original", "perplexity", False, p0)
+    base = {
+        "target_ratio": target,
+        "ratio_basis": basis,
+        "ratio_reference": reference,
+        "perplexity_card": card.as_dict(),
+        "decision": "lowest upper bound of the perplexity change; ties within intervals "
+        "go to the larger ratio",
+    }
     measured: dict[str, dict[str, float]] = {}
-    files: dict[str, tuple[Path, str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="fb-selector-") as tmp:
-        for c in cands:
-            name = str(c["name"])
-            params = {**base_params, "candidate": {k: v for k, v in c.items() if k != "name"}}
-            started = utcnow()
-
-            def add(metric: str, unit: str, hib: bool, value: float, **kw: Any) -> None:
-                rec.add(name, params, metric, unit, hib, value, started_at=started, **kw)  # noqa: B023
-
-            try:
-                path = Path(tmp) / f"{name}.fbc"
-                t0 = time.perf_counter()
-                stages = pipeline.calibrate_stages(c.get("stages") or [c], model_dir, calib)
-                _, facts, total = pipeline.run_chain(state, stages, c.get("codec"), path)
-                t_comp = time.perf_counter() - t0
-                restored = pipeline.read_final(path)
-                q_payload = _quantised_payload(facts, c)
-                ratio = _ratio(basis, n_q, n_all, q_payload, total)
-                p1 = pipeline.perplexity_of(model, restored, ids, ctx)
-                _, err = metrics.relative_errors(state, restored, quantised)
-            except ForgebenchError:
-                raise
-            except Exception as exc:
-                log.warning("selector candidate %s failed: %r", name, exc)
-                for metric, unit, hib in (
-                    ("ratio", "ratio", True),
-                    ("perplexity_delta", "perplexity", False),
-                ):
-                    add(metric, unit, hib, math.nan, status=status_for(exc))
-                continue
-            measured[name] = {"ratio": ratio, "perplexity_delta": p1 - p0}
-            files[name] = (path, pipeline.state_digest(restored), ratio)
-            add("ratio", "ratio", True, ratio)
-            add("ratio_vs_fp32_whole", "ratio", True, 4.0 * n_all / total)
-            add("artifact_bytes", "bytes", False, float(total))
-            add("perplexity", "perplexity", False, p1)
-            add("perplexity_delta", "perplexity", False, p1 - p0)
-            add("relative_error", "ratio", False, err)
-            add("meets_target", "bool", True, float(ratio >= target))
-            add("compress_time", "s", False, t_comp)
-            log.info(
-                "selector %s: ratio %.2f (%s), perplexity delta %.4f", name, ratio, basis, p1 - p0
+    for name in cands:
+        params = {**base, "candidate": name}
+        try:
+            ratio, total = artifact_ratio(folder / f"{name}.fbc", basis, reference)
+            frame, their = perplexity.read_result(folder / f"{name}.perplexity.parquet")
+            perplexity.require_same_card(card, their, f"{KEY}.candidates: {name}")
+            cmp = perplexity.paired_change(
+                original, frame, confidence=confidence, threshold=equivalence
             )
-        pick = choose(measured, target)
-        sel = {**base_params, "pick": pick, "candidates": [c["name"] for c in cands]}
-        for c in cands:
-            if c["name"] in measured:
-                params = {**base_params, "candidate": {k: v for k, v in c.items() if k != "name"}}
-                rec.add(c["name"], params, "picked", "bool", True, float(c["name"] == pick))
-        if pick is None:
-            log.info("selector: no candidate meets %.2fx (%s)", target, basis)
-            rec.add(SELECTION_CASE, sel, "pick_met_target", "bool", True, 0.0)
-            return rec.frame()
-        path, digest, ratio = files[pick]
-        confirmed = _confirm(path, digest, ratio, basis, n_q, n_all)
-    rec.add(
-        SELECTION_CASE,
-        sel,
-        "pick_met_target",
-        "bool",
-        True,
-        float(measured[pick]["ratio"] >= target),
-    )
+        except ForgebenchError:
+            raise
+        except Exception as exc:
+            log.warning("selector candidate %s failed: %r", name, exc)
+            for metric in ("ratio", "perplexity_change"):
+                rec.add(name, params, metric, "ratio", metric == "ratio", math.nan,
+                        status=status_for(exc))  # fmt: skip
+            continue
+        low, high = (b - 1.0 for b in cmp.ratio_ci)
+        measured[name] = {"ratio": ratio, "change": cmp.ratio - 1.0, "low": low, "high": high}
+        params = {**params, "perplexity_verdict": cmp.verdict, "perplexity_reason": cmp.reason}
+        rec.add(name, params, "ratio", "ratio", True, ratio)
+        rec.add(name, params, "artifact_bytes", "bytes", False, float(total))
+        for suffix, value in (("", cmp.ratio - 1.0), ("_ci_low", low), ("_ci_high", high)):
+            rec.add(name, params, f"perplexity_change{suffix}", "ratio", False, value,
+                    status="ok" if math.isfinite(value) else "skipped")  # fmt: skip
+        rec.add(name, params, "meets_target", "bool", True, float(ratio >= target))
+        log.info("selector %s: ratio %.2f (%s vs %s), perplexity change %+.2f%% [%+.2f%%, %+.2f%%]",
+                 name, ratio, basis, reference, 100 * (cmp.ratio - 1), 100 * low,
+                 100 * high)  # fmt: skip
+    pick, separated = choose(measured, target)
+    sel = {**base, "pick": pick, "candidates": cands}
+    for name in measured:
+        rec.add(name, {**base, "candidate": name}, "picked", "bool", True, float(name == pick))
+    if pick is None:
+        log.info("selector: no candidate meets %.2fx (%s vs %s)", target, basis, reference)
+        rec.add(SELECTION_CASE, sel, "pick_met_target", "bool", True, 0.0)
+        return rec.frame()
+    again, _ = artifact_ratio(folder / f"{pick}.fbc", basis, reference)
+    confirmed = again == measured[pick]["ratio"]
+    rec.add(SELECTION_CASE, sel, "pick_met_target", "bool", True, 1.0)
     rec.add(SELECTION_CASE, sel, "pick_ratio", "ratio", True, measured[pick]["ratio"])
-    rec.add(
-        SELECTION_CASE,
-        sel,
-        "pick_perplexity_delta",
-        "perplexity",
-        False,
-        measured[pick]["perplexity_delta"],
-    )
-    rec.add(
-        SELECTION_CASE,
-        sel,
-        "pick_confirmed",
-        "bool",
-        True,
-        1.0 if confirmed else math.nan,
-        status="ok" if confirmed else "mismatch",
-    )
-    log.info("selector: picked %s (confirmed: %s)", pick, confirmed)
+    rec.add(SELECTION_CASE, sel, "pick_perplexity_change", "ratio", False, measured[pick]["change"])
+    rec.add(SELECTION_CASE, sel, "pick_separated", "bool", True, float(separated))
+    rec.add(SELECTION_CASE, sel, "pick_confirmed", "bool", True, 1.0 if confirmed else math.nan,
+            status="ok" if confirmed else "mismatch")  # fmt: skip
+    log.info("selector: picked %s (separated from the rest: %s)", pick, separated)
     return rec.frame()
 
 
-def _heldout_ids(tok: Any, texts: list[str], tokens: int) -> torch.Tensor:
-    from forgebench.compression.compress_model import heldout_ids
-
-    return heldout_ids(tok, enough_texts(texts, tokens), tokens)
-
-
-def _quantised_payload(facts: list[dict[str, Any]], cand: Mapping[str, Any]) -> int:
-    """Quantised-layer payload bytes of the stored (last) stage (no codec: checked)."""
-    return int(facts[-1]["quantised_payload"])
-
-
-def _confirm(path: Path, digest: str, ratio: float, basis: str, n_q: int, n_all: int) -> bool:
-    """Read the pick's file again: same weights (digest) and the same ratio."""
-    try:
-        restored = pipeline.read_final(path)
-        blob = path.read_bytes()
-        if blob.startswith(codecs.FRAME_MAGIC):
-            blob, _, _ = codecs.unwrap(blob, str(path))
-        _, sizes = decode_bytes(blob, str(path))
-    except Exception as exc:
-        log.warning("selector: pick's artifact could not be read back: %r", exc)
-        return False
-    q_payload = sizes.quantised_payload
-    again = _ratio(basis, n_q, n_all, q_payload, path.stat().st_size)
-    return pipeline.state_digest(restored) == digest and again == ratio
-
-
-__all__ = ["choose", "run"]
+__all__ = ["choose", "inputs", "run"]
