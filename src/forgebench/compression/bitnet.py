@@ -6,6 +6,12 @@ weights without retraining, so the quality it shows is that of post-training ter
 W~ = RoundClip(W / (gamma + eps), -1, 1), decoded as gamma * W~, so every decoded value is
 -gamma, 0 or +gamma. Codes are packed either 4 per byte (``2bit``) or 5 per byte as base-3
 digits (``base3``, 3^5 = 243 <= 256: 1.6 bits/weight), plus one float32 gamma.
+
+Not done here, unlike the paper: BitNet b1.58 also quantises activations to 8 bits
+(absmax per token, scaled into [-128, 127]) inside every BitLinear. The decompressed model
+runs its activations in float32, so the figures show weight ternarisation alone, and a
+collapse after post-training ternarisation is the expected finding (the paper's models
+are trained ternary from the start).
 """
 
 from __future__ import annotations

@@ -21,7 +21,17 @@ per weight include the codebooks: (N ceil(log2 k) + k v b_c [+ residual]) / weig
 Not implemented from the paper (said here and in params): the GPTQ-style column-by-column
 error feedback with the full inverse Hessian, outlier codebooks, per-channel
 normalisation and layer-wise fine-tuning. What is implemented is its Hessian-weighted
-k-means codebook with optional residual codebook.
+k-means codebook with optional residual codebook. Three consequences, stated because
+they change results:
+
+* damping: ``hessian_damp`` damps the diagonal used as k-means *loss weights*
+  (h + damp * mean(h)); the paper's (GPTQ's) damping adds damp * mean(diag H) to the full
+  Hessian so that it can be inverted for error feedback, which is not done here;
+* no column permutation: the reference code can reorder input columns by their Hessian
+  diagonal before quantising (act-order); columns here stay in their stored order, which
+  matters only with error feedback, absent here;
+* the residual codebook is fitted to x - c_{a(n)} of the first codebook alone, without
+  error feedback: the residual error of one column is never compensated in the others.
 """
 
 from __future__ import annotations
