@@ -4,25 +4,25 @@ compute floor measured like for like in the same round.
 * ``exhaustive`` (seedlm.search_exhaustive) does FLOPS_PER_PAIR floating-point operations
   per (block, seed) pair (:func:`flops_per_pair`). Its ``floor`` runs the search's own
   GEMMs (the fit ``pinv(U) w`` and the reconstruction ``U t``) at the search's shapes over
-  one block chunk's pairs, and scales that time to FLOPS_PER_PAIR: the time a pair would
-  take if all its work ran at the rate GEMMs of these shapes reach here.
+  the same pairs, and scales that time to FLOPS_PER_PAIR: the time a pair would take if
+  all its work ran at the rate GEMMs of these shapes reach here.
 * ``bounded`` (seedlm.search_bounded, the default: exact) ranks every pair by its
   least-squares error in one GEMM (2 F FLOPs, F = C(C+1)/2 features) and evaluates
   only the pairs that can still win (``evaluated_share`` of them). Its own floor,
-  ``bounded_floor``, runs the ranking GEMM at the search's shapes on one ranking chunk and
+  ``bounded_floor``, runs the ranking GEMM at the search's shapes over the same pairs and
   scales that time to the search's FLOP count, 2 F per ranked pair plus FLOPS_PER_PAIR
   per evaluated pair. Compared on ``ns_per_evaluated_pair`` (time / evaluated pairs, the
   same divisor on both sides); beside it, ``ns_per_pair`` of the full seed space against
   the exhaustive ``floor``.
 
-A floor is the fastest of FLOOR_REPEATS timings in its round (a floor bounds from below;
-one chunk keeps its cost small beside the searches). Every case runs once per round, in a
-seeded random order, so each round pairs all four (a comparison pairs rows by round).
-Every case gets the same params. Before any timing
-counts, the exhaustive result of the first ``reference_blocks`` blocks is checked against
-a float64 brute force over every seed, and the bounded search against the exhaustive one
-on every block (seeds, and errors by the exact decoder): a miss marks the case's rows
-``mismatch``. ``seedlm.search_pruned`` (a top-k heuristic) is no longer timed here.
+A floor is timed as its search is, once per round over the same blocks (a fastest-of-n
+floor would be favoured under load). Every case runs once per round, in a seeded random
+order, so each round pairs all four (a comparison pairs rows by round). Every case gets
+the same params. Before any timing counts, the exhaustive result of the first
+``reference_blocks`` blocks is checked against a float64 brute force over every seed, and
+the bounded search against the exhaustive one on every block (seeds, and errors by the
+exact decoder): a miss marks the case's rows ``mismatch``. ``seedlm.search_pruned`` (a
+top-k heuristic) is no longer timed here.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from forgebench.errors import ForgebenchError
 from forgebench.record import Recorder, status_for, utcnow
 
 BENCHMARK_VERSION = 2
-FLOOR_REPEATS = 3
 SUITE = "compression"
 NAME = "seedlm_search"
 KEY = "suites.compression.benchmarks.seedlm_search"
@@ -182,7 +181,7 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     """Time exhaustive and bounded seed search, each against its like-for-like floor.
 
     cfg keys: lfsr_bits (16), block_size (8), latent_dim (3), coeff_bits (4),
-    exponent_bits (4), blocks (512), bound_first (32), rounds (6), warmup_rounds (1),
+    exponent_bits (4), blocks (384), bound_first (32), rounds (6), warmup_rounds (1),
     reference_blocks (4), seed_chunk (1024), block_chunk (128), device (cpu), model_dir
     ("": Gaussian blocks).
     """
@@ -198,7 +197,7 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         device=str(cfg.get("device", "cpu")),
     )
     s_cfg.validate(KEY)
-    n_blocks = int(cfg.get("blocks", 512))
+    n_blocks = int(cfg.get("blocks", 384))
     rounds = int(cfg.get("rounds", 6))
     warmup_rounds = int(cfg.get("warmup_rounds", 1))
     n_ref = int(cfg.get("reference_blocks", 4))
@@ -226,10 +225,7 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         "exhaustive": replace(s_cfg, search="exhaustive"),
         "bounded": replace(s_cfg, search="bounded"),
     }
-    floors = {
-        "floor": (exhaustive_gemm_seconds, min(n_blocks, s_cfg.block_chunk)),
-        "bounded_floor": (ranking_gemm_seconds, min(n_blocks, seedlm.ranking_chunk(s_cfg))),
-    }
+    floors = {"floor": exhaustive_gemm_seconds, "bounded_floor": ranking_gemm_seconds}
     rng = random.Random(seed)
     status = dict.fromkeys(CASES, "ok")
     results: dict[str, seedlm.SearchResult] = {}
@@ -245,9 +241,7 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
             started = utcnow()
             try:
                 if case in floors:
-                    fn, n_floor = floors[case]
-                    floor_s = min(fn(blocks[:n_floor], s_cfg, tables) for _ in range(FLOOR_REPEATS))
-                    elapsed = floor_s * n_blocks / n_floor  # every pair, at that rate
+                    elapsed = floors[case](blocks, s_cfg, tables)
                 else:
                     _sync(device)
                     t0 = time.perf_counter()
