@@ -70,6 +70,10 @@ class Embedder:
         """The bundled all-MiniLM-L6-v2."""
         return cls(model_dir(), batch_size=batch_size)
 
+    def threads(self) -> int:
+        """torch's intra-op threads now (process-wide)."""
+        return int(self._torch.get_num_threads())
+
     def set_threads(self, n: int) -> None:
         """Set torch's intra-op threads (process-wide); 0 leaves torch's default."""
         if n > 0:

@@ -624,17 +624,19 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     rec.add("embedder", model, "rss_delta", "bytes", False, _rss() - rss0)
     log.info("embedding model loaded in %.2f s", load_s)
 
-    # Passages too on torch_threads: on a shared machine torch's extra intra-op threads
-    # spin while they wait, costing CPU time (docs/performance.md, RAG).
-    embedder.set_threads(int(opts["torch_threads"]))
+    # Passages on torch's default threads (every core: the job claims them all), the
+    # queries after on torch_threads. On a machine shared with other work torch's extra
+    # intra-op threads spin while they wait (docs/performance.md, RAG); on the idle
+    # machine the default run is sized for, two threads nearly halve the wall time.
     embed_params = {
         **model,
         "batch_size": int(opts["embed_batch_size"]),
-        "torch_threads": int(opts["torch_threads"]),
+        "torch_threads": embedder.threads(),
     }
     vectors = _passage_vectors(
         rec, embedder, corpus, embed_params, str(opts["embedding_cache_dir"])
     )
+    embedder.set_threads(int(opts["torch_threads"]))
 
     hnsw_cfg = {
         "hnsw_m": int(opts["hnsw_m"]),
