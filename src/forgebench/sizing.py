@@ -189,6 +189,14 @@ def _service_wrk_compare(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 30 + 2.2 * cfg["rounds"] * max(1, round(cfg["duration_s"])), 40 * cfg["rounds"]
 
 
+def _service_ui_interactions(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # ~35 ms of wall per interaction measured on the loaded 2-core machine; 0.1 s allowed.
+    # A question is typed up to max_typed_chars (BoolQ's are under 100 characters) + Enter.
+    pages = cfg["repetitions"] + cfg["warmup_repetitions"]
+    interactions = pages * cfg["queries_per_repetition"] * (min(cfg["max_typed_chars"], 100) + 1)
+    return 60 + 0.1 * interactions, 5 * interactions + 10 * pages
+
+
 _RAG_METHODS = ["bm25", "dense_exact", "dense_hnsw", "hybrid", "hybrid_hnsw"]
 
 
@@ -337,6 +345,7 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "service/responsiveness": _service_responsiveness,
     "service/load_scenarios": _service_load_scenarios,
     "service/wrk_compare": _service_wrk_compare,
+    "service/ui_interactions": _service_ui_interactions,
     "rag/retrieval": _rag_retrieval,
     "models/cognate_validation": _cognate_validation,
     "knowledge/creativity": _knowledge_creativity,
@@ -360,6 +369,7 @@ EXTRA_MEM_MB = {
     "knowledge/personalization": 768,
     "compression/pipeline": 2048,  # the model, its stages' artifacts and calibration
     "compression/selector": 2048,
+    "service/ui_interactions": 1024,  # Chromium's processes: a 1.47 GB tree peak measured
 }
 
 

@@ -46,6 +46,7 @@ from starlette.routing import Route
 from forgebench.database.backends import load_sqlite
 from forgebench.database.dataset import Dataset, PageResult, Sizes, generate
 from forgebench.database.page_methods import QuerySession, join
+from forgebench.service.ui_page import ui_page
 
 API_VERSION = "1"
 #: Completed jobs kept for a late ``wait`` call; older ones are dropped (bounded memory).
@@ -303,6 +304,7 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
         Route("/api/v1/rag", rag_query),
         Route("/api/v1/jobs", job_submit, methods=["POST"]),
         Route("/api/v1/jobs/{job_id:int}", job_wait),
+        Route("/ui", ui_page),  # the search page the UI benchmark drives
     ]
     app: ASGIApp = Starlette(routes=routes)
 
