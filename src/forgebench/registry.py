@@ -244,6 +244,27 @@ for _spec in (
     ),
     BenchmarkSpec(
         "service",
+        "answer_cache",
+        "forgebench.service.cache_benchmark:run",
+        True,
+        "the service's RAG answer cache (LRU) under a seeded Zipf(0.99) stream over every "
+        "BoolQ question, through HTTP: hit rate with batch-means interval, curve over sizes, "
+        "hit vs miss latency",
+        needs=("datasets",),
+        cases=("configured", "hit", "miss", "curve_*", "size_for_target"),
+    ),
+    BenchmarkSpec(
+        "service",
+        "normal_load",
+        "forgebench.service.normal_load:run",
+        True,
+        "the service's CPU share at half its saturation rate measured in the same job "
+        "(closed-loop probe, then open-loop repetitions under a sampler of its process)",
+        needs=("datasets",),
+        cases=("saturation", "normal"),
+    ),
+    BenchmarkSpec(
+        "service",
         "ui_interactions",
         "forgebench.service.ui_interactions:run",
         True,

@@ -197,6 +197,17 @@ def _service_ui_interactions(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 60 + 0.1 * interactions, 5 * interactions + 10 * pages
 
 
+def _service_answer_cache(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # one connection in order: ~650 requests/s measured on the loaded 2-core machine
+    requests = (cfg["warmup_requests"] + cfg["requests"]) * cfg["repetitions"]
+    return 60 + requests / 250, 2 * requests + 200
+
+
+def _service_normal_load(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    per_rep = cfg["duration_s"] + cfg["timeout_s"]
+    return 90 + cfg["probe_s"] + cfg["timeout_s"] + cfg["repetitions"] * per_rep, 500
+
+
 _RAG_METHODS = ["bm25", "dense_exact", "dense_hnsw", "hybrid", "hybrid_hnsw"]
 
 
@@ -345,6 +356,8 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "service/responsiveness": _service_responsiveness,
     "service/load_scenarios": _service_load_scenarios,
     "service/wrk_compare": _service_wrk_compare,
+    "service/answer_cache": _service_answer_cache,
+    "service/normal_load": _service_normal_load,
     "service/ui_interactions": _service_ui_interactions,
     "rag/retrieval": _rag_retrieval,
     "models/cognate_validation": _cognate_validation,

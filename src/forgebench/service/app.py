@@ -46,6 +46,7 @@ from starlette.routing import Route
 from forgebench.database.backends import load_sqlite
 from forgebench.database.dataset import Dataset, PageResult, Sizes, generate
 from forgebench.database.page_methods import QuerySession, join
+from forgebench.service.answer_cache import LruCache
 from forgebench.service.ui_page import ui_page
 
 API_VERSION = "1"
@@ -57,7 +58,8 @@ MAX_JOB_ROUNDS = 1_000_000
 DEFAULT_SETTINGS: dict[str, Any] = {
     "seed": 0,
     "db": {"users": 1000, "posts": 20000, "comments": 100000, "page_size": 50},
-    "rag": {"enabled": False, "mode": "bm25", "k": 5, "pipeline": {}},
+    # answer_cache_size: an LRU of that many answers in front of the pipeline (0: none)
+    "rag": {"enabled": False, "mode": "bm25", "k": 5, "pipeline": {}, "answer_cache_size": 0},
     "job_workers": 2,
     "faults": [],
 }
@@ -196,6 +198,8 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
         except Exception as exc:  # reported by the endpoint as 503, counted by clients
             rag_error = f"{type(exc).__name__}: {exc}"
     counters = {"requests": 0}
+    cache_size = int(rag_cfg.get("answer_cache_size", 0))
+    answers = LruCache(cache_size) if cache_size > 0 else None
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -261,11 +265,26 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
         mode = request.query_params.get("mode", rag_cfg["mode"])
         if not text:
             return JSONResponse({"error": "q is empty"}, status_code=400)
-        try:
-            hits = await run_in_threadpool(pipeline.query, text, k, mode)
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"hits": [[doc, float(score)] for doc, score in hits]})
+        t0 = time.perf_counter()
+        cached, hits = answers.get((text, k, mode)) if answers is not None else (False, None)
+        if not cached:
+            try:
+                hits = await run_in_threadpool(pipeline.query, text, k, mode)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            if answers is not None:
+                answers.put((text, k, mode), hits)
+        answer: dict[str, Any] = {"hits": [[doc, float(score)] for doc, score in hits]}
+        if answers is not None:  # the client counts hits and times each kind
+            answer.update(cache="hit" if cached else "miss", served_s=time.perf_counter() - t0)
+        return JSONResponse(answer)
+
+    async def rag_cache_clear(request: Request) -> Response:
+        """Empty the answer cache (a benchmark's next repetition starts cold)."""
+        if answers is None:
+            return JSONResponse({"error": "no answer cache (answer_cache_size)"}, status_code=404)
+        answers.clear()
+        return JSONResponse(answers.stats())
 
     async def job_submit(request: Request) -> Response:
         try:
@@ -302,6 +321,7 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
         Route("/api/v1/db/page", db_page),
         Route("/api/v1/rag/queries", rag_queries),
         Route("/api/v1/rag", rag_query),
+        Route("/api/v1/rag/cache/clear", rag_cache_clear, methods=["POST"]),
         Route("/api/v1/jobs", job_submit, methods=["POST"]),
         Route("/api/v1/jobs/{job_id:int}", job_wait),
         Route("/ui", ui_page),  # the search page the UI benchmark drives
