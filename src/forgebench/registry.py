@@ -207,6 +207,33 @@ for _spec in (
         cases=("load_closed_*u", "load_open_*rps", "stress", "spike", "endurance"),
     ),
     BenchmarkSpec(
+        "service",
+        "connections",
+        "forgebench.service.connections:run",
+        True,
+        "N connections held open at once against the echo server and the service, and N "
+        "users with think time; the SLA (p95, error share) judged at each N, stepped search",
+        cases=(
+            "echo_*conn",
+            "http_*conn",
+            "users_*u",
+            "echo_search",
+            "http_search",
+            "users_search",
+        ),
+        drives_server=True,
+    ),
+    BenchmarkSpec(
+        "service",
+        "batch_throughput",
+        "forgebench.service.batch:run",
+        True,
+        "the service's background jobs processing batches of database pages: verified pages "
+        "per minute over a sustained window (batch-means interval), failure share",
+        cases=("batch",),
+        drives_server=True,
+    ),
+    BenchmarkSpec(
         "models",
         "cognate_validation",
         "forgebench.models.cognate_validation:run",

@@ -341,6 +341,24 @@ def _seedlm_search(c: Mapping[str, Any]) -> tuple[float, float]:
     return 20 + rounds * pairs * 280e-9 + 0.5 * c["reference_blocks"], 10 + 4 * rounds
 
 
+def _service_connections(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # per level: connects, the hold, its last rounds' timeouts; two server starts (~30 s
+    # each on the loaded machine) and a settle (30 s at most) between the HTTP kinds
+    seconds, rows = 120.0, 0.0
+    for kind in ("echo", "http", "users"):
+        section = cfg.get(kind, {})
+        pace = section.get("round_interval_s") or section.get("think_s") or 1
+        for n in section.get("levels", []):
+            seconds += section["hold_s"] + cfg["connect_timeout_s"] + cfg["timeout_s"] + 5
+            rows += n * (section["hold_s"] / pace + 3) + 60
+    return seconds + 30, rows
+
+
+def _service_batch_throughput(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    span = cfg["warmup_s"] + cfg["duration_s"]
+    return 60 + span + cfg["timeout_s"], span * 200 + 100  # jobs well under 200/s
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -370,6 +388,8 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "compression/pipeline": _compression_pipeline,
     "compression/selector": _compression_selector,
     "compression/seedlm_search": _seedlm_search,
+    "service/connections": _service_connections,
+    "service/batch_throughput": _service_batch_throughput,
 }
 
 

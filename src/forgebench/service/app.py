@@ -6,7 +6,9 @@ work endpoints are the three shapes of work a service does: a retrieval query
 (``forgebench.rag.pipeline``, CPU in the request), a database query (the database suite's
 users/posts/comments schema in a SQLite file built at startup, run in a worker thread),
 and a background job (submitted, computed in a worker thread, its completion awaited by
-the client), whose latency is submit-to-done.
+the client), whose latency is submit-to-done. A job is a SHA-256 chain (``kind=hash``) or
+a batch of database pages (``kind=db_pages&first=<page>&count=<n>``: the pages the
+``db_page`` endpoint serves, queried in the job's worker thread; batch throughput).
 
 Every answer can be checked by the client: the database page carries a digest of the
 page that ``forgebench.database.dataset`` computes independently, and a job returns the
@@ -54,6 +56,7 @@ API_VERSION = "1"
 MAX_FINISHED_JOBS = 10_000
 JOB_BLOCK_BYTES = 4096
 MAX_JOB_ROUNDS = 1_000_000
+MAX_BATCH_PAGES = 10_000
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "seed": 0,
@@ -84,6 +87,11 @@ def job_digest(seed: int, rounds: int) -> str:
     return h.hex()
 
 
+def batch_digest(page_digests: list[str]) -> str:
+    """A page batch job's result: one digest over its pages' :func:`page_digest`, in order."""
+    return hashlib.sha256(",".join(page_digests).encode()).hexdigest()[:16]
+
+
 class _Db:
     """The database suite's schema in a SQLite file; one connection per worker thread."""
 
@@ -112,10 +120,11 @@ class _Jobs:
         self.submitted = 0
         self.completed = 0
 
-    def submit(self, seed: int, rounds: int) -> int:
+    def submit(self, fn: Callable[..., str], *args: Any) -> int:
+        """Run ``fn(*args)`` in the pool; its string result is the job's result."""
         job_id = next(self.ids)
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.pool, job_digest, seed, rounds)
+        fut = loop.run_in_executor(self.pool, fn, *args)
         self.pending[job_id] = fut
         self.submitted += 1
         fut.add_done_callback(lambda f, i=job_id: self._done(i, f))
@@ -286,7 +295,20 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
         answers.clear()
         return JSONResponse(answers.stats())
 
+    def page_batch(first: int, count: int) -> str:
+        pages = (db.page((first + i) % n_pages, page_size) for i in range(count))
+        return batch_digest([page_digest(p) for p in pages])
+
     async def job_submit(request: Request) -> Response:
+        if request.query_params.get("kind", "hash") == "db_pages":
+            try:
+                first = int(request.query_params.get("first", "0"))
+                count = int(request.query_params.get("count", "1"))
+            except ValueError:
+                return JSONResponse({"error": "first and count must be integers"}, status_code=400)
+            if not (0 <= first < n_pages and 1 <= count <= MAX_BATCH_PAGES):
+                return JSONResponse({"error": "bad first or count"}, status_code=400)
+            return JSONResponse({"id": jobs.submit(page_batch, first, count)}, status_code=202)
         try:
             job_seed = int(request.query_params.get("seed", "0"))
             rounds = int(request.query_params.get("rounds", "1000"))
@@ -294,7 +316,7 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
             return JSONResponse({"error": "seed and rounds must be integers"}, status_code=400)
         if not (0 <= job_seed < 2**63 and 1 <= rounds <= MAX_JOB_ROUNDS):
             return JSONResponse({"error": "bad seed or rounds"}, status_code=400)
-        return JSONResponse({"id": jobs.submit(job_seed, rounds)}, status_code=202)
+        return JSONResponse({"id": jobs.submit(job_digest, job_seed, rounds)}, status_code=202)
 
     async def job_wait(request: Request) -> Response:
         """The job's result once done; ``wait`` (seconds) long-polls for completion."""
