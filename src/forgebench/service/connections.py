@@ -234,8 +234,7 @@ async def hold(
         try:
             while sched:
                 t = sched[0]
-                now = clock()
-                if t > now:
+                while (now := clock()) < t:  # a loop's timer may wake up to 1 ms early
                     await asyncio.sleep((t - now) * 1e-9)
                 if guard.tripped:
                     for t2 in planned(i, t):
