@@ -234,6 +234,16 @@ for _spec in (
         drives_server=True,
     ),
     BenchmarkSpec(
+        "service",
+        "faults",
+        "forgebench.service.faults:run",
+        True,
+        "a worker and then the whole supervised service SIGKILLed under open-loop writes: "
+        "availability, downtime and recovery per fault, acknowledged-write integrity",
+        cases=("load", "worker_kill", "server_kill", "integrity"),
+        drives_server=True,
+    ),
+    BenchmarkSpec(
         "models",
         "cognate_validation",
         "forgebench.models.cognate_validation:run",

@@ -189,14 +189,6 @@ def _service_wrk_compare(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 30 + 2.2 * cfg["rounds"] * max(1, round(cfg["duration_s"])), 40 * cfg["rounds"]
 
 
-def _service_ui_interactions(cfg: Mapping[str, Any]) -> tuple[float, float]:
-    # ~35 ms of wall per interaction measured on the loaded 2-core machine; 0.1 s allowed.
-    # A question is typed up to max_typed_chars (BoolQ's are under 100 characters) + Enter.
-    pages = cfg["repetitions"] + cfg["warmup_repetitions"]
-    interactions = pages * cfg["queries_per_repetition"] * (min(cfg["max_typed_chars"], 100) + 1)
-    return 60 + 0.1 * interactions, 5 * interactions + 10 * pages
-
-
 def _service_answer_cache(cfg: Mapping[str, Any]) -> tuple[float, float]:
     # one connection in order: ~650 requests/s measured on the loaded 2-core machine
     requests = (cfg["warmup_requests"] + cfg["requests"]) * cfg["repetitions"]
@@ -359,6 +351,20 @@ def _service_batch_throughput(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 60 + span + cfg["timeout_s"], span * 200 + 100  # jobs well under 200/s
 
 
+def _service_faults(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # the window, up to two group starts per cycle (~3 s each measured, 30 s allowed)
+    seconds = 60 + cfg["duration_s"] + 30 * cfg["cycles"] + cfg["startup_timeout_s"]
+    return seconds, 2.5 * cfg["rate"] * cfg["duration_s"] + 100  # a load and an integrity row
+
+
+def _service_ui_interactions(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # ~35 ms of wall per interaction measured on the loaded 2-core machine; 0.1 s allowed.
+    # A question is typed up to max_typed_chars (BoolQ's are under 100 characters) + Enter.
+    pages = cfg["repetitions"] + cfg["warmup_repetitions"]
+    interactions = pages * cfg["queries_per_repetition"] * (min(cfg["max_typed_chars"], 100) + 1)
+    return 60 + 0.1 * interactions, 5 * interactions + 10 * pages
+
+
 ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "network/echo_latency": _echo_latency,
     "network/sockperf_compare": _sockperf_compare,
@@ -376,7 +382,6 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "service/wrk_compare": _service_wrk_compare,
     "service/answer_cache": _service_answer_cache,
     "service/normal_load": _service_normal_load,
-    "service/ui_interactions": _service_ui_interactions,
     "rag/retrieval": _rag_retrieval,
     "models/cognate_validation": _cognate_validation,
     "knowledge/creativity": _knowledge_creativity,
@@ -390,6 +395,8 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "compression/seedlm_search": _seedlm_search,
     "service/connections": _service_connections,
     "service/batch_throughput": _service_batch_throughput,
+    "service/faults": _service_faults,
+    "service/ui_interactions": _service_ui_interactions,
 }
 
 

@@ -49,6 +49,7 @@ from forgebench.database.backends import load_sqlite
 from forgebench.database.dataset import Dataset, PageResult, Sizes, generate
 from forgebench.database.page_methods import QuerySession, join
 from forgebench.service.answer_cache import LruCache
+from forgebench.service.items import items_routes
 from forgebench.service.ui_page import ui_page
 
 API_VERSION = "1"
@@ -348,6 +349,7 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
         Route("/api/v1/jobs/{job_id:int}", job_wait),
         Route("/ui", ui_page),  # the search page the UI benchmark drives
     ]
+    routes += items_routes(cfg.get("items"))  # POST /api/v1/items (service.items)
     app: ASGIApp = Starlette(routes=routes)
 
     async def counted(scope: Scope, receive: Receive, send: Send) -> None:

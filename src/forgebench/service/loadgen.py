@@ -53,6 +53,7 @@ import numpy as np
 
 from forgebench import alerts, stats
 from forgebench.errors import ForgebenchError
+from forgebench.outage import OUTAGE_STATUS, OutageGuard
 from forgebench.record import status_for
 
 SATURATION_PERCENT = 90.0
@@ -541,12 +542,19 @@ async def open_loop(
     keep_bodies: bool = False,
     ssl: ssl_lib.SSLContext | None = None,
     host_header: str | None = None,
+    kinds: Sequence[int] | None = None,
+    guard: OutageGuard | None = None,
 ) -> RunResult:
-    """Send request ``i`` at ``start + schedule_ns[i]``; latency from that scheduled time."""
+    """Send request ``i`` at ``start + schedule_ns[i]``; latency from that scheduled time.
+
+    ``kinds``: request ``i`` is ``requests[kinds[i]]`` (default: seeded random picks).
+    ``guard`` (forgebench.outage): every outcome is recorded on it, and once it has tripped
+    each request still due is an ``OUTAGE_STATUS`` row, not sent."""
     raws = [r.raw(host, port, host_header) for r in requests]
     expects = [r.expect for r in requests]
-    pick = _picker(len(requests), seed)
-    kinds = [pick() for _ in range(len(schedule_ns))]
+    if kinds is None:
+        pick = _picker(len(requests), seed)
+        kinds = [pick() for _ in range(len(schedule_ns))]
     res = RunResult(mode="open", target_rate=target_rate, timeout_s=timeout_s)
     clock = time.perf_counter_ns
     loop = asyncio.get_running_loop()
@@ -574,6 +582,10 @@ async def open_loop(
 
     async def one(i: int, sched: int) -> None:
         k = kinds[i]
+        if guard is not None and guard.tripped:
+            now = clock()
+            res.add(sched, now, now, OUTAGE_STATUS, k, None)
+            return
         if free:
             conn = free.pop()
         elif opened[0] < max_connections:
@@ -596,6 +608,8 @@ async def open_loop(
         except (OSError, TimeoutError, ProtocolError) as exc:
             status, body = failure_status(exc), b""
         end = clock()
+        if guard is not None:
+            guard.record(status == "ok", (end - send) * 1e-9)
         if status != "ok":
             conn.close()
         release(conn)
