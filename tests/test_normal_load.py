@@ -35,6 +35,9 @@ def test_normal_load_against_the_real_service() -> None:
         params = json.loads(text)
         assert params["target_rate"] == pytest.approx(0.5 * saturation)
         assert params["cores"] >= 1
+    core = normal[normal["metric"] == "cpu_core_percent"]["value"].to_numpy()
+    cores = json.loads(shares["params"].iloc[0])["cores"]
+    assert core == pytest.approx(shares["value"].to_numpy() * cores)
     achieved = normal[normal["metric"] == "achieved_rate"]["value"]
     assert (achieved < 0.8 * saturation).all()  # half the rate, Poisson noise aside
 
