@@ -177,3 +177,25 @@ def test_levels_must_increase(bad):
     cfg["echo"] = {"levels": bad}
     with pytest.raises(Exception, match="levels"):
         C.check_config(cfg)
+
+
+def test_http_connections_to_a_stopped_service_are_failed_rows():
+    from forgebench.service.loadgen import HttpRequest
+    from forgebench.service.server import service_process
+
+    with service_process({"db": SMALL_DB}) as addr:
+        pass  # stopped: nothing listens on its port any more
+    requests = [HttpRequest("GET", "/health", expect=b"ok")]
+    held = run_async(
+        C.hold(
+            lambda i: C.HeldHttpConnection(addr.host, addr.port, requests, i),
+            3,
+            _pacing(),
+            _guard(),
+            seed=0,
+        )
+    )
+    assert held.conn_status == ["error:ConnectionRefusedError"] * 3
+    df, verdict = _rows(held, "http_3conn")
+    assert (df[df.metric == "connection"].status == "error:ConnectionRefusedError").all()
+    assert verdict == "not met"
