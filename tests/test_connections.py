@@ -166,7 +166,7 @@ def test_run_small_levels_against_both_servers():
     assert held.value.iloc[0] == 5
     users = df[(df.case == "users_4u") & (df.metric == "latency")]
     assert len(users) >= 8 and (users.status == "ok").all()
-    assert df[df.metric == "sla_met"].params.str.contains('"verdict"').all()
+    assert df[df.metric == "sla_met"].params.str.contains('"sla_verdict"').all()
     if "echo_10conn" in cases:  # the search stepped on: its outcome is a row
         assert "echo_search" in cases
 

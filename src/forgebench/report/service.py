@@ -19,6 +19,7 @@ from forgebench.report.format import finite, format_interval, format_value, frac
 _SERVICE_SCENARIO_METRICS = (
     *("max_rate_meeting_sla", "pre_spike_p95", "spike_p95", "recovery_time"),
     *("memory_growth", "soak_duration", "server_peak_rss"),
+    *("max_n_meeting_sla", "ops_per_minute", "failure_share"),  # connections, batch
 )
 
 

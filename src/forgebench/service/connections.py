@@ -335,7 +335,7 @@ def add_hold_rows(
         rec.add(case, params, metric, "connections", metric != "connections_failed", value,
                 started_at=at)  # fmt: skip
     verdict, why = sla_at_n(res)
-    rec.add(case, {**params, "verdict": verdict, "why": why}, "sla_met", "boolean", True,
+    rec.add(case, {**params, "sla_verdict": verdict, "why": why}, "sla_met", "bool", True,
             float(verdict == "met"), started_at=at)  # fmt: skip
     log.info("%s: %s; %d/%d held through; SLA %s (%s)", case, scenarios.describe(res),
              held_through, len(held.conn_status), verdict, why)  # fmt: skip
