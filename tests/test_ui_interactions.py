@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from forgebench import stats
+from forgebench.record import Recorder
 from forgebench.service import ui_interactions as ui
 from forgebench.service.headless_chromium import missing_tools
 from forgebench.service.scenarios import server_settings
@@ -150,3 +151,55 @@ def test_failed_searches_are_rows(boolq: Path) -> None:
     assert set(statuses[:first]) == {"ok"} and paint["case"].iloc[first] == "search"
     assert set(statuses[first + 1 :]) == {"error:Abandoned"}
     assert len(statuses) == sum(len(ui.typed_text(q, 8)) + 1 for q in questions)
+
+
+def _got(records: list[dict[str, Any] | None], statuses: list[str]) -> dict[str, Any]:
+    kinds = ["keystroke", "search"]
+    return {
+        "navigation": {"dom_interactive": 20.0, "dom_content_loaded": 21.0,
+                       "load_event_end": 25.0, "first_contentful_paint": None},
+        "interactions": [
+            {"kind": kinds[i % 2], "query": "q", "status": s, "record": r, "position": i % 2}
+            for i, (r, s) in enumerate(zip(records, statuses, strict=True))
+        ],
+        "events": [{"name": "keydown", "start": 100.0, "duration": 24.0, "interactionId": 1}],
+        "event_timing": True,
+        "error": "",
+    }  # fmt: skip
+
+
+def test_every_interaction_is_a_row_and_a_failure_keeps_its_status() -> None:
+    """The page's records become rows in seconds; a page error during an interaction, a
+    search that rendered nothing or other documents than the API answers, and a missing
+    navigation figure are rows with their status, never dropped."""
+    key = {"id": 0, "kind": "keystroke", "start": 100.0, "handled": 101.5, "end": 108.0, "ok": True}
+    search = {"id": 1, "kind": "search", "start": 200.0, "handled": 230.0, "end": 236.0,
+              "fetch": 25.0, "ok": True, "docs": ["d1", "d2"]}  # fmt: skip
+    assert ui._status(key, 0, 0) == "ok"
+    assert ui._status(key, 0, 1) == "error:JSError"
+    assert ui._status(None, 0, 0) == "timeout"
+    assert ui._status({**search, "ok": False, "error": "no results rendered"}, 0, 0) == (
+        "error:NoResults"
+    )
+    assert ui._status({**search, "ok": False, "error": "Error: HTTP 503"}, 0, 0) == (
+        "error:SearchFailed"
+    )
+    rec = Recorder(ui.SUITE, ui.NAME, ui.BENCHMARK_VERSION)
+    got = _got([key, search, key, search], ["ok", "ok", "error:JSError", "ok"])
+    counts = ui.record_repetition(rec, 2, got, {}, warmup=False, expected={"q": ["d2", "d1"]})
+    frame = rec.frame()
+    paint = frame[frame["metric"] == "input_to_paint"]
+    assert paint["status"].tolist() == ["ok", "mismatch", "error:JSError", "mismatch"]
+    assert paint["value"].iloc[0] == pytest.approx(0.008) and paint["value"].iloc[1:].isna().all()
+    assert counts == {"keystroke_ok": 1, "keystroke_failed": 1, "search_ok": 0, "search_failed": 2}
+    fcp = frame[frame["metric"] == "first_contentful_paint"]
+    assert fcp["status"].tolist() == ["unavailable"]
+    timing = frame[frame["metric"] == "event_timing_duration"]
+    assert timing["value"].tolist() == [pytest.approx(0.024)]  # the keydown at 100 ms
+    rec = Recorder(ui.SUITE, ui.NAME, ui.BENCHMARK_VERSION)
+    ui.record_repetition(rec, 2, _got([key, search], ["ok", "ok"]), {}, warmup=False,
+                         expected={"q": ["d1", "d2"]})  # fmt: skip
+    frame = rec.frame()
+    assert set(frame["status"]) - {"unavailable"} == {"ok"}
+    fetch = frame[frame["metric"] == "fetch_time"]["value"].item()
+    assert fetch == pytest.approx(0.025)
