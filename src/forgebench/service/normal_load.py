@@ -114,7 +114,8 @@ def measure(cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress) -> pd.Da
         share = cpu_share_percent(summary["cpu_time_s"], summary["duration_s"], cores)
         one_core = cpu_share_percent(summary["cpu_time_s"], summary["duration_s"], 1)
         params = {**base, "mode": "open", "target_rate": rate, "saturation_rate": saturation,
-                  "duration_s": summary["duration_s"], "requests": res.n}  # fmt: skip
+                  "duration_s": summary["duration_s"], "requests": res.n,
+                  "generator_saturated": res.saturated}  # fmt: skip
         rec.add("normal", params, "cpu_share", "percent", False, share, repetition=rep)
         rec.add("normal", params, "cpu_core_percent", "percent", False, one_core,
                 repetition=rep)  # fmt: skip
