@@ -18,8 +18,9 @@ Rows:
 
 * ``configured``: ``hit_rate`` of the measured requests with ``hit_rate_ci_low``/``_high``
   by batch means (requests and hits are correlated through the cache's state:
-  ``stats.intervals.batch_means_ci``, ``batches`` batches per repetition, pooled);
-  ``replay_agrees`` (1 when every flag equals the replay's);
+  ``stats.intervals.batch_means_ci``, ``batches`` batches per repetition, pooled); a failed
+  request (error, timeout, a wrong answer) is a failed ``hit_rate`` row, counted against
+  the target's error budget; ``replay_agrees`` (1 when every flag equals the replay's);
 * ``hit`` / ``miss``: per request, ``latency`` (client: send to last byte) and
   ``served_time`` (server: lookup plus, on a miss, the BM25 ranking);
 * ``curve_<size>``: ``hit_rate`` and its interval at each of ``curve_sizes``, from
@@ -214,12 +215,14 @@ def measure(cfg: Mapping[str, Any], *, seed: int, addr: ServiceAddress) -> pd.Da
         agree = agree and same
         params = {**base, "stream_seed": seed + 7919 * rep}
         for i, st in enumerate(got["status"]):
+            if st != "ok":  # counted against the hit-rate target's error budget
+                rec.add("configured", params, "hit_rate", "fraction", True, np.nan,
+                        repetition=rep, sample=i, warmup=i < warm, status=st)  # fmt: skip
+                continue
             kind = "hit" if got["hit"][i] else "miss"
             for metric, arr in (("latency", got["latency"]), ("served_time", got["served"])):
-                value = float(arr[i]) if st == "ok" else np.nan
-                case = kind if st == "ok" else "configured"  # a failure counts against it
-                rec.add(case, params, metric, "s", False, value, repetition=rep, sample=i,
-                        warmup=i < warm, status=st)  # fmt: skip
+                rec.add(kind, params, metric, "s", False, float(arr[i]), repetition=rep,
+                        sample=i, warmup=i < warm)  # fmt: skip
         hits = got["hit"][warm:] & ok[warm:]
         measured_hits.append(hits.astype(float))
         streams.append((stream, warm))
