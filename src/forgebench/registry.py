@@ -283,7 +283,7 @@ for _spec in (
         "service",
         "answer_cache",
         "forgebench.service.cache_benchmark:run",
-        True,
+        False,  # its hit rate does not depend on timing; hit/miss latencies run beside others
         "the service's RAG answer cache (LRU) under a seeded Zipf(0.99) stream over every "
         "BoolQ question, through HTTP: hit rate with batch-means interval, curve over sizes, "
         "hit vs miss latency",
