@@ -50,9 +50,11 @@ def test_integrity_rows_flag_a_missing_or_changed_acknowledged_write():
     assert list(df.params.str.contains("after_server_kill_0")) == [False, True, True]
 
 
-def test_first_success_after_a_fault_skips_failures():
+def test_first_success_after_a_fault_skips_failures_and_answers_sent_before_it():
     res = _result(["ok", "error:ConnectionRefusedError", "timeout", "ok", "ok"])
     assert faults.first_success_after(res, kill_ns=12) == (35, 3)
+    # request 0 was sent at 0 and answered at 5, after a kill at 2: not a recovery
+    assert faults.first_success_after(res, kill_ns=2) == (35, 3)
     assert faults.first_success_after(_result(["ok", "timeout"]), kill_ns=1) is None
 
 
@@ -84,6 +86,9 @@ def test_honest_service_keeps_every_acknowledged_write_through_both_kills():
     for kind in faults.FAULT_KINDS:
         rec = _summary(df, kind, "recovery_time")
         assert rec.status == "ok" and 0 < rec.value < 60
+    # a new group cannot answer sooner than an interpreter starts (an answer already on
+    # its way at the kill is no recovery)
+    assert _summary(df, "server_kill", "recovery_time").value > 0.2
     assert _summary(df, "integrity", "integrity").value == 1.0
     acked = df[df.metric == "acknowledged_write"]
     assert len(acked) == (load.status == "ok").sum() and (acked.status == "ok").all()

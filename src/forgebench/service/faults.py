@@ -26,10 +26,13 @@ defect (``service.items``) the check must catch.
 
 Rows: case ``load``: ``write_latency`` per scheduled request (failed ones with their
 status), ``availability`` (successful share of scheduled requests; the fault count and
-fault rate per hour in its parameters) with ``_ci_low``/``_ci_high`` (Clopper-Pearson);
-cases ``worker_kill`` and ``server_kill``: per fault ``recovery_time`` (kill to the end of
-the first success after it), ``downtime`` (kill to the scheduled time of the first
-request scheduled after the kill that succeeded: resolution 1/rate), ``failed_requests``
+fault rate per hour in its parameters) with ``_ci_low``/``_ci_high`` (Clopper-Pearson),
+``service_cpu`` (CPU seconds of every group, read before each kill and the stop) and
+``loadgen_cpu``; cases ``worker_kill`` and ``server_kill``: per fault ``recovery_time``
+(kill to the end of the first success sent after it), ``downtime`` (kill to the scheduled
+time of the first success scheduled after it: resolution 1/rate; after a group kill the
+restarted supervisor's socket queues connections before its workers serve, so downtime,
+the refused span, can be shorter than recovery), ``failed_requests``
 (failures among requests scheduled from the kill to recovery), ``restart_time`` (kill to
 the replacement worker serving / the restarted group answering ``/health``); per kind
 ``recovery_time_max`` and ``downtime_mean`` with a t interval over cycles (error rows
@@ -130,9 +133,9 @@ def inject(
                     else:
                         fault.error = "error:NotRestarted"
                 else:
-                    fault = Fault(kind, c, clock())
+                    fault = Fault(kind, c, 0)
+                    fault.kill_ns = svc.kill_all()  # read just before the killpg
                     faults.append(fault)
-                    svc.kill_all()
                     try:  # what a process manager does: start it again
                         svc.start(startup)
                         fault.back_ns = clock()
@@ -143,13 +146,14 @@ def inject(
 
 
 def first_success_after(res: loadgen.RunResult, kill_ns: int) -> tuple[int, int] | None:
-    """(end of the first success ending after ``kill_ns``, index of the first success
-    scheduled after it), or None when nothing succeeded after the kill."""
+    """(end of the first success sent after ``kill_ns``, index of the first success
+    scheduled after it), or None when nothing succeeded after the kill. Sent after: an
+    answer already on its way when the process died says nothing about recovery."""
     end = np.asarray(res.end_ns, np.int64)
     sched = np.asarray(res.sched_ns, np.int64)
     ok = res.ok_mask()
-    after_end = ok & (end > kill_ns)
-    after_sched = np.flatnonzero(ok & (sched >= kill_ns))
+    after_end = ok & (np.asarray(res.send_ns, np.int64) > kill_ns)
+    after_sched = np.flatnonzero(after_end & (sched >= kill_ns))
     if not after_end.any() or not after_sched.size:
         return None
     return int(end[after_end].min()), int(after_sched[0])

@@ -160,17 +160,20 @@ class SupervisedService:
                     total += t.user + t.system + t.children_user + t.children_system
         return total
 
-    def kill_all(self, *, count_cpu: bool = True) -> None:
-        """SIGKILL the whole group (supervisor and workers) and reap the supervisor."""
+    def kill_all(self, *, count_cpu: bool = True) -> int:
+        """SIGKILL the whole group (supervisor and workers) and reap the supervisor; the
+        ``perf_counter_ns`` just before the kill (its CPU is read before that)."""
         if self.proc is None:
-            return
+            return time.perf_counter_ns()
         if count_cpu:
             self.cpu_s += self.group_cpu_s()
+        killed_ns = time.perf_counter_ns()
         with suppress(ProcessLookupError):
             os.killpg(self.proc.pid, 9)
         self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        return killed_ns
 
     def stop(self) -> None:
         """SIGTERM the supervisor (it stops its workers), then SIGKILL whatever is left."""
