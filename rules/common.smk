@@ -93,6 +93,15 @@ def get_model_threads(wildcards):
     return sizing.threads(True, cores, config["limits"])
 
 
+def get_eval_threads(wildcards):
+    """Every core for a configured model (it runs alone, on the critical path: the
+    compressed variants and their comparisons wait for it), one for derived models
+    (compressed variants, EvoMerge individuals), which run side by side."""
+    if wildcards.model in config["evaluation"]["models"]:
+        return get_model_threads(wildcards)
+    return 1
+
+
 def get_model_resource(name):
     def resource(wildcards, attempt):
         spec = config["models"][wildcards.model]

@@ -18,8 +18,9 @@ rule evaluate_model:
         model=fw.wildcard_pattern(fw.evaluated_models(config)) or "$^",
     conda:
         "../envs/forgebench.yaml"
-    # One thread each: two evaluations side by side beat one with two threads on 2 cores.
-    threads: 1
+    # A configured model's evaluation runs alone and takes every core; derived models'
+    # take one each: two evaluations side by side beat one with two threads on 2 cores.
+    threads: get_eval_threads
     resources:
         mem_mb=get_eval_resource("mem_mb"),
         runtime=get_eval_resource("runtime"),
