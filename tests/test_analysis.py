@@ -404,3 +404,15 @@ def test_value_target_with_censored_interval_rows_is_inconclusive():
     }  # fmt: skip
     v = analysis.check_targets([target], pd.DataFrame(), rec.frame(), STATS, seed=0).iloc[0]
     assert v["verdict"] == "inconclusive" and "undecided" in v["evidence"]
+
+
+def test_audit_of_a_target_on_a_comparison_declared_not_measurable():
+    """A comparison declared "not measurable at this budget" has no interval (NaN, not a
+    pair); the audit lists its target without one instead of failing the report."""
+    declared = {**COMPARISON, "not_measurable": "declared for the test"}
+    frame = _frame(np.ones(3), np.ones(3))
+    comps = analysis.compare_cases(frame, [declared], STATS, seed=0)
+    targets = analysis.check_targets([TARGET], comps, frame, STATS, seed=0)
+    table, _ = analysis.audit_table(pd.concat([comps, targets], ignore_index=True))
+    assert table["target_verdict"].tolist() == ["not measurable at this budget"]
+    assert table["improvement_ci_low"].isna().all()

@@ -548,6 +548,16 @@ AUDIT_COLUMNS = [
 ]
 
 
+def _field(row: pd.Series | None, key: str) -> Any:
+    """A comparison's field, None where there is no comparison or no such column (a
+    comparison declared "not measurable" has no medians or interval)."""
+    return None if row is None else row.get(key)
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def audit_table(verdicts: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The optimization audit: every target on a comparison, with its evidence, and the
     original's overall rule over those targets (stats.overall_verdict).
@@ -563,23 +573,23 @@ def audit_table(verdicts: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     rows = []
     for t in targets.to_dict("records"):
         c = comps.loc[t["comparison"]] if t["comparison"] in comps.index else None
-        ci = c["improvement_ci"] if c is not None else (None, None)
+        ci = c.get("improvement_ci") if c is not None else None
+        if not isinstance(ci, (tuple, list, np.ndarray)) or len(ci) != 2:
+            ci = None  # no interval: a declared "not measurable", or too few units
+
         rows.append(
             {
                 "optimization": t["comparison"],
-                "suite": None if c is None else c["suite"],
-                "benchmark": None if c is None else c["benchmark"],
-                "metric": None if c is None else c["metric"],
-                "baseline": None if c is None else c["baseline"],
-                "candidate": None if c is None else c["candidate"],
-                "median_baseline": None if c is None else c["median_baseline"],
-                "median_candidate": None if c is None else c["median_candidate"],
-                "n_failed_baseline": None if c is None else int(c["n_failed_baseline"]),
-                "n_failed_candidate": None if c is None else int(c["n_failed_candidate"]),
-                "improvement": None if c is None else c["improvement"],
+                **{k: _field(c, k) for k in ("suite", "benchmark", "metric", "baseline")},
+                **{
+                    k: _field(c, k)
+                    for k in ("candidate", "median_baseline", "median_candidate", "improvement")
+                },
+                "n_failed_baseline": _count(_field(c, "n_failed_baseline")),
+                "n_failed_candidate": _count(_field(c, "n_failed_candidate")),
                 "improvement_ci_low": ci[0] if ci is not None else None,
                 "improvement_ci_high": ci[1] if ci is not None else None,
-                "comparison_verdict": None if c is None else c["verdict"],
+                "comparison_verdict": _field(c, "verdict"),
                 "target": f"{t['name']} (improvement {t['op']} {t['threshold']:g})",
                 "target_verdict": t["verdict"],
             }
