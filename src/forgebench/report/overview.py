@@ -100,6 +100,11 @@ def _noise(row: Mapping[str, Any]) -> str:
     )
 
 
+def _count(value: Any) -> str:
+    """A count, or "—" where there is none (a comparison declared not measurable)."""
+    return str(int(value)) if finite(value) else "—"
+
+
 def comparison_row(v: Mapping[str, Any], unit: str) -> dict[str, Any]:
     """One configured comparison, formatted."""
     lo, hi = pair(v.get("improvement_ci"))
@@ -116,9 +121,9 @@ def comparison_row(v: Mapping[str, Any], unit: str) -> dict[str, Any]:
         "ci": format_interval(lo, hi),
         "speedup": format_value(v.get("speedup"), "x") if finite(v.get("speedup")) else "—",
         "p": format_value(v.get("p_value", v.get("mannwhitney_p")), ""),
-        "n": f"{int(v.get('n_baseline', 0))} / {int(v.get('n_candidate', 0))}",
-        "failed": f"{int(v['n_failed_baseline'])} / {int(v['n_failed_candidate'])}",
-        "family": v.get("family", ""),
+        "n": f"{_count(v.get('n_baseline'))} / {_count(v.get('n_candidate'))}",
+        "failed": f"{_count(v.get('n_failed_baseline'))} / {_count(v.get('n_failed_candidate'))}",
+        "family": v.get("family") if isinstance(v.get("family"), str) else "",
         "verdict": v["verdict"],
         "reason": str(v.get("reason", "")),
         "noisy": _noise(v),
