@@ -21,7 +21,8 @@ from pathlib import Path
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _RULE = re.compile(r"^(?:local)?rule (\w+):$")
 _FIELD = re.compile(r"^\s+(jobid|threads|wildcards): (.*)$")
-_FINISHED = re.compile(r"^Finished jobid: (\d+)")
+_FINISHED = re.compile(r"^Finished jobid: (\d+)(?: \(Rule: (\w+)\))?")
+_MESSAGE = re.compile(r"^Job (\d+): (.*)$")  # a rule with a `message:` prints this instead
 
 
 @dataclass
@@ -55,6 +56,8 @@ def parse(lines: list[str]) -> dict[int, Job]:
             current = None
         elif m := _RULE.match(line):
             current = Job(m.group(1), started=stamp)
+        elif m := _MESSAGE.match(line):
+            jobs[int(m.group(1))] = Job("", wildcards=m.group(2)[:60], started=stamp)
         elif current is not None and (m := _FIELD.match(line)):
             key, value = m.groups()
             if key == "jobid":
@@ -67,6 +70,9 @@ def parse(lines: list[str]) -> dict[int, Job]:
             job = jobs.get(int(m.group(1)))
             if job is not None:
                 job.finished = stamp
+                if not job.rule:
+                    job.rule = m.group(2) or ""
+                    job.wildcards = job.wildcards.removeprefix(f"{job.rule}:").strip()
     return jobs
 
 
