@@ -118,11 +118,20 @@ def job_records(workdir: Path) -> dict[str, dict]:
     return out
 
 
+def snakefile_localrules() -> set[str]:
+    """The rules the Snakefile's ``localrules:`` block keeps on the submitting host."""
+    text = (REPO / "Snakefile").read_text()
+    block = re.search(r"^localrules:\n((?:[ \t]+\w+,?\n)+)", text, re.MULTILINE)
+    return set(re.findall(r"\w+", block.group(1))) if block else set()
+
+
 def planned_cluster_jobs(output: str) -> int:
     """Jobs Snakemake planned ("Job stats" table), less those of localrules (`all`)."""
     table = output.split("Job stats:", 1)[1].split("total", 1)[0]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE))
-    local = set(re.findall(r"^localrule (\w+):$", output, re.MULTILINE))
+    # Local rules print "localrule X:", or "Job N: <message>" where they have a message
+    # (`all` does): the Snakefile's `localrules:` block names them either way.
+    local = set(re.findall(r"^localrule (\w+):$", output, re.MULTILINE)) | snakefile_localrules()
     assert "all" in local, output[-4000:]  # the aggregation target stays on this host
     return sum(int(n) for rule, n in counts.items() if rule not in local)
 
