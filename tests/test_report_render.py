@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +23,8 @@ import pytest
 
 from forgebench import record, report
 from forgebench.runner import run_benchmark
+from forgebench.service.headless_chromium import chromium, missing_tools
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 STATS = {"confidence": 0.95, "bootstrap_resamples": 200, "practical_threshold": 0.05, "alpha": 0.05}
 CONFIG = {
     "seed": 11,
@@ -113,10 +111,9 @@ SCREEN = {"width": 1400, "height": 1000}
 
 def _browser_tools() -> None:
     """Skip (a failure under CI=true) when the browser or its driver is missing."""
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if shutil.which(path) is None:
-            pytest.skip(f"{path} not found: apt-get install chromium chromium-driver")
-    pytest.importorskip("selenium", reason="selenium not installed (tools/setup.sh --test)")
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found (tools/setup.sh installs them)")
 
 
 def _run(raw: Path, suite: str, name: str) -> str:
@@ -201,36 +198,13 @@ def served(report_dir) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory) -> Iterator[object]:
+def browser() -> Iterator[object]:
     _browser_tools()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # root in CI
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: selenium-manager never downloads anything.
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    driver.execute_cdp_cmd(  # the viewport itself, whatever the window decorations take
-        "Emulation.setDeviceMetricsOverride", {**SCREEN, "deviceScaleFactor": 1, "mobile": False}
-    )
-    try:
+    # The benchmarks' own headless Chromium (an explicit driver path: selenium-manager
+    # never downloads anything), with the console log kept for the error checks.
+    with chromium(**SCREEN, capabilities={"goog:loggingPrefs": {"browser": "ALL"}}) as driver:
+        driver.set_page_load_timeout(60)
         yield driver
-    finally:
-        driver.quit()
 
 
 def _load(browser, url: str) -> None:

@@ -11,18 +11,11 @@ import json
 import pathlib
 import sys
 
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
+from forgebench.service.headless_chromium import chromium
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 rep = root / "results/report"
-o = Options()
-for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
-    o.add_argument(a)
-o.binary_location = "/usr/bin/chromium"
-d = webdriver.Chrome(options=o)
-try:
-    d.set_window_size(1400, 1000)
+with chromium(width=1400, height=1000) as d:
     d.get((rep / "index.html").resolve().as_uri())
     h = d.execute_script("return document.documentElement.scrollHeight;")
     imgs = d.execute_script(
@@ -32,8 +25,6 @@ try:
         "const s = document.querySelector('#overview, section.overview, [id^=overview]');"
         "return s ? s.getBoundingClientRect().bottom + window.scrollY : null;"
     )
-finally:
-    d.quit()
 size = sum(f.stat().st_size for f in rep.rglob("*") if f.is_file())
 plots = [f for f in (rep / "plots").rglob("*") if f.is_file()] if (rep / "plots").exists() else []
 print(
