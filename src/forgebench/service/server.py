@@ -79,6 +79,31 @@ def _http_impl() -> str:
     return "httptools"
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening, inheritable TCP socket (port 0: any free one), as both the
+    single-process server and the multi-worker supervisor hand it to uvicorn."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(socket.SOMAXCONN)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """The uvicorn settings every served process of the service uses."""
+    return {
+        "loop": _loop_impl(),
+        "http": _http_impl(),
+        "lifespan": "off",
+        "access_log": False,
+        "log_level": "warning",
+        "backlog": socket.SOMAXCONN,
+        "timeout_keep_alive": 60,
+        "timeout_graceful_shutdown": 2,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the app, bind, print the port, serve until told to stop."""
     import uvicorn
@@ -96,22 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         app = create_app(settings, workdir=Path(tmp))
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
-        sock.listen(socket.SOMAXCONN)
-        sock.set_inheritable(True)
-        config = uvicorn.Config(
-            app,
-            loop=_loop_impl(),
-            http=_http_impl(),
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            backlog=socket.SOMAXCONN,
-            timeout_keep_alive=60,
-            timeout_graceful_shutdown=2,
-        )
+        sock = listening_socket(args.host, args.port)
+        config = uvicorn.Config(app, **uvicorn_options())
         server = uvicorn.Server(config)
         if not args.ignore_stdin:
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from forgebench.network.echo_server import _read_port, child_env
-from forgebench.service.server import _http_impl, _loop_impl, wait_ready
+from forgebench.service.server import listening_socket, uvicorn_options, wait_ready
 
 SETTINGS_ENV = "FORGEBENCH_SERVICE_SETTINGS"
 WORKDIR_ENV = "FORGEBENCH_SERVICE_WORKDIR"
@@ -56,23 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(socket.SOMAXCONN)
-    sock.set_inheritable(True)
+    sock = listening_socket(args.host, args.port)
     config = uvicorn.Config(
         "forgebench.service.supervisor:app_factory",
         factory=True,
         workers=args.workers,
-        loop=_loop_impl(),
-        http=_http_impl(),
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        backlog=socket.SOMAXCONN,
-        timeout_keep_alive=60,
-        timeout_graceful_shutdown=2,
+        **uvicorn_options(),
     )
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     Multiprocess(config, sockets=[sock]).run()
