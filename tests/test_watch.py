@@ -136,14 +136,17 @@ def test_the_sampler_flushes_a_live_file_while_it_runs_and_removes_it(tmp_path):
     live = tmp_path / "job.resources.live.json"
     with ResourceSampler(interval_s=0.02, gpu=False, live_path=live, live_every_s=0.05):
         deadline = time.monotonic() + 5
+        # Poll with pauses: a loop of stat calls that never waits retakes the GIL after
+        # each one and starves the sampler's thread (a few ticks in seconds).
         while not live.exists() and time.monotonic() < deadline:
-            sum(range(10_000))  # work to sample
+            time.sleep(0.01)
         seen = json.loads(live.read_text())
         # Rewritten while the block runs: the elapsed time grows.
         while time.monotonic() < deadline:
             later = json.loads(live.read_text())
             if later["t_s"] > seen["t_s"]:
                 break
+            time.sleep(0.01)
     assert later["t_s"] > seen["t_s"]
     assert later["pid"] == os.getpid() and later["rss_bytes"] > 0
     assert not live.exists()  # the block ended: nothing left to mistake for a running job

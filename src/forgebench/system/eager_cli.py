@@ -28,8 +28,10 @@ import forgebench.config  # cli._load_config
 import forgebench.gate  # cmd_gate
 import forgebench.history  # cmd_history, cmd_compare
 import forgebench.report  # cmd_run, cmd_report; imports forgebench.plots
+import forgebench.report.not_run  # cmd_report (the missing tables of a failed run)
 import forgebench.run_archive  # cmd_history export/import
 import forgebench.runner  # cmd_run
+import forgebench.watch  # cmd_watch
 import forgebench.workflow  # cli._load_config
 from forgebench.cli import main
 
