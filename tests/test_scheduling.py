@@ -86,8 +86,16 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
     shutil.copy2(TINY, repo / "tiny.yaml")
     # A folder, not a link to the real mirror: a link would hide the checkout's path from
-    # a job parameter that resolved it. A dry-run reads nothing from it.
-    (root / "shared" / "datasets").mkdir(parents=True)
+    # a job parameter that resolved it. A dry-run reads nothing from it, but the workflow
+    # checks at parse time that the files it will read are there: each is linked in.
+    mirror = root / "shared" / "datasets"
+    real = (REPO / "../shared/datasets").resolve()
+    for src in real.rglob("*"):
+        if src.is_file():
+            dst = mirror / src.relative_to(real)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src)
+    mirror.mkdir(parents=True, exist_ok=True)
     fake_completed_run(repo, "tiny.yaml")
     assert "Nothing to be done" in snakemake(repo, "-n", "--configfile", "tiny.yaml")
     return repo
