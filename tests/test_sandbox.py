@@ -515,8 +515,12 @@ def test_eight_gigabytes_in_one_slot_stop_at_the_slot_limit():
     )
     assert not result.passed
     assert "slot memory limit" in result.status, result.status
+    # What the slot took from the host is the kernel's own peak for its cgroup: at most the
+    # limit. MemAvailable is only a sanity bound: it moves with every other process and
+    # the page cache (80 MiB to 1.6 GiB drops measured here for the same 1 GiB slot), so
+    # it only has to rule out the 8 GB escaping the slot.
     assert result.peak_memory_bytes is not None and result.peak_memory_bytes <= limit
-    assert host_loss <= limit + 256 * 2**20  # margin: other processes on a shared host
+    assert host_loss <= 2 * limit + 512 * 2**20, f"{host_loss / 2**20:.0f} MiB left the slot?"
     assert _zombies() - zombies_before == set()
     for uid in sandbox_uids():
         assert sandbox_module.pids_of_uid(uid) == []
