@@ -17,13 +17,16 @@ from referencing.jsonschema import DRAFT202012
 from forgebench.errors import ForgebenchError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(path: str | Path) -> Any:
     """Read a YAML file, naming the file in the error if it does not parse."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            # libyaml's loader where PyYAML has it: the schemas take ~2 s in pure Python,
+            # which every (no-op) run pays while Snakemake parses the workflow
+            return yaml.load(fh, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ForgebenchError(f"{path} is not valid YAML: {exc}") from exc
 
