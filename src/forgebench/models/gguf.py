@@ -18,9 +18,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from forgebench.errors import ForgebenchError
+from forgebench.models.files import staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +117,11 @@ def converted_folder(path: Path, digest: str, cache_root: Path) -> tuple[Path, d
         if record.get("version") == CONVERSION_VERSION and record.get("sha256") == digest:
             log.info("GGUF %s: converted folder %s reused (same sha256)", path.name, target)
             return target, {**record, "reused": True}
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}.", suffix=".tmp", dir=cache_root))
-    try:
+    with staged_dir(target) as tmp:
         log.info("GGUF %s: converting to a Hugging Face folder", path)
         summary = _convert(path, tmp)
         record = {"version": CONVERSION_VERSION, "sha256": digest, "file": path.name, **summary}
         (tmp / CONVERSION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target, {**record, "reused": False}
 
 
