@@ -95,6 +95,7 @@ when the block ends has lost its memory map and shows no peak beyond what ticks 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -108,7 +109,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
-__all__ = ["ResourceSampler", "growth_rate", "live_path_for"]
+__all__ = ["ResourceSampler", "SoakNeed", "growth_rate", "live_path_for", "soak_needed"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MIB = 2**20
@@ -797,14 +798,18 @@ class ResourceSampler:
             return None
         return self._rusage_after
 
+    def rss_points(self) -> list[tuple[float, float]]:
+        """(t_s, tree RSS bytes) of every tick: what the growth slope is fitted to."""
+        with self._lock:
+            return [
+                (t, v)
+                for t, m, v in zip(self._t, self._metric, self._value, strict=True)
+                if m == "rss_bytes"
+            ]
+
     def _memory_growth(self) -> tuple[float | None, tuple[float, float] | None]:
         """Least-squares slope of tree RSS over time in MB (2**20 bytes) per hour, 95 % CI."""
-        pts = [
-            (t, v)
-            for t, m, v in zip(self._t, self._metric, self._value, strict=True)
-            if m == "rss_bytes"
-        ]
-        return growth_rate(pts)
+        return growth_rate(self.rss_points())
 
 
 def growth_rate(
@@ -834,3 +839,65 @@ def growth_rate(
     half = float(student_t.ppf(0.5 + confidence / 2, n - 2)) * se
     scale = 3600.0 / _MIB
     return slope * scale, ((slope - half) * scale, (slope + half) * scale)
+
+
+@dataclass(frozen=True, slots=True)
+class SoakNeed:
+    """How long a soak must be for :func:`growth_rate`'s interval to decide, and from what."""
+
+    needed_s: float  # soak length at which the slope's interval decides (see soak_needed)
+    residual_sd_mb: float  # sd of the RSS residuals around the fitted line, MB
+    lag1_autocorr: float  # of the residuals, clipped to [0, 0.99]
+    interval_s: float  # median time between samples
+    n: int
+    n_eff: float  # n * (1 - rho) / (1 + rho)
+
+
+def soak_needed(
+    points: list[tuple[float, float]],
+    margin_mb_per_h: float,
+    *,
+    confidence: float = 0.95,
+    power: float = 0.8,
+) -> SoakNeed | None:
+    """The soak length whose growth interval decides a ``margin_mb_per_h`` question, from
+    the residual noise of a measured (short) soak; None under four points.
+
+    Why: a memory-growth target is only worth running at a length that can decide it, and
+    that length follows from the noise, not from a guess. The OLS slope's standard error
+    is ``SE = sigma / sqrt(sum (t - tbar)**2)``; over ``n = T / dt`` evenly spaced samples
+    ``sum (t - tbar)**2 ~ n T**2 / 12``. RSS samples are autocorrelated (the heap keeps a
+    step for many ticks), so ``n`` is replaced by the AR(1) effective sample size
+    ``n (1 - rho) / (1 + rho)`` (rho: lag-1 autocorrelation of the residuals), which gives
+    ``SE(T) = sigma * sqrt(12 dt (1 + rho) / (1 - rho)) / T**1.5``. The interval decides
+    with probability ``power`` (as ``stats.units_needed``) once
+    ``(z_a + z_b) SE(T) <= margin``, i.e. ``T = (s / margin)**(2/3)`` with
+    ``s = (z_a + z_b) sigma sqrt(12 dt (1 + rho) / (1 - rho))``; ``power=0.5`` is the
+    plain rule "the 95% half-width below the margin". It extrapolates the short soak's
+    noise: stationary noise is assumed, and a heap that steps by whole arenas is bounded
+    apart (``scenarios.min_conclusive_s``)."""
+    n = len(points)
+    if n < 4:
+        return None
+    pts = sorted(points)
+    t = [p[0] for p in pts]
+    v = [p[1] / _MIB for p in pts]
+    t_mean, v_mean = sum(t) / n, sum(v) / n
+    sxx = sum((x - t_mean) ** 2 for x in t)
+    if sxx <= 0:
+        return None
+    slope = sum((x - t_mean) * (y - v_mean) for x, y in zip(t, v, strict=True)) / sxx
+    res = [y - v_mean - slope * (x - t_mean) for x, y in zip(t, v, strict=True)]
+    ss = sum(r * r for r in res)
+    sd = math.sqrt(ss / (n - 2))
+    rho = sum(a * b for a, b in itertools.pairwise(res)) / ss if ss > 0 else 0.0
+    rho = min(max(rho, 0.0), 0.99)
+    gaps = sorted(b - a for a, b in itertools.pairwise(t))
+    dt = gaps[len(gaps) // 2]
+    from scipy.stats import norm  # imported late: only summaries need it
+
+    z = float(norm.ppf(0.5 + confidence / 2)) + float(norm.ppf(power))
+    scale = z * sd * math.sqrt(12.0 * dt * (1 + rho) / (1 - rho))  # MB * s**0.5
+    margin_mb_per_s = margin_mb_per_h / 3600.0
+    needed = (scale / margin_mb_per_s) ** (2.0 / 3.0) if scale > 0 else 0.0
+    return SoakNeed(needed, sd, rho, dt, n, n * (1 - rho) / (1 + rho))

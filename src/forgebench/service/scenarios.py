@@ -49,7 +49,7 @@ import numpy as np
 from forgebench import stats
 from forgebench.network.echo_latency import WallClock
 from forgebench.record import Recorder
-from forgebench.sampler import ResourceSampler
+from forgebench.sampler import ResourceSampler, soak_needed
 from forgebench.service import grades
 from forgebench.service.loadgen import (
     HttpRequest,
@@ -457,6 +457,36 @@ def min_conclusive_s(cfg: Mapping[str, Any]) -> float:
     return float(cfg["growth_granularity_mb"]) / grades.SLA_MEMORY_GROWTH_MB_PER_H * 3600.0
 
 
+def add_soak_needed_row(
+    rec: Recorder,
+    params: Mapping[str, Any],
+    points: list[tuple[float, float]],
+    ecfg: Mapping[str, Any],
+    *,
+    started_at: Any = None,
+) -> float:
+    """``soak_needed_s``: the soak whose growth interval decides the SLA at 80% power, from
+    this soak's measured RSS noise (``sampler.soak_needed``), never below one heap arena's
+    time at the SLA rate (``min_conclusive_s``); its params say which bound ruled."""
+    need = soak_needed(points, grades.SLA_MEMORY_GROWTH_MB_PER_H)
+    floor = min_conclusive_s(ecfg)
+    if need is None:
+        rec.add("endurance", params, "soak_needed_s", "s", False, math.nan,
+                status="error:TooFewSamples", started_at=started_at)  # fmt: skip
+        return math.nan
+    needed = max(need.needed_s, floor)
+    p = {**params, "noise_needed_s": need.needed_s, "arena_floor_s": floor,
+         "ruled_by": "noise" if need.needed_s > floor else "heap arena",
+         "residual_sd_mb": need.residual_sd_mb, "lag1_autocorr": need.lag1_autocorr,
+         "rss_samples": need.n, "effective_samples": need.n_eff,
+         "sample_interval_s": need.interval_s}  # fmt: skip
+    rec.add("endurance", p, "soak_needed_s", "s", False, needed, started_at=started_at)
+    log.info("endurance: a decisive soak needs %.0f s (noise %.0f s: residual sd %.3f MB, "
+             "lag-1 autocorrelation %.2f; heap arena %.0f s)", needed, need.needed_s,
+             need.residual_sd_mb, need.lag1_autocorr, floor)  # fmt: skip
+    return needed
+
+
 def run_endurance(
     rec: Recorder,
     addr: ServiceAddress,
@@ -512,6 +542,7 @@ def run_endurance(
             rec.add("endurance", p, metric, "MB/hour", False, math.nan if short else value,
                     status="censored" if short else "ok", started_at=started)  # fmt: skip
     rec.add("endurance", params, "soak_duration", "s", False, duration, started_at=started)
+    add_soak_needed_row(rec, params, sampler.rss_points(), ecfg, started_at=started)
     rss = summary.get("peak_rss_bytes")
     if rss:
         rec.add("endurance", params, "server_peak_rss", "bytes", False, float(rss),
