@@ -20,7 +20,7 @@ if workflow.non_local_exec and not config.get("limits"):
     )
 check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
 validate(config, "../config/schema.yaml")
-fw.check_references(config)
+fw.check_references(config, workflow.basedir)
 fw.check_model_sources(config, workflow.basedir)
 fw.check_dataset_mirror(config, workflow.basedir)
 
@@ -85,12 +85,28 @@ def get_model_spec(wildcards):
 
 def get_eval_settings(wildcards):
     # Only what this model's evaluation uses: adding a model changes no other's params.
-    return fw.evaluation_job_settings(config, wildcards.model)
+    # Local task data (evaluation.local_data) is given relative to the working directory.
+    return fw.evaluation_job_settings(
+        config, wildcards.model, workflow.basedir, os.getcwd()
+    )
+
+
+def get_eval_local_data(wildcards):
+    # The local data files of the model's built-in tasks: changing one reruns the job.
+    return fw.model_local_data_files(
+        config, wildcards.model, workflow.basedir, os.getcwd()
+    )
 
 
 def get_model_threads(wildcards):
     cores = None if workflow.non_local_exec else workflow.cores
     return sizing.threads(True, cores, config["limits"])
+
+
+def get_model_build_threads(wildcards):
+    """Every core unless the model's spec says fewer (``threads``)."""
+    cores = get_model_threads(wildcards)
+    return min(cores, int(config["models"][wildcards.model].get("threads", cores)))
 
 
 def get_eval_threads(wildcards):

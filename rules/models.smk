@@ -21,8 +21,9 @@ rule model:
         ),
     conda:
         "../envs/forgebench.yaml"
-    # Training throughput is measured: the build claims every core, like a timing.
-    threads: get_model_threads
+    # Training throughput is measured: the build claims every core, like a timing, unless
+    # the model's spec names fewer (the default run's small seeds train on one each).
+    threads: get_model_build_threads
     resources:
         mem_mb=get_model_resource("mem_mb"),
         runtime=get_model_resource("runtime"),

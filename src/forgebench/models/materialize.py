@@ -43,10 +43,18 @@ BUILD_VERSION = 1
 SOURCES = ("build", "hub", "path", "gguf")
 #: Keys each source reads; any other key is a mistake the config check names.
 SOURCE_KEYS = {
-    "build": {"source", "description", "init_seed", "architecture", "tokenizer", "training"},
-    "hub": {"source", "description", "repo_id", "revision", "allow_online"},
-    "path": {"source", "description", "path"},
-    "gguf": {"source", "description", "path", "package", "file"},
+    "build": {
+        "source",
+        "description",
+        "threads",
+        "init_seed",
+        "architecture",
+        "tokenizer",
+        "training",
+    },
+    "hub": {"source", "description", "threads", "repo_id", "revision", "allow_online"},
+    "path": {"source", "description", "threads", "path"},
+    "gguf": {"source", "description", "threads", "path", "package", "file"},
 }
 
 #: Files a hub download keeps: what AutoModelForCausalLM/AutoTokenizer need, nothing else.
