@@ -59,6 +59,9 @@ class Server:
     port: int
     password: str
     socket_dir: str
+    data_dir: str = ""
+    log_path: str = ""
+    pg_ctl: str = ""
 
     @property
     def dsn(self) -> str:
@@ -75,6 +78,13 @@ class Server:
         }
         parts.update(changes)
         return " ".join(f"{k}={v}" for k, v in parts.items())
+
+    def restart_command(self, mode: str = "fast") -> list[str]:
+        """argv that restarts this server (``pg_ctl restart -m <mode>``: ``immediate`` is a
+        crash; the start reuses the first start's options, the log stays this server's)."""
+        return _as_server_user(
+            [self.pg_ctl, "-D", self.data_dir, "-l", self.log_path, "-m", mode, "-w", "restart"]
+        )
 
 
 def find_binaries() -> Binaries | None:
@@ -214,7 +224,9 @@ def postgres_server(binaries: Binaries | None = None) -> Iterator[Server]:
                 ],
                 "creating the test role and database",
             )
-        yield Server("127.0.0.1", port, password, str(sockets))
+        yield Server(
+            "127.0.0.1", port, password, str(sockets), str(data), str(log), binaries.pg_ctl
+        )
     except PostgresServerError as exc:
         if log.exists():
             raise PostgresServerError(f"{exc}\nserver log:\n{log.read_text()}") from None

@@ -11,32 +11,42 @@ writes (``POST /api/v1/items``, one unique key per request, ``rate`` per second 
 1. at a third of the span SIGKILLs one worker (the supervisor replaces it);
 2. at two thirds SIGKILLs the whole group (supervisor and workers, one ``killpg``) and at
    once starts it again on the same port, as a process manager would: nothing inside the
-   service restarts it, the benchmark does and says so.
+   service restarts it, the benchmark does and says so;
+3. with ``store: postgres`` and a ``db_restart_command`` (the faults then fall at quarters
+   of the span) restarts the database: the command (e.g. ``pg_ctl -D <data> -m fast -w
+   restart``, or ``-m immediate``, a crash) runs to its end while the service keeps
+   taking writes; the service reconnects by itself (``service.items``).
 
 Each fault is a planned fault of the server's forgebench.outage guard (exempt up to
 ``recovery_target_s``); past it failures count, a tripped guard turns every request
 still due into an ``error:Outage`` row, and a fault not recovered is censored
-(``error:NotRecovered``). The database restart (PostgreSQL) is not part of this job.
+(``error:NotRecovered``). SQLite (the default store) is a file inside the service, with
+no server to restart: its ``db_restart`` row is ``skipped`` by design, never a failure.
 
-After the load the group is stopped and the items file (SQLite, WAL, ``synchronous`` as
-configured, FULL by default) is read as a fresh reader: every write the service
+After the load the group is stopped and the store is read as a fresh reader (the SQLite
+file: WAL, ``synchronous`` as configured, FULL by default; or the PostgreSQL table, one
+per run, dropped afterwards, its writes committed under ``synchronous_commit``, ``on`` by
+default, with the server's ``fsync`` in the params): every write the service
 acknowledged (answered 201) must be there with its value, checked row by row; a missing
 or different one is a ``mismatch`` row. ``ack_before_commit`` plants the lost-write
-defect (``service.items``) the check must catch.
+defect (``service.items``) the check must catch; with PostgreSQL, ``synchronous_commit:
+off`` and an immediate restart is a second candidate (docs/performance.md says how often
+it is caught).
 
 Rows: case ``load``: ``write_latency`` per scheduled request (failed ones with their
 status), ``availability`` (successful share of scheduled requests; the fault count and
 fault rate per hour in its parameters) with ``_ci_low``/``_ci_high`` (Clopper-Pearson),
 ``service_cpu`` (CPU seconds of every group, read before each kill and the stop) and
-``loadgen_cpu``; cases ``worker_kill`` and ``server_kill``: per fault ``recovery_time``
-(kill to the end of the first success sent after it), ``downtime`` (kill to the scheduled
-time of the first success scheduled after it: resolution 1/rate; after a group kill the
-restarted supervisor's socket queues connections before its workers serve, so downtime,
-the refused span, can be shorter than recovery), ``failed_requests``
-(failures among requests scheduled from the kill to recovery), ``restart_time`` (kill to
-the replacement worker serving / the restarted group answering ``/health``); per kind
-``recovery_time_max`` and ``downtime_mean`` with a t interval over cycles (error rows
-below two cycles); case ``integrity``: ``acknowledged_write`` per acknowledged write,
+``loadgen_cpu``; cases ``worker_kill``, ``server_kill`` and ``db_restart``: per fault
+``recovery_time`` (kill to the end of the first success sent after it), ``downtime``
+(kill to the scheduled time of the first success scheduled after it: resolution 1/rate;
+after a group kill the restarted supervisor's socket queues connections before its
+workers serve, so downtime, the refused span, can be shorter than recovery),
+``failed_requests`` (failures among requests scheduled from the kill to recovery),
+``restart_time`` (kill to the replacement worker serving / the restarted group answering
+``/health`` / the restart command's end); per kind ``recovery_time_max`` and
+``downtime_mean`` with a t interval over cycles (error rows below two cycles); case
+``integrity``: ``acknowledged_write`` per acknowledged write,
 ``integrity`` (share present, a census, not a sample), ``lost_writes``.
 """
 
@@ -46,9 +56,11 @@ import logging
 import math
 import os
 import signal
+import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +74,21 @@ from forgebench.network.echo_latency import WallClock
 from forgebench.outage import OutageGuard, OutageLimits
 from forgebench.record import Recorder
 from forgebench.service import loadgen
-from forgebench.service.items import read_items
+from forgebench.service.items import (
+    connect_postgres,
+    drop_postgres_table,
+    read_items,
+    read_postgres_items,
+)
 from forgebench.service.supervisor import SupervisedService
 
 BENCHMARK_VERSION = 1
 SUITE = "service"
 NAME = "faults"
 KEY = "suites.service.benchmarks.faults"
-FAULT_KINDS = ("worker_kill", "server_kill")
+FAULT_KINDS = ("worker_kill", "server_kill")  # the process kills, every run
+DB_RESTART = "db_restart"  # PostgreSQL with a restart command only
+NO_DB_SERVER = "SQLite is a file inside the service: there is no database server to restart"
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +118,36 @@ def write_requests(n: int, seed: int) -> list[loadgen.HttpRequest]:
     ]
 
 
+def fault_kinds(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """The faults of each cycle: the database restart only with PostgreSQL and a command."""
+    restart = cfg.get("store", "sqlite") == "postgres" and bool(cfg.get("db_restart_command"))
+    return (*FAULT_KINDS, DB_RESTART) if restart else FAULT_KINDS
+
+
+def restart_database(cfg: Mapping[str, Any], log_path: Path) -> str:
+    """Run ``db_restart_command`` to its end; "" or the error status. Its output goes to a
+    file, not a pipe: a server it starts may keep the descriptors open."""
+    with open(log_path, "ab") as out:
+        try:
+            proc = subprocess.run(
+                [str(a) for a in cfg["db_restart_command"]],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                timeout=float(cfg["startup_timeout_s"]),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("%s: the database restart failed: %s", NAME, exc)
+            return (
+                "timeout" if isinstance(exc, subprocess.TimeoutExpired) else "error:RestartFailed"
+            )
+    if proc.returncode:
+        log.warning("%s: the database restart exited %d (%s)", NAME, proc.returncode, log_path)
+        return "error:RestartFailed"
+    return ""
+
+
 def inject(
     svc: SupervisedService,
     guard: OutageGuard,
@@ -107,15 +156,17 @@ def inject(
     faults: list[Fault],
     done: threading.Event,
 ) -> None:
-    """The fault thread: per cycle a worker SIGKILL at 1/3 and a group SIGKILL at 2/3."""
+    """The fault thread: per cycle a worker SIGKILL at 1/3 and a group SIGKILL at 2/3 (with
+    a database restart: at 1/4, 2/4 and the restart at 3/4)."""
     clock = time.perf_counter_ns
+    kinds = fault_kinds(cfg)
     cycles = int(cfg["cycles"])
     span_ns = int(float(cfg["duration_s"]) * 1e9) // cycles
     up_to = float(cfg["recovery_target_s"])
     startup = float(cfg["startup_timeout_s"])
     for c in range(cycles):
-        for j, kind in enumerate(FAULT_KINDS):
-            at = t0_ns + c * span_ns + (j + 1) * span_ns // 3
+        for j, kind in enumerate(kinds):
+            at = t0_ns + c * span_ns + (j + 1) * span_ns // (len(kinds) + 1)
             if done.wait(max(0.0, (at - clock()) * 1e-9)):
                 return
             with guard.planned_fault(up_to):
@@ -132,6 +183,11 @@ def inject(
                         fault.back_ns = clock()
                     else:
                         fault.error = "error:NotRestarted"
+                elif kind == DB_RESTART:
+                    fault = Fault(kind, c, clock())
+                    faults.append(fault)
+                    fault.error = restart_database(cfg, svc.workdir / "db_restart.log")
+                    fault.back_ns = clock()
                 else:
                     fault = Fault(kind, c, 0)
                     fault.kill_ns = svc.kill_all()  # read just before the killpg
@@ -244,7 +300,12 @@ def add_rows(
     timeout_ns = int(float(cfg["timeout_s"]) * 1e9)
     sched = np.asarray(res.sched_ns, np.int64)
     failed = ~res.ok_mask()
-    for kind in FAULT_KINDS:
+    kinds = fault_kinds(cfg)
+    if DB_RESTART not in kinds:
+        why = NO_DB_SERVER if cfg.get("store", "sqlite") == "sqlite" else "no db_restart_command"
+        rec.add(DB_RESTART, {**params, "why": why}, "recovery_time", "s", False, math.nan,
+                status="skipped", started_at=started)  # fmt: skip
+    for kind in kinds:
         mine = [f for f in faults if f.kind == kind]
         recoveries: list[float] = []
         downtimes: list[float] = []
@@ -325,40 +386,91 @@ def add_rows(
     )
 
 
+def store_params(cfg: Mapping[str, Any], table: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params, the service's items settings) of the configured store; PostgreSQL's own
+    durability settings are read from the server, not assumed."""
+    ack = {"ack_before_commit": bool(cfg["ack_before_commit"])}
+    delay = {"commit_delay_s": float(cfg["commit_delay_s"])}
+    if cfg.get("store", "sqlite") != "postgres":
+        synchronous = str(cfg["synchronous"]).upper()
+        params = {"store": "sqlite", "journal_mode": "wal", "synchronous": synchronous, **ack}
+        return params, {"synchronous": synchronous, **ack, **delay}
+    from forgebench.database.user_queries import server_label
+
+    dsn = str(cfg["postgres_dsn"])
+    commit = str(cfg["synchronous_commit"])
+    with connect_postgres(dsn, table, commit) as conn:
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("server_version", "fsync", "wal_writer_delay", "synchronous_commit")
+        }
+    params = {
+        "store": "postgres",
+        "server": server_label(dsn),
+        "synchronous_commit": shown.pop("synchronous_commit"),
+        **{f"server_{k}" if k != "server_version" else k: v for k, v in shown.items()},
+        "db_restart_command": " ".join(map(str, cfg.get("db_restart_command") or [])),
+        **ack,
+    }
+    items = {"dsn": dsn, "table": table, "synchronous_commit": commit, **ack, **delay}
+    return params, items
+
+
 def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
-    """Start the supervised service, load it with writes while killing a worker and then the
-    whole group, check every acknowledged write; always stop it."""
+    """Start the supervised service, load it with writes while killing a worker, the whole
+    group and (PostgreSQL) restarting the database, check every acknowledged write; always
+    stop it (and drop the run's PostgreSQL table)."""
     rate, duration = float(cfg["rate"]), float(cfg["duration_s"])
     schedule = loadgen.poisson_schedule(rate, duration, 1, seed)
     schedule = schedule[schedule < int(duration * 1e9)]
     requests = write_requests(len(schedule), seed)
-    synchronous = str(cfg["synchronous"]).upper()
+    table = f"forgebench_faults_{uuid.uuid4().hex[:12]}"
+    store, items_settings = store_params(cfg, table)
     params = {
         "endpoint": "POST /api/v1/items",
         "rate": rate,
         "duration_s": duration,
         "workers": int(cfg["workers"]),
         "cycles": int(cfg["cycles"]),
-        "journal_mode": "wal",
-        "synchronous": synchronous,
-        "ack_before_commit": bool(cfg["ack_before_commit"]),
+        **store,
         "restarted_by": "the benchmark (as a process manager)",
     }
+    try:
+        res, faults, stored, cpu_s = _load_with_faults(
+            cfg, seed, schedule, requests, store, items_settings, table
+        )
+    finally:
+        if store["store"] == "postgres":
+            drop_postgres_table(str(cfg["postgres_dsn"]), table)
     rec = Recorder(SUITE, NAME, BENCHMARK_VERSION)
+    add_rows(rec, params, res, faults, stored, cfg, seed)
+    rec.add("load", params, "service_cpu", "s", False, cpu_s)  # every group, kills included
+    rec.add("load", params, "loadgen_cpu", "s", False, res.cpu_s)
+    return rec.frame()
+
+
+def _load_with_faults(
+    cfg: Mapping[str, Any],
+    seed: int,
+    schedule: Any,
+    requests: list[loadgen.HttpRequest],
+    store: Mapping[str, Any],
+    items_settings: dict[str, Any],
+    table: str,
+) -> tuple[loadgen.RunResult, list[Fault], dict[str, str], float]:
+    """The load window with the fault thread; (result, faults, stored items, service CPU)."""
+    rate = float(cfg["rate"])
     guard = OutageGuard(OutageLimits.from_config(cfg), f"{NAME} on the service")
     faults: list[Fault] = []
     with tempfile.TemporaryDirectory(prefix="forgebench-faults-") as tmp:
         items = Path(tmp) / "items.sqlite3"
+        if store["store"] == "sqlite":
+            items_settings["path"] = str(items)
         db = cfg["db"]
         settings = {
             "seed": seed,
             "db": {k: int(db[k]) for k in ("users", "posts", "comments", "page_size")},
-            "items": {
-                "path": str(items),
-                "synchronous": synchronous,
-                "ack_before_commit": bool(cfg["ack_before_commit"]),
-                "commit_delay_s": float(cfg["commit_delay_s"]),
-            },
+            "items": items_settings,
         }
         svc = SupervisedService(settings, Path(tmp), int(cfg["workers"]))
         done = threading.Event()
@@ -391,8 +503,8 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
                 thread.join()
         finally:
             svc.stop()
-        stored = read_items(items)
-    add_rows(rec, params, res, faults, stored, cfg, seed)
-    rec.add("load", params, "service_cpu", "s", False, svc.cpu_s)  # every group, kills included
-    rec.add("load", params, "loadgen_cpu", "s", False, res.cpu_s)
-    return rec.frame()
+        if store["store"] == "sqlite":
+            stored = read_items(items)
+        else:
+            stored = read_postgres_items(str(cfg["postgres_dsn"]), table)
+    return res, faults, stored, svc.cpu_s
