@@ -26,6 +26,8 @@ if hasattr(snakemake.input, "model_dir"):
     section["model_dir"] = snakemake.input.model_dir
 if hasattr(snakemake.input, "compressed"):  # the compression jobs' outputs (the selector)
     section["compression_dir"] = os.path.dirname(snakemake.input.compressed[0])
+if hasattr(snakemake.input, "first_stage"):  # a compression job's artifact (the pipeline)
+    section["first_stage_artifact"] = snakemake.input.first_stage
 config = {
     "seed": snakemake.params.seed,
     "sampler": snakemake.params.sampler,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from conftest import SHARED_DATASETS
 
 from forgebench.compression import perplexity, pipeline, selector
 from forgebench.compression.artifact import ArtifactError, write_artifact
-from forgebench.compression.compress_model import compress_state_dict
+from forgebench.compression.compress_model import compress_state_dict, decompress_artifact
 from forgebench.errors import ForgebenchError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,6 +59,53 @@ def test_chain_writes_one_file_that_reads_back_exactly(tmp_path: Path) -> None:
     path.write_bytes(bytes(bad))
     with pytest.raises(ArtifactError):
         pipeline.read_final(path)
+
+
+def test_first_stage_decodes_to_the_jobs_artifact_bit_for_bit(tmp_path: Path) -> None:
+    """The chain's first stage is the compression job's artifact, not a recompression: the
+    job's artifact here is made from *other* weights (same config), so only reading it
+    gives its tensors; a differing config is compressed here and the facts say why."""
+    state = _state()
+    other = {k: v * 1.5 + 0.01 for k, v in state.items()}
+    for cfg in ({"method": "bitnet", "packing": "base3"}, {**VPTQ, "hessian_weighted": False}):
+        job = tmp_path / f"{cfg['method']}.fbc"
+        art, _ = compress_state_dict(other, {**cfg, "name": cfg["method"]})
+        write_artifact(job, art)
+        stage = {k: v for k, v in cfg.items() if k != "packing"}  # base3 is the default
+        first = pipeline.reuse_first_stage(job, stage)
+        assert first[0] is not None and first[1]["source"] == "compression job artifact"
+        decoded, facts, _ = pipeline.run_chain(state, [stage], None, tmp_path / "c.fbc", first)
+        assert pipeline.same_tensors(decoded, decompress_artifact(job))
+        assert facts[0]["bytes"] == job.stat().st_size and facts[0]["path"] == str(job)
+        fresh, _, _ = pipeline.run_chain(state, [stage], None, tmp_path / "d.fbc")
+        assert not pipeline.same_tensors(decoded, fresh)
+    differs = {"method": "bitnet", "packing": "2bit"}
+    first = pipeline.reuse_first_stage(tmp_path / "bitnet.fbc", differs)
+    assert first[0] is None and "differs" in first[1]["reason"]
+    decoded, facts, _ = pipeline.run_chain(state, [differs], None, tmp_path / "e.fbc", first)
+    assert facts[0]["source"] == "compressed here"
+    fresh, _, _ = pipeline.run_chain(state, [differs], None, tmp_path / "f.fbc")
+    assert pipeline.same_tensors(decoded, fresh)
+
+
+def test_workflow_gives_the_pipeline_the_matching_jobs_artifact() -> None:
+    from forgebench.config import SCHEMA_PATH, check_config, load_yaml
+    from forgebench.workflow import benchmark_inputs
+
+    full = load_yaml(SCHEMA_PATH.parent / "full.yaml")
+    check_config(full)
+    got = benchmark_inputs(full, "compression", "pipeline")
+    assert got["first_stage"] == "results/compression/smollm2/bitnet.fbc"
+    comp = {"enabled": True, "models": ["m"], "methods": {"int8": {}, "vptq": {"seed": 3},
+            "bitnet": {"packing": "2bit", "enabled": True}}}  # fmt: skip
+    config = {"suites": {"compression": comp}}
+    section = {"model": "m", "stages": [{"method": "vptq", "seed": 3}]}
+    assert pipeline.first_stage_artifact(config, section) == "results/compression/m/vptq.fbc"
+    for stage in ({"method": "vptq"}, {"method": "bitnet"}, {"method": "fp16"}):
+        assert pipeline.first_stage_artifact(config, {**section, "stages": [stage]}) is None
+    assert pipeline.first_stage_artifact(config, {**section, "model": "n"}) is None
+    comp["methods"]["vptq"]["enabled"] = False
+    assert pipeline.first_stage_artifact(config, section) is None
 
 
 def test_unknown_stage_method_names_the_key() -> None:
@@ -129,6 +177,33 @@ def test_pipeline_ratio_is_original_bytes_over_final_bytes(
     stage_bytes = frame[frame["metric"] == "stage_artifact_bytes"]["value"].tolist()
     assert len(stage_bytes) == 3 and final < stage_bytes[-1]
     assert v["perplexity"] > 0 and v["perplexity_original"] > 0
+
+
+def test_pipeline_run_starts_from_the_jobs_artifact(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, ds = setup
+    job = tmp_path / "bitnet.fbc"
+    art, _ = compress_state_dict(pipeline.load_state(model), {"method": "bitnet", "name": "bitnet"})
+    write_artifact(job, art)
+    cfg = {
+        "name": "chain",
+        "stages": [CHAIN[0], {**VPTQ, "hessian_weighted": False}],
+        "codec": None,
+        "perplexity_tokens": 128,
+        "perplexity_context": 64,
+        "model_dir": str(model),
+        "datasets_dir": str(ds),
+        "first_stage_artifact": str(job),
+    }
+    frame = pipeline.run(cfg, seed=1)
+    assert (frame["status"] == "ok").all(), frame[frame["status"] != "ok"]
+    params = frame["params"].iloc[0]
+    params = json.loads(params) if isinstance(params, str) else params
+    assert params["first_stage"] == {"source": "compression job artifact", "path": str(job)}
+    assert params["stage_facts"][1]["source"] == "compressed here"
+    stage_bytes = frame[frame["metric"] == "stage_artifact_bytes"]["value"].tolist()
+    assert stage_bytes[0] == job.stat().st_size
 
 
 def _quality(folder: Path, name: str, ppl: np.ndarray, card: perplexity.PerplexityCard) -> None:

@@ -33,6 +33,8 @@ class BenchmarkSpec:
     description: str
     # Workflow outputs it reads: "model" (the section's `model`, as results/models/<name>,
     # passed in as `model_dir`) and/or "datasets" (results/datasets, as `datasets_dir`).
+    # "first_stage": a compression job's artifact with the first stage's configuration,
+    # where one exists (the pipeline; as `first_stage_artifact`).
     needs: tuple[str, ...] = ()
     # The cases it writes, as fnmatch patterns; ``{key}`` stands for each value of the
     # benchmark config's list (or scalar) ``key``. Comparisons and targets are checked
@@ -335,7 +337,7 @@ for _spec in (
         False,
         "the original's BitNet -> SeedLM -> VPTQ -> codec chain: one artifact, its ratio from "
         "its bytes, error, perplexity",
-        needs=("model", "datasets"),
+        needs=("model", "datasets", "first_stage"),
         cases=("*",),
     ),
     BenchmarkSpec(

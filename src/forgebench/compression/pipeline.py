@@ -11,6 +11,13 @@ ratios (stage sizes are rows too, for reading, not multiplied). Decompression re
 file back (codec, digest, every segment) and must reproduce the last stage's decoded
 weights bit for bit (else ``mismatch``).
 
+The first stage recompresses nothing a compression job already wrote: where a job of the
+same model has the same effective configuration (``effective_config``: same method, every
+default filled in; ``name`` and ``enabled`` aside), the workflow makes that job's artifact
+an input (``first_stage_artifact``) and the chain starts from its bytes, decoded; the
+header's configuration is checked again here. Otherwise the stage compresses and the rows
+say why (``first_stage`` in params). ``compress_time`` covers only what this job ran.
+
 Quality: relative reconstruction error of the quantised layers against the original and
 perplexity of the original and the decompressed (dense, float32) model on the model's
 held-out text. VPTQ stages are calibrated once on the original model.
@@ -31,7 +38,7 @@ import pandas as pd
 import torch
 
 from forgebench.atomic import write_bytes_atomic
-from forgebench.compression import baselines, codecs, compress_model, metrics, vptq
+from forgebench.compression import baselines, bitnet, codecs, compress_model, metrics, seedlm, vptq
 from forgebench.compression.artifact import Artifact, TensorRecord
 from forgebench.compression.artifact import decode as decode_bytes
 from forgebench.compression.artifact import encode as encode_artifact
@@ -102,6 +109,60 @@ def read_final(path: Path) -> dict[str, torch.Tensor]:
     return decode_state(blob, str(path))
 
 
+def effective_config(cfg: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A stage's or compression method's settings with every default filled in, so two
+    configurations that compress alike compare equal (``name`` and ``enabled`` change
+    nothing in the result; any other unknown key is compared as written)."""
+    method = str(cfg.get("method", ""))
+    encoder_for(method, key)
+    out: dict[str, Any] = {k: v for k, v in cfg.items() if k not in ("name", "enabled")}
+    out["high_precision_dtype"] = str(cfg.get("high_precision_dtype", "float16"))
+    if method == "vptq":
+        out.update(vptq.VPTQConfig.from_mapping(cfg, key).as_params())
+    elif method == "seedlm":
+        out.update(seedlm.SeedLMConfig.from_mapping(cfg, key).as_params())
+    elif method == "bitnet":
+        out.update(packing=str(cfg.get("packing", "base3")), eps=float(cfg.get("eps", bitnet.EPS)))
+    return out
+
+
+def first_stage_artifact(config: Mapping[str, Any], section: Mapping[str, Any]) -> str | None:
+    """The compression job's artifact the chain's first stage can start from: the first
+    enabled method of the pipeline's model whose effective configuration equals the first
+    stage's (None when compression is off, the model is not compressed or none matches)."""
+    from forgebench.workflow import compression_method
+
+    comp = config.get("suites", {}).get("compression", {})
+    model = str(section.get("model", ""))
+    if not comp.get("enabled", False) or model not in comp.get("models", []):
+        return None
+    first = effective_config(stage_configs(section)[0], f"{KEY}.stages[0]")
+    for key, mcfg in comp.get("methods", {}).items():
+        if not mcfg.get("enabled", True):
+            continue
+        method_cfg = compression_method(config, key)
+        if effective_config(method_cfg, f"suites.compression.methods.{key}") == first:
+            return f"results/compression/{model}/{key}.fbc"
+    return None
+
+
+def reuse_first_stage(
+    artifact: Path | None, stage: Mapping[str, Any]
+) -> tuple[bytes | None, dict[str, Any]]:
+    """The compression job's artifact bytes when its header's configuration is the first
+    stage's (read back and digest-checked), else None; with where the stage comes from."""
+    key = f"{KEY}.stages[0]"
+    if artifact is None:
+        reason = "no compression job of this model has the first stage's configuration"
+        return None, {"source": "compressed here", "reason": reason}
+    data = artifact.read_bytes()
+    art, _ = decode_bytes(data, str(artifact))
+    if effective_config(art.params, key) == effective_config(stage, key):
+        return data, {"source": "compression job artifact", "path": str(artifact)}
+    reason = f"{artifact}'s configuration differs from the first stage's"
+    return None, {"source": "compressed here", "reason": reason}
+
+
 def stage_configs(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The lossy stages, each checked for a known method."""
     stages = [dict(s) for s in cfg.get("stages", [])]
@@ -113,12 +174,13 @@ def stage_configs(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def calibrate_stages(
-    stages: Sequence[Mapping[str, Any]], model_dir: Path, texts: Sequence[str]
+    stages: Sequence[Mapping[str, Any]], model_dir: Path, texts: Sequence[str], skip: int = 0
 ) -> list[Mapping[str, Any]]:
-    """VPTQ stages with the original model's Hessian diagonals attached."""
+    """VPTQ stages with the original model's Hessian diagonals attached (the first ``skip``
+    stages, read from an artifact, need none)."""
     out: list[Mapping[str, Any]] = []
     for i, s in enumerate(stages):
-        if s.get("method") == "vptq":
+        if s.get("method") == "vptq" and i >= skip:
             tokens = vptq.VPTQConfig.from_mapping(s, f"{KEY}.stages[{i}]").calibration_tokens
             s = vptq.calibrated(s, model_dir, enough_texts(texts, tokens), f"{KEY}.stages[{i}]")
         out.append(s)
@@ -130,25 +192,35 @@ def run_chain(
     stages: Sequence[Mapping[str, Any]],
     codec: Mapping[str, Any] | None,
     out_path: Path,
+    first: tuple[bytes | None, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], int]:
-    """Run the lossy stages in order and write the one final file.
+    """Run the lossy stages in order and write the one final file; ``first`` is
+    ``reuse_first_stage``'s answer: the first stage's bytes (None: compress it) and source.
 
-    Returns the last stage's decoded weights, per-stage facts (method, bytes, seconds) and
-    the final file's size."""
+    Returns the last stage's decoded weights, per-stage facts (method, bytes, seconds,
+    source) and the final file's size."""
     current: Mapping[str, torch.Tensor] = state
     facts = []
     data = b""
     for i, s in enumerate(stages):
         t0 = time.perf_counter()
-        art = compress_state(current, s, f"{KEY}.stages[{i}]")
-        data, sizes = encode_artifact(art)
-        current = decode_state(data, f"<stage {i}>")
+        source: dict[str, Any] = {"source": "compressed here"}
+        reused = first[0] if first and i == 0 else None
+        if i == 0 and first:
+            source = first[1]
+        if reused is not None:
+            data = reused
+        else:
+            data, _ = encode_artifact(compress_state(current, s, f"{KEY}.stages[{i}]"))
+        art, sizes = decode_bytes(data, f"<stage {i}>")
+        current = {rec.name: decode_record(rec) for rec in art.tensors}
         facts.append(
             {
                 "method": str(s.get("method")),
                 "bytes": sizes.total,
                 "quantised_payload": sizes.quantised_payload,
                 "seconds": time.perf_counter() - t0,
+                **source,
             }
         )
     if codec:
@@ -198,7 +270,8 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     cfg keys: ``name`` (the case), ``stages`` (list of method configs, as for
     compression methods), ``codec`` ({codec, level} or null), ``perplexity_tokens``,
     ``perplexity_context``, ``artifact_dir`` ("" = a temporary folder); injected
-    ``model_dir`` and ``datasets_dir``.
+    ``model_dir`` and ``datasets_dir``, and ``first_stage_artifact`` where the workflow
+    found a compression job with the first stage's configuration (``first_stage_artifact``).
     """
     torch.manual_seed(seed)
     model_dir = Path(str(cfg.get("model_dir") or ""))
@@ -233,8 +306,11 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         out_path = out_dir / f"{case.replace('->', '_')}.fbc"
         try:
             t0 = time.perf_counter()
-            cal_stages = calibrate_stages(stages, model_dir, calib)
-            decoded, facts, final_bytes = run_chain(state, cal_stages, codec, out_path)
+            given = cfg.get("first_stage_artifact")
+            first = reuse_first_stage(Path(str(given)) if given else None, stages[0])
+            skip = 0 if first[0] is None else 1
+            cal_stages = calibrate_stages(stages, model_dir, calib, skip=skip)
+            decoded, facts, final_bytes = run_chain(state, cal_stages, codec, out_path, first)
             t_comp = time.perf_counter() - t0
             t0 = time.perf_counter()
             restored = read_final(out_path)
@@ -250,6 +326,9 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
                 add(metric, unit, hib, math.nan, status=status_for(exc))
             return rec.frame()
         params["stage_facts"] = facts
+        params["first_stage"] = {
+            k: v for k, v in facts[0].items() if k in ("source", "path", "reason")
+        }
         params["final_artifact"] = str(out_path) if cfg.get("artifact_dir") else "temporary"
         if not same_tensors(decoded, restored):
             log.warning("pipeline %s: the final file does not decode to the chain's weights", case)
