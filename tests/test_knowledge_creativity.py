@@ -1,5 +1,6 @@
 """knowledge/creativity: the matching rule, vocabulary, chance, Guardian calibration,
-Surprise@5, link predictors on hand-made cases, and one small end-to-end run."""
+unexpectedness@5 / serendipity@5, link predictors on hand-made cases, one small end-to-end
+run, and (slow) how many items each rate rests on at the default settings."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from forgebench.knowledge.concept_graph import build_concept_graph, from_edges
 from forgebench.knowledge.cooccurrence import count_halves
 from forgebench.knowledge.creativity import gate_pass_rate
 from forgebench.knowledge.rat_data import CROSS_DOMAIN_PAIRS, RAT_ITEMS
-from forgebench.knowledge.surprise import surprise_at_k
+from forgebench.knowledge.surprise import (
+    bridge_surprise,
+    correct_surprise_at_k,
+    serendipity_at_k,
+    unexpectedness_at_k,
+)
 from forgebench.knowledge.vocabulary import (
     STOP_WORDS,
     build_vocabulary,
@@ -113,13 +119,36 @@ def test_generated_rat_items_come_from_attested_compounds():
     assert sorted(items[0].cues) == ["rain", "salt", "sea"]
 
 
-def test_surprise_is_from_counts_and_averages_correct_bridges_only():
+def test_correct_surprise_is_from_counts_and_averages_correct_bridges_only():
     _, judge = _halves()
-    near = surprise_at_k(judge, ["water"], [True], ["salt", "sea"])
-    far = surprise_at_k(judge, ["planet"], [True], ["salt", "sea"])
+    ends = ["salt", "sea"]
+    near = correct_surprise_at_k(judge, ["water"], [True], ends)
+    far = correct_surprise_at_k(judge, ["planet"], [True], ends)
     assert 0 <= near < 0.5 < far == 1.0  # never seen near either endpoint
-    assert surprise_at_k(judge, ["planet", "water"], [False, True], ["salt", "sea"]) == near
-    assert np.isnan(surprise_at_k(judge, ["water"], [False], ["salt", "sea"]))
+    assert correct_surprise_at_k(judge, ["planet", "water"], [False, True], ends) == near
+    assert np.isnan(correct_surprise_at_k(judge, ["water"], [False], ends))  # skipped, no hit
+
+
+def test_unexpectedness_averages_every_suggestion_the_judge_covers():
+    _, judge = _halves()
+    ends = ["salt", "sea"]
+    near, far = bridge_surprise(judge, "water", ends), bridge_surprise(judge, "planet", ends)
+    top = ["water", "unknownword", "planet"]
+    assert unexpectedness_at_k(judge, top, ends) == pytest.approx((near + far) / 2)
+    assert unexpectedness_at_k(judge, top, ends, k=1) == near  # only the first k
+    assert np.isnan(unexpectedness_at_k(judge, ["unknownword"], ends))  # nothing to judge
+
+
+def test_serendipity_is_zero_or_one_on_every_item():
+    _, judge = _halves()
+    ends, t = ["salt", "sea"], 0.5
+    assert serendipity_at_k(judge, ["planet", "water"], [True, False], ends, t) == 1.0
+    assert serendipity_at_k(judge, ["planet", "water"], [False, True], ends, t) == 0.0  # expected
+    assert serendipity_at_k(judge, ["planet", "water"], [False, False], ends, t) == 0.0  # no hit
+    assert serendipity_at_k(judge, ["unknownword"], [True], ends, t) == 0.0  # not shown
+    assert serendipity_at_k(judge, ["water", "planet"], [False, True], ends, t, k=1) == 0.0
+    # the threshold decides: "water" is correct and unexpected above a threshold of 0
+    assert serendipity_at_k(judge, ["water"], [True], ends, 0.0) == 1.0
 
 
 def test_guardian_judgement_does_not_move_with_the_finders_score():
@@ -140,6 +169,20 @@ def test_guardian_judgement_does_not_move_with_the_finders_score():
     # The pass rate of a top list depends on which bridges are in it, not on their scores.
     assert gate_pass_rate(gate, ranked_a[:3], ends, 0.1) == gate_pass_rate(
         gate, ranked_b[-3:][::-1], ends, 0.1
+    )
+    # So does the surprise judge: the same bridges proposed by either finder, in either
+    # order, get the same surprise, unexpectedness and serendipity.
+    assert {c: bridge_surprise(judge, c, ends) for c in ranked_a} == {
+        c: bridge_surprise(judge, c, ends) for c in ranked_b
+    }
+    top_a, top_b = ranked_a[:3], ranked_b[3:]  # the same three, opposite orders
+    assert unexpectedness_at_k(judge, top_a, ends, 3) == pytest.approx(
+        unexpectedness_at_k(judge, top_b, ends, 3)
+    )
+    hits_a = [c == "orbit" for c in top_a]
+    hits_b = [c == "orbit" for c in top_b]
+    assert serendipity_at_k(judge, top_a, hits_a, ends, 0.5, 3) == serendipity_at_k(
+        judge, top_b, hits_b, ends, 0.5, 3
     )
 
 
@@ -168,6 +211,24 @@ def test_a_mean_over_too_few_items_is_not_reported():
     frame = rec.frame().set_index("metric")
     assert frame.loc["m_mean", "status"] == "skipped"  # 2 defined of 3 needed
     assert json.loads(frame.loc["m_mean", "params"])["defined_items"] == 2
+
+
+def test_default_item_sets_are_large_enough_for_every_rate():
+    """Every creativity rate is a mean over items: the default run's item sets (the
+    originals plus the generated ones asked for) must reach ``min_items``, in both the
+    default and the paper-scale config."""
+    import yaml
+    from conftest import REPO
+
+    from forgebench.knowledge.creativity import _settings
+
+    for name in ("config.yaml", "full.yaml"):
+        doc = yaml.safe_load((REPO / "config" / name).read_text())
+        section = doc["suites"]["knowledge"]["benchmarks"]["creativity"]
+        s = _settings({k: v for k, v in section.items() if k != "enabled"})
+        assert len(RAT_ITEMS) + s["generated_rat_items"] >= s["min_items"], name
+        assert len(CROSS_DOMAIN_PAIRS) + s["generated_cross_pairs"] >= s["min_items"], name
+        assert 0 <= s["surprise_threshold"] < 1
 
 
 def test_link_predictors_on_a_hand_graph():
@@ -254,6 +315,14 @@ def test_run_end_to_end_small(tmp_path):
         assert len(acc) == sizes["items"] and acc["value"].between(0, 1).all()
         hits = frame[(frame["case"] == finder) & (frame["metric"] == "hit_rate@5")]
         assert len(hits) == json.loads(hits["params"].iloc[0])["items"] >= 12
+        for prefix, n in (("rat_", sizes["items"]), ("", len(hits))):
+            ser = frame[(frame["case"] == finder) & (frame["metric"] == f"{prefix}serendipity@5")]
+            assert len(ser) == n and ser["value"].isin([0.0, 1.0]).all()  # every item
+            unexp = frame[
+                (frame["case"] == finder) & (frame["metric"] == f"{prefix}unexpectedness@5")
+            ]
+            assert len(unexp) == n and unexp["value"].dropna().between(0, 1).all()
+    assert not frame["metric"].isin(["surprise@5", "rat_surprise@5"]).any()  # renamed
     tpr = frame.set_index("metric").loc["guardian_calibration_tpr_ci_low", "value"]
     assert 0 <= tpr <= frame.set_index("metric").loc["guardian_calibration_tpr", "value"]
     assert (frame["case"] == "ceiling").any()
@@ -272,3 +341,63 @@ def test_missing_corpus_names_the_key(tmp_path):
 
     with pytest.raises(ForgebenchError, match="datasets_dir"):
         run({"datasets_dir": str(tmp_path), "finders": ["random"], "corpora": ["piqa"]}, seed=0)
+
+
+@pytest.mark.slow
+def test_every_rate_rests_on_at_least_min_items_at_the_default_settings(tmp_path):
+    """The default run's item set, generated from the mirror's corpora as a run does, with
+    the random finder's top five (no model needed): serendipity@5 is defined on every item
+    and unexpectedness@5 wherever the judge half covers the list, each on >= min_items
+    items, and their recorded intervals are not zero-width."""
+    import yaml
+    from conftest import REPO
+
+    from forgebench.datasets import prepare
+    from forgebench.knowledge import bridges
+    from forgebench.knowledge.common import record_items
+    from forgebench.knowledge.creativity import _settings, item_sets
+    from forgebench.knowledge.vocabulary import corpus_texts
+    from forgebench.record import Recorder
+
+    if not (SHARED_DATASETS / "SHA256SUMS").is_file():
+        pytest.skip("dataset mirror not present")
+    doc = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    section = doc["suites"]["knowledge"]["benchmarks"]["creativity"]
+    s = _settings({k: v for k, v in section.items() if k != "enabled"})
+    for name in s["corpora"]:
+        prepare(name, mirror=SHARED_DATASETS, allow_online=False, out_dir=tmp_path / name)
+    texts = list(corpus_texts(tmp_path, s["corpora"], key="test"))
+    vocab = build_vocabulary(
+        texts,
+        max_unigrams=int(s["max_unigrams"]),
+        max_bigrams=int(s["max_bigrams"]),
+        min_count=int(s["min_count"]),
+    )
+    items = item_sets([t for _, t in texts], vocab, s, int(doc["seed"]))
+    tasks = {
+        "rat": [(list(i.cues), (i.target,), True) for i in items.rat_items],
+        "cross": [([p.source, p.target], p.connections, False) for p in items.cross_pairs],
+    }
+    rng = np.random.default_rng(0)
+    rec = Recorder("knowledge", "creativity", 0)
+    threshold = float(s["surprise_threshold"])
+    for task, rows in tasks.items():
+        assert len(rows) >= s["min_items"], task
+        unexpected, serendipity = [], []
+        for ends, answers, unigrams in rows:
+            mask = bridges.allowed_mask(vocab, ends, unigrams_only=unigrams)
+            top = [vocab.phrases[i] for i in bridges.random_ranking(mask, rng)[:5]]
+            hits = [any(matches(b, a) for a in answers) for b in top]
+            unexpected.append(unexpectedness_at_k(items.judge, top, ends))
+            serendipity.append(serendipity_at_k(items.judge, top, hits, ends, threshold))
+        assert np.isfinite(serendipity).all() and set(serendipity) <= {0.0, 1.0}
+        assert np.isfinite(unexpected).sum() >= s["min_items"], task
+        for metric, values in (("unexpectedness", unexpected), ("serendipity", serendipity)):
+            record_items(rec, task, {}, metric, values, s, 0)
+    frame = rec.frame()
+    means = frame[frame["metric"].str.endswith("_mean")]
+    assert len(means) == 4 and (means["status"] == "ok").all()
+    for (case, metric), _ in means.groupby(["case", "metric"]):
+        base = metric.removesuffix("_mean")
+        at = frame[frame["case"] == case].set_index("metric")["value"]
+        assert at[base + "_ci_high"] > at[base + "_ci_low"], (case, base)

@@ -794,6 +794,8 @@ def test_knowledge_section_and_scaling_figure(new_suites):
     results, _, html, _ = new_suites
     kn = _section(html, "knowledge")
     assert "rat_accuracy@1 (mean)" in kn and "20.0%" in kn and "[0.0%, 60.0%]" in kn
+    acc = kn[kn.index("rat_accuracy@1 (mean)") :].split("</tr>")[0]
+    assert acc.endswith('<td class="num">5</td>')  # n: its five items, not its one row
     assert "all@1000" in kn and "duplicate@1000" not in kn and "vocabulary_size" not in kn
     # repetitions' median, warm-up excluded: 2.0e5 records/s at 1,000 patients
     thr = kn[kn.index("<td>patients_1000</td>") :].split("</tr>")[0]

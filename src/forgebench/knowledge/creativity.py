@@ -19,12 +19,18 @@ it with the finder's own embedding and gated with that embedding too. Here:
   ``lm_rerank`` (the evaluation model through lm-eval's HFLM, reordering the embedding
   shortlist) and a seeded ``random`` floor.
 * Judges that no finder uses, reading the judge half of the documents
-  (forgebench.knowledge.cooccurrence): ``surprise@5`` (forgebench.knowledge.surprise,
-  from NPMI) and the Guardian (forgebench.knowledge.guardian, PPMI context profiles, its
-  threshold, TPR and FPR with Clopper-Pearson intervals in case ``guardian``).
+  (forgebench.knowledge.cooccurrence): surprise (forgebench.knowledge.surprise, from NPMI,
+  whose docstring defines the three figures) and the Guardian (forgebench.knowledge.guardian,
+  PPMI context profiles, its threshold, TPR and FPR with Clopper-Pearson intervals in case
+  ``guardian``).
 * Metrics per item (rows with ``sample`` = item, then ``*_mean`` with its interval:
   Clopper-Pearson for 0/1 items, else bootstrap): ``rat_accuracy@1``/``@5``,
-  cross-domain ``hit_rate@k`` and ``precision@k``, ``rat_surprise@5``/``surprise@5``,
+  cross-domain ``hit_rate@k`` and ``precision@k``; ``[rat_]unexpectedness@5`` (mean
+  surprise of the whole top five, defined wherever the judge counts cover it) and
+  ``[rat_]serendipity@5`` (share of items with a correct bridge in the top five whose
+  surprise is above ``surprise_threshold``, 0 when none is correct), the headline surprise
+  figures on every item; ``[rat_]correct_surprise@5`` (mean surprise of the correct bridges
+  only, secondary: defined on the few items with a hit);
   ``rat_guardian_pass_rate``/``guardian_pass_rate`` (share of the top five the gate
   passes, of those it can judge). An undefined value (no correct bridge to measure
   surprise on) is a by-design "skipped" row, never a failure; how many items each mean
@@ -57,7 +63,11 @@ from forgebench.knowledge.rat_data import (
     RatItem,
     item_words,
 )
-from forgebench.knowledge.surprise import surprise_at_k
+from forgebench.knowledge.surprise import (
+    correct_surprise_at_k,
+    serendipity_at_k,
+    unexpectedness_at_k,
+)
 from forgebench.knowledge.vocabulary import (
     Vocabulary,
     build_vocabulary,
@@ -67,7 +77,7 @@ from forgebench.knowledge.vocabulary import (
 )
 from forgebench.record import Recorder
 
-BENCHMARK_VERSION = 2
+BENCHMARK_VERSION = 3  # 3: unexpectedness@5 and serendipity@5 replace surprise@5
 SUITE = "knowledge"
 NAME = "creativity"
 KEY = "suites.knowledge.benchmarks.creativity"
@@ -92,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
     "generated_rat_items": 60,
     "generated_cross_pairs": 50,
     "judge_window": 5,
+    "surprise_threshold": 0.5,
     "min_items": 50,
     "graph_nodes": 600,
     "graph_window": 5,
@@ -118,6 +129,10 @@ def _settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     bad = sorted(set(s["finders"]) - set(FINDERS))
     if bad:
         raise ForgebenchError(f"{KEY}.finders: unknown {bad}; allowed: {list(FINDERS)}")
+    if not 0 <= float(s["surprise_threshold"]) < 1:
+        raise ForgebenchError(
+            f"{KEY}.surprise_threshold must be in [0, 1), got {s['surprise_threshold']}"
+        )
     if not 0 < float(s["hidden_share"]) < 1:
         raise ForgebenchError(f"{KEY}.hidden_share must be in (0, 1), got {s['hidden_share']}")
     return s
@@ -150,19 +165,9 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
         time.perf_counter() - t0,
     )
     t0 = time.perf_counter()
-    uni = [i for i, k in enumerate(vocab.keys) if len(k) == 1]
-    surfaces = [vocab.phrases[i] for i in uni]
-    construction, judge = count_halves(
-        [t for _, t in texts], [vocab.keys[i][0] for i in uni], window=int(s["judge_window"])
-    )
-    rng = np.random.default_rng([seed, 6])
-    excluded = item_words()
-    rat_items = list(RAT_ITEMS) + generated_items.rat_items(
-        construction, surfaces, int(s["generated_rat_items"]), rng, excluded=excluded
-    )
-    cross_pairs = list(CROSS_DOMAIN_PAIRS) + generated_items.cross_pairs(
-        construction, surfaces, int(s["generated_cross_pairs"]), rng, excluded=excluded
-    )
+    items = item_sets([t for _, t in texts], vocab, s, seed)
+    construction, judge, surfaces = items.construction, items.judge, items.surfaces
+    rat_items, cross_pairs = items.rat_items, items.cross_pairs
     log.info(
         "co-occurrence halves of %d and %d documents; %d RAT items and %d cross-domain "
         "pairs (%.1f s)",
@@ -184,6 +189,36 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     _cross(rec, ctx, cross_pairs)
     _links(rec, [t for _, t in texts], vocab, cand_vecs, s, seed)
     return rec.frame()
+
+
+@dataclass
+class ItemSets:
+    """The co-occurrence halves and the items scored: the originals plus generated ones."""
+
+    construction: Counts
+    judge: Counts
+    surfaces: list[str]
+    rat_items: list[RatItem]
+    cross_pairs: list[CrossDomainPair]
+
+
+def item_sets(texts: list[str], vocab: Vocabulary, s: Mapping[str, Any], seed: int) -> ItemSets:
+    """Count the halves over the candidate words and generate the items from the
+    construction half (the judges read the other), as a run does."""
+    uni = [i for i, k in enumerate(vocab.keys) if len(k) == 1]
+    surfaces = [vocab.phrases[i] for i in uni]
+    construction, judge = count_halves(
+        texts, [vocab.keys[i][0] for i in uni], window=int(s["judge_window"])
+    )
+    rng = np.random.default_rng([seed, 6])
+    excluded = item_words()
+    rat_items = list(RAT_ITEMS) + generated_items.rat_items(
+        construction, surfaces, int(s["generated_rat_items"]), rng, excluded=excluded
+    )
+    cross_pairs = list(CROSS_DOMAIN_PAIRS) + generated_items.cross_pairs(
+        construction, surfaces, int(s["generated_cross_pairs"]), rng, excluded=excluded
+    )
+    return ItemSets(construction, judge, surfaces, rat_items, cross_pairs)
 
 
 @dataclass
@@ -333,6 +368,47 @@ def gate_pass_rate(
     return float(np.mean(judged)) if judged else float("nan")
 
 
+@dataclass
+class _Surprise:
+    """Per-item surprise figures of one finder (forgebench.knowledge.surprise)."""
+
+    unexpectedness: list[float]
+    serendipity: list[float]
+    correct: list[float]
+
+    @classmethod
+    def empty(cls) -> _Surprise:
+        return cls([], [], [])
+
+    def add(self, ctx: _Context, top: list[str], correct: list[bool], ends: list[str]) -> None:
+        k, judge = SURPRISE_K, ctx.judge
+        threshold = float(ctx.s["surprise_threshold"])
+        self.unexpectedness.append(unexpectedness_at_k(judge, top, ends, k))
+        self.serendipity.append(serendipity_at_k(judge, top, correct, ends, threshold, k))
+        self.correct.append(correct_surprise_at_k(judge, top, correct, ends, k))
+
+    def record(self, rec: Recorder, ctx: _Context, case: str, params: dict, prefix: str) -> None:
+        threshold = {**params, "surprise_threshold": ctx.s["surprise_threshold"]}
+        for name, values, p in (
+            ("unexpectedness", self.unexpectedness, params),
+            ("serendipity", self.serendipity, threshold),
+            ("correct_surprise", self.correct, params),
+        ):
+            metric = f"{prefix}{name}@{SURPRISE_K}"
+            record_items(rec, case, p, metric, values, ctx.s, ctx.seed)
+
+    def defined(self) -> str:
+        """How many items each figure is defined on, for the log."""
+        return ", ".join(
+            f"{name} {int(np.isfinite(v).sum())}"
+            for name, v in (
+                ("unexpectedness", self.unexpectedness),
+                ("serendipity", self.serendipity),
+                ("correct_surprise", self.correct),
+            )
+        )
+
+
 def _analytic(rec: Recorder, params: dict, metric: str, values: list[float]) -> None:
     """Chance, computed not sampled: one row, the mean over items, with no interval (a
     resampled interval of computed values would only show how the items differ)."""
@@ -365,7 +441,7 @@ def _rat(rec: Recorder, ctx: _Context, items: list[RatItem]) -> None:
     for finder in s["finders"]:
         t0 = time.perf_counter()
         acc = {k: [] for k in RAT_KS}
-        surprise, gate, short_recall = [], [], []
+        surprise, gate, short_recall = _Surprise.empty(), [], []
         for item, mask, ends in zip(items, masks, ends_all, strict=True):
             scores = bridges.embedding_scores(ctx.cand_vecs, ends)
             ranked = _rankings(
@@ -383,7 +459,7 @@ def _rat(rec: Recorder, ctx: _Context, items: list[RatItem]) -> None:
             for k in RAT_KS:
                 acc[k].append(float(any(correct[:k])))
             top = [vocab.phrases[i] for i in ranked[:SURPRISE_K]]
-            surprise.append(surprise_at_k(ctx.judge, top, correct, list(item.cues)))
+            surprise.add(ctx, top, correct, list(item.cues))
             gate.append(gate_pass_rate(ctx.gate, top[:GATE_K], list(item.cues), ctx.threshold))
             if finder == "lm_rerank":
                 short = bridges.rank(scores, mask)[: int(s["shortlist"])]
@@ -393,17 +469,17 @@ def _rat(rec: Recorder, ctx: _Context, items: list[RatItem]) -> None:
         params = {"task": "rat", "finder": finder, "shortlist": s["shortlist"], **sizes}
         for k in RAT_KS:
             record_items(rec, finder, params, f"rat_accuracy@{k}", acc[k], s, ctx.seed)
-        record_items(rec, finder, params, "rat_surprise@5", surprise, s, ctx.seed)
+        surprise.record(rec, ctx, finder, params, "rat_")
         record_items(rec, finder, params, "rat_guardian_pass_rate", gate, s, ctx.seed)
         if short_recall:
             record_items(rec, finder, params, "rat_shortlist_recall", short_recall, s, ctx.seed)
         log.info(
-            "rat %s: accuracy@1 %.2f, @5 %.2f over %d items, surprise defined on %d (%.1f s)",
+            "rat %s: accuracy@1 %.2f, @5 %.2f over %d items; defined on: %s (%.1f s)",
             finder,
             np.mean(acc[1]),
             np.mean(acc[5]),
             len(items),
-            int(np.isfinite(surprise).sum()),
+            surprise.defined(),
             time.perf_counter() - t0,
         )
 
@@ -432,7 +508,7 @@ def _cross(rec: Recorder, ctx: _Context, pairs: list[CrossDomainPair]) -> None:
     for finder in s["finders"]:
         t0 = time.perf_counter()
         hits, prec = [], {k: [] for k in s["precision_ks"]}
-        surprise, gate = [], []
+        surprise, gate = _Surprise.empty(), []
         for pair, mask, ends in zip(pairs, masks, ends_all, strict=True):
             scores = bridges.embedding_scores(ctx.cand_vecs, ends)
             ranked = _rankings(
@@ -454,20 +530,20 @@ def _cross(rec: Recorder, ctx: _Context, pairs: list[CrossDomainPair]) -> None:
                 prec[k].append(float(np.mean(correct[:k])) if len(correct) >= k else float("nan"))
             endpoints = [pair.source, pair.target]
             top = [vocab.phrases[i] for i in ranked[:SURPRISE_K]]
-            surprise.append(surprise_at_k(ctx.judge, top, correct, endpoints))
+            surprise.add(ctx, top, correct, endpoints)
             gate.append(gate_pass_rate(ctx.gate, top[:GATE_K], endpoints, ctx.threshold))
         params = {"task": "cross_domain", "finder": finder, "shortlist": s["shortlist"], **sizes}
         record_items(rec, finder, params, f"hit_rate@{s['hit_k']}", hits, s, ctx.seed)
         for k in s["precision_ks"]:
             record_items(rec, finder, params, f"precision@{k}", prec[k], s, ctx.seed)
-        record_items(rec, finder, params, "surprise@5", surprise, s, ctx.seed)
+        surprise.record(rec, ctx, finder, params, "")
         record_items(rec, finder, params, "guardian_pass_rate", gate, s, ctx.seed)
         log.info(
-            "cross-domain %s: hit rate %.2f over %d pairs, surprise defined on %d (%.1f s)",
+            "cross-domain %s: hit rate %.2f over %d pairs; defined on: %s (%.1f s)",
             finder,
             np.mean(hits),
             len(hits),
-            int(np.isfinite(surprise).sum()),
+            surprise.defined(),
             time.perf_counter() - t0,
         )
 

@@ -18,7 +18,10 @@ from forgebench.report.format import finite, format_interval, format_value, frac
 # a name ending in "@" takes every k.
 KNOWLEDGE_HEADLINES: dict[str, tuple[str, ...]] = {
     "creativity": (
-        *("rat_accuracy@1", "rat_accuracy@5", "hit_rate@", "precision@", "surprise@5"),
+        *("rat_accuracy@1", "rat_accuracy@5", "hit_rate@", "precision@"),
+        # surprise on every item (forgebench.knowledge.surprise); the surprise of the
+        # correct bridges alone rests on the few hits and is no headline
+        *("rat_unexpectedness@", "unexpectedness@", "rat_serendipity@", "serendipity@"),
         *("guardian_pass_rate", "hidden_link_auc", "hidden_link_precision@"),
     ),
     "personalization": ("MAP", "NDCG@10", "Recall@20", "token_cost_delta"),
@@ -52,6 +55,15 @@ def _headline_metrics(wanted: Sequence[str], metrics: set[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _items(cells: Cells, key: tuple[str, str, str, str]) -> int:
+    """How many items a figure rests on: for a mean over items, its defined per-item rows
+    (the mean's own row is one row), else the row's own count."""
+    base = (*key[:3], key[3].removesuffix("_mean"))
+    if key[3].endswith("_mean") and base in cells.rows:
+        return int(cells.rows[base]["n_ok"])
+    return int(cells.rows[key]["n_ok"])
+
+
 def knowledge_section(cells: Cells) -> dict[str, Any] | None:
     """Headline metrics of the knowledge benchmarks, each with its interval."""
     rows = []
@@ -63,7 +75,6 @@ def knowledge_section(cells: Cells) -> dict[str, Any] | None:
                 key = ("knowledge", bench, case, metric)
                 unit = cells.unit(key)
                 fmt = fraction if unit == "ratio" else (lambda x, u=unit: format_value(x, u))
-                row = cells.rows[key]
                 low, high, how = cells.interval(key)
                 rows.append(
                     {
@@ -76,7 +87,7 @@ def knowledge_section(cells: Cells) -> dict[str, Any] | None:
                         else cells.status(key),
                         "ci": format_interval(low, high, fmt),
                         "how": how or "—",
-                        "n": str(int(row["n_ok"])),
+                        "n": str(_items(cells, key)),
                     }
                 )
     return {"rows": rows} if rows else None
