@@ -25,14 +25,21 @@ latency and error share) while N connections are open together. So:
 * **SLA at N.** Per case the per-request ``latency`` rows give the p95 (order-statistic
   interval, forgebench.stats) and the failures the error share (Clopper-Pearson), both
   judged as a target is (``stats.check_target`` then ``stats.with_failures`` against the
-  SLA's error rate); the ``sla_met`` row says which N met it. ``<kind>_search`` cases
-  hold the stepped search: N steps up the configured list and stops at the first N that
-  does not meet the SLA; ``max_n_meeting_sla`` is the largest N met (``censored`` when
+  SLA's error rate); the ``sla_met`` row says which N met it (only "met" counts: an
+  inconclusive level is not one the service was shown to support). ``<kind>_search``
+  cases hold the stepped search: N steps up the configured list and stops at the first N
+  that does not meet the SLA; with ``bisect_to`` > 0 it then bisects between the last N
+  met and that one until they are at most ``bisect_to`` apart (each step is a case of its
+  own, ``search_step`` in its params). ``max_n_meeting_sla`` is the largest N met, with
+  the smallest N that did not meet it beside it (``first_n_not_met``; ``censored`` when
   the last step still met it: the limit is above it).
-* **Outage.** One forgebench.outage guard per server and kind (the HTTP kinds start after
-  the service has settled, ``load_scenarios.settle``): once tripped, rounds not attempted
-  are ``error:Outage`` rows and the search stops. Its limits count failures across every
-  connection, so a service overloaded into a run of timeouts trips it too.
+* **Outage.** One forgebench.outage guard per server, kind and level (the HTTP kinds
+  start after the service has settled, ``load_scenarios.settle``, and so does each step
+  after a failed one): once tripped, that level's rounds not attempted are
+  ``error:Outage`` rows and the level does not meet the SLA. Its limits count failures
+  across every connection, so a service overloaded into a run of timeouts trips it too;
+  a fresh guard per level keeps an overloaded level from censoring the smaller ones the
+  bisection tries next (a service that died trips the next guard at once).
 """
 
 from __future__ import annotations
@@ -343,16 +350,40 @@ def add_hold_rows(
 
 
 def add_search_rows(
-    rec: Recorder, kind: str, params: Mapping[str, Any], steps: list[tuple[int, str]]
+    rec: Recorder,
+    kind: str,
+    params: Mapping[str, Any],
+    steps: list[tuple[int, str]],
+    bisect_to: int = 0,
 ) -> None:
-    """The stepped search's outcome: the largest N that met the SLA (0 when none did),
-    ``censored`` when the last configured step still met it."""
+    """The stepped search's outcome: the largest N that met the SLA (0 when none did) and
+    the smallest N above it that did not (``first_n_not_met``), ``censored`` when the
+    last configured step still met it."""
+    best, failed = search_bounds(steps)
+    censored = failed is None and bool(steps)
+    p = {**params, "steps": [[n, v] for n, v in steps], "first_n_not_met": failed,
+         "bisect_to": bisect_to}  # fmt: skip
+    rec.add(f"{kind}_search", p, "max_n_meeting_sla", "connections" if kind != "users" else "users",
+            True, float(best), status="censored" if censored else "ok")  # fmt: skip
+
+
+def search_bounds(steps: list[tuple[int, str]]) -> tuple[int, int | None]:
+    """(largest N met, smallest N above it not met or None): the bracket the search holds."""
     met = [n for n, v in steps if v == "met"]
     best = max(met) if met else 0
-    censored = bool(steps) and steps[-1][1] == "met"
-    rec.add(f"{kind}_search", {**params, "steps": [[n, v] for n, v in steps]},
-            "max_n_meeting_sla", "connections" if kind != "users" else "users", True,
-            float(best), status="censored" if censored else "ok")  # fmt: skip
+    above = [n for n, v in steps if v != "met" and n > best]
+    return best, (min(above) if above else None)
+
+
+def next_step(steps: list[tuple[int, str]], levels: list[int], bisect_to: int) -> int | None:
+    """The next N to try: up the configured levels until one is not met, then (``bisect_to``
+    > 0) the midpoint of the bracket until it is at most ``bisect_to`` wide; None: done."""
+    if all(v == "met" for _, v in steps):  # stepping up the configured levels
+        return levels[len(steps)] if len(steps) < len(levels) else None
+    best, failed = search_bounds(steps)
+    if failed is None or bisect_to <= 0 or failed - best <= max(1, bisect_to):
+        return None
+    return (best + failed) // 2
 
 
 # -------------------------------------------------------------------------- benchmark
@@ -364,27 +395,39 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         levels = list(cfg[kind]["levels"])
         if levels != sorted(set(levels)) or any(int(n) < 1 for n in levels):
             raise ForgebenchError(f"{KEY}.{kind}.levels: {levels} must be increasing and >= 1")
+        if int(cfg[kind].get("bisect_to", 0)) and len(levels) < 2:
+            raise ForgebenchError(f"{KEY}.{kind}.bisect_to needs a search: two levels or more")
 
 
-def _search(
+def search(
     rec: Recorder,
     kind: str,
     levels: list[int],
-    run_level: Callable[[int], Awaitable[HoldResult]],
+    run_level: Callable[[int, OutageGuard], Awaitable[HoldResult]],
     params: Mapping[str, Any],
     window_s: float,
-    guard: OutageGuard,
-) -> None:
+    new_guard: Callable[[], OutageGuard],
+    *,
+    bisect_to: int = 0,
+    settle: Callable[[], Any] | None = None,
+) -> list[tuple[int, str]]:
+    """Run the levels of one kind (the stepped search when there are several, see the
+    module docstring); the ``(N, verdict)`` steps in the order they ran."""
     steps: list[tuple[int, str]] = []
-    for n in levels:
-        suffix = "u" if kind == "users" else "conn"
-        held = run_async(run_level(n))
-        verdict = add_hold_rows(rec, f"{kind}_{n}{suffix}", {**params, "n": n}, held, window_s)
+    suffix = "u" if kind == "users" else "conn"
+    searching = len(levels) > 1
+    while (n := next_step(steps, levels, bisect_to)) is not None:
+        if steps and steps[-1][1] != "met" and settle is not None:
+            settle()  # the failed level's queue drained before the next one
+        held = run_async(run_level(n, new_guard()))
+        p = {**params, "n": n, **({"search_step": len(steps)} if searching else {})}
+        verdict = add_hold_rows(rec, f"{kind}_{n}{suffix}", p, held, window_s)
         steps.append((n, verdict))
-        if verdict != "met" or guard.tripped:
-            break
-    if len(levels) > 1:
-        add_search_rows(rec, kind, params, steps)
+    if searching:
+        add_search_rows(rec, kind, params, steps, bisect_to)
+        log.info("%s search: largest N meeting the SLA %d, first not %s (steps %s)", kind,
+                 *search_bounds(steps), steps)  # fmt: skip
+    return steps
 
 
 def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
@@ -411,7 +454,6 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     echo = cfg["echo"]
     if echo["levels"]:
         with echo_server_process() as (host, port):
-            guard = OutageGuard(limits, f"{NAME} on the echo server")
             size = int(echo["payload_bytes"])
             p = {
                 **base,
@@ -421,11 +463,13 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
                 "hold_s": echo["hold_s"],
             }
 
-            async def echo_level(n: int) -> HoldResult:
+            async def echo_level(n: int, guard: OutageGuard) -> HoldResult:
                 return await hold(lambda i: EchoConnection(host, port, size), n, pacing(echo),
                                   guard, seed=seed)  # fmt: skip
 
-            _search(rec, "echo", [int(n) for n in echo["levels"]], echo_level, p, window_s, guard)
+            search(rec, "echo", [int(n) for n in echo["levels"]], echo_level, p, window_s,
+                   lambda: OutageGuard(limits, f"{NAME} on the echo server"),
+                   bisect_to=int(echo.get("bisect_to", 0)))  # fmt: skip
     http, users = cfg["http"], cfg["users"]
     if http["levels"] or users["levels"]:
         settings = scenarios.server_settings(cfg, seed, rag=False)
@@ -452,7 +496,6 @@ def _http_levels(
         if not section["levels"]:
             continue
         load_scenarios.settle(addr, requests, cfg)  # the previous kind's queue drained
-        guard = OutageGuard(limits, f"{NAME} ({kind}) on the service")
         p = {**base, "server": "service", "endpoint": endpoint, "hold_s": section["hold_s"]}
         if kind == "http":
             p["round_interval_s"] = section["round_interval_s"]
@@ -460,11 +503,14 @@ def _http_levels(
             p["think_s"] = section["think_s"]
 
         async def level(
-            n: int, section: Mapping[str, Any] = section, guard: OutageGuard = guard
+            n: int, guard: OutageGuard, section: Mapping[str, Any] = section
         ) -> HoldResult:
             return await hold(
                 lambda i: HeldHttpConnection(addr.host, addr.port, requests, seed + i),
                 n, pacing(section), guard, seed=seed,
             )  # fmt: skip
 
-        _search(rec, kind, [int(n) for n in section["levels"]], level, p, window_s, guard)
+        search(rec, kind, [int(n) for n in section["levels"]], level, p, window_s,
+               lambda kind=kind: OutageGuard(limits, f"{NAME} ({kind}) on the service"),
+               bisect_to=int(section.get("bisect_to", 0)),
+               settle=lambda: load_scenarios.settle(addr, requests, cfg))  # fmt: skip
