@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from forgebench.record import Recorder
-from forgebench.sampler import soak_needed
+from forgebench.sampler import growth_rate, soak_needed
 from forgebench.service.scenarios import add_soak_needed_row
 
 MIB = 2**20
@@ -88,3 +88,16 @@ def test_row_takes_the_heap_arena_floor_and_says_which_ruled() -> None:
     assert needed > 3600.0
     assert '"ruled_by":"noise"' in rec.frame().params.iloc[-1]
     assert math.isnan(add_soak_needed_row(rec, {}, pts[:3], {"growth_granularity_mb": 1.0}))
+
+
+def test_growth_interval_covers_under_autocorrelated_noise() -> None:
+    """The sampler's growth CI must hold its 95% on RSS-like (autocorrelated) noise; an
+    iid interval (the slope SE without the AR(1) inflation) covers about half as often."""
+    rng = np.random.default_rng(11)
+    covered = 0
+    trials = 200
+    for _ in range(trials):
+        pts = _points(_ar1(rng, 240, 0.5, 0.8), 0.25, slope_mb_per_h=100.0)
+        _, (low, high) = growth_rate(pts)
+        covered += low <= 100.0 <= high
+    assert covered / trials >= 0.88

@@ -78,7 +78,7 @@ absent if unreadable), ``num_threads``, ``num_processes`` (count), and with a GP
 ``gpu_util_percent`` (percent), ``gpu_memory_bytes``, ``gpu_process_memory_bytes``
 (bytes). A tick is taken at enter (t_s 0, no cpu_percent yet) and at exit. Memory growth
 is the least-squares slope of tree RSS in MB (2**20 bytes) per hour with a t-based 95 %
-CI, None under three samples.
+CI widened for the samples' autocorrelation (AR(1)), None under three samples.
 
 Live view: with ``live_path``, the sampler thread also rewrites a small JSON file there
 every ``live_every_s`` seconds while the block runs (the latest value of each metric, the
@@ -812,33 +812,63 @@ class ResourceSampler:
         return growth_rate(self.rss_points())
 
 
+@dataclass(frozen=True, slots=True)
+class _LineFit:
+    """Least-squares line through (t, value) points, with its residuals' noise."""
+
+    slope: float  # value units per second
+    sxx: float  # sum (t - tbar)**2
+    sd: float  # residual standard deviation (n - 2 degrees of freedom)
+    rho: float  # lag-1 autocorrelation of the residuals in time order, clipped to [0, 0.99]
+    n: int
+
+    @property
+    def inflation(self) -> float:
+        """AR(1) variance inflation of the slope: n over the effective sample size."""
+        return (1 + self.rho) / (1 - self.rho)
+
+
+def _fit_line(points: list[tuple[float, float]], scale: float = 1.0) -> _LineFit | None:
+    """The fit, values multiplied by ``scale``; None under three points or one time."""
+    n = len(points)
+    if n < 3:
+        return None
+    pts = sorted(points)
+    t = [p[0] for p in pts]
+    v = [p[1] * scale for p in pts]
+    t_mean, v_mean = sum(t) / n, sum(v) / n
+    sxx = sum((x - t_mean) ** 2 for x in t)
+    if sxx <= 0:
+        return None
+    slope = sum((x - t_mean) * (y - v_mean) for x, y in zip(t, v, strict=True)) / sxx
+    res = [y - v_mean - slope * (x - t_mean) for x, y in zip(t, v, strict=True)]
+    ss = sum(r * r for r in res)
+    rho = sum(a * b for a, b in itertools.pairwise(res)) / ss if ss > 0 else 0.0
+    return _LineFit(slope, sxx, math.sqrt(ss / (n - 2)), min(max(rho, 0.0), 0.99), n)
+
+
 def growth_rate(
     points: list[tuple[float, float]], confidence: float = 0.95
 ) -> tuple[float | None, tuple[float, float] | None]:
     """Slope of bytes over seconds as MB/hour with a t-based CI; (None, None) under 3 points.
 
     Why a CI: a leak test needs to tell "grows" from "noise", and the slope alone cannot.
+    RSS samples are autocorrelated (a heap keeps a step for many ticks), so the OLS
+    standard error ``sd / sqrt(sxx)`` is inflated by ``sqrt((1 + rho) / (1 - rho))`` (AR(1),
+    rho the residuals' lag-1 autocorrelation, clipped to [0, 0.99]) and the t quantile
+    takes the effective sample size's degrees of freedom; an iid interval would claim up
+    to 14x the precision the samples hold.
     """
-    n = len(points)
-    if n < 3:
+    fit = _fit_line(points)
+    if fit is None:
         return None, None
-    ts = [p[0] for p in points]
-    vs = [p[1] for p in points]
-    t_mean = sum(ts) / n
-    v_mean = sum(vs) / n
-    sxx = sum((t - t_mean) ** 2 for t in ts)
-    if sxx <= 0:
-        return None, None
-    sxy = sum((t - t_mean) * (v - v_mean) for t, v in zip(ts, vs, strict=True))
-    slope = sxy / sxx
-    intercept = v_mean - slope * t_mean
-    ssr = sum((v - intercept - slope * t) ** 2 for t, v in zip(ts, vs, strict=True))
-    se = math.sqrt(ssr / (n - 2) / sxx)
+    se = fit.sd / math.sqrt(fit.sxx) * math.sqrt(fit.inflation)
+    df = max(fit.n / fit.inflation - 2.0, 1.0)
     from scipy.stats import t as student_t  # imported late: only summaries need it
 
-    half = float(student_t.ppf(0.5 + confidence / 2, n - 2)) * se
+    half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
     scale = 3600.0 / _MIB
-    return slope * scale, ((slope - half) * scale, (slope + half) * scale)
+    return fit.slope * scale, ((fit.slope - half) * scale, (fit.slope + half) * scale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -876,22 +906,13 @@ def soak_needed(
     plain rule "the 95% half-width below the margin". It extrapolates the short soak's
     noise: stationary noise is assumed, and a heap that steps by whole arenas is bounded
     apart (``scenarios.min_conclusive_s``)."""
-    n = len(points)
-    if n < 4:
+    if len(points) < 4:
         return None
-    pts = sorted(points)
-    t = [p[0] for p in pts]
-    v = [p[1] / _MIB for p in pts]
-    t_mean, v_mean = sum(t) / n, sum(v) / n
-    sxx = sum((x - t_mean) ** 2 for x in t)
-    if sxx <= 0:
+    fit = _fit_line(points, 1.0 / _MIB)
+    if fit is None:
         return None
-    slope = sum((x - t_mean) * (y - v_mean) for x, y in zip(t, v, strict=True)) / sxx
-    res = [y - v_mean - slope * (x - t_mean) for x, y in zip(t, v, strict=True)]
-    ss = sum(r * r for r in res)
-    sd = math.sqrt(ss / (n - 2))
-    rho = sum(a * b for a, b in itertools.pairwise(res)) / ss if ss > 0 else 0.0
-    rho = min(max(rho, 0.0), 0.99)
+    sd, rho = fit.sd, fit.rho
+    t = sorted(p[0] for p in points)
     gaps = sorted(b - a for a, b in itertools.pairwise(t))
     dt = gaps[len(gaps) // 2]
     from scipy.stats import norm  # imported late: only summaries need it
@@ -900,4 +921,4 @@ def soak_needed(
     scale = z * sd * math.sqrt(12.0 * dt * (1 + rho) / (1 - rho))  # MB * s**0.5
     margin_mb_per_s = margin_mb_per_h / 3600.0
     needed = (scale / margin_mb_per_s) ** (2.0 / 3.0) if scale > 0 else 0.0
-    return SoakNeed(needed, sd, rho, dt, n, n * (1 - rho) / (1 + rho))
+    return SoakNeed(needed, sd, rho, dt, fit.n, fit.n / fit.inflation)
