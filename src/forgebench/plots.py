@@ -54,6 +54,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "accuracy": ("Evaluation accuracy", "accuracy with confidence intervals against chance"),
     "compression": ("Compression", "compression ratio against quality"),
     "scaling": ("Scaling", "throughput against problem size: medians with their CIs"),
+    "workers": ("Scaling", "throughput and p99 against workers and threads: means with t CIs"),
     "tradeoff": ("Trade-offs", "approximate search: recall against exact, and its latency"),
     "fitness": ("EvoMerge fitness", "fitness of every individual by generation, with CIs"),
     "trend": ("History", "per-run medians over the stored history"),

@@ -304,6 +304,15 @@ for _spec in (
     ),
     BenchmarkSpec(
         "service",
+        "scaling",
+        "forgebench.service.scaling:run",
+        True,
+        "the service with 1, 2, 4 worker processes on one port and 1, 2, 4 threads per "
+        "worker: saturation throughput and p99 per point with intervals, what saturates",
+        cases=("horizontal_{workers}w", "vertical_{threads}t"),
+    ),
+    BenchmarkSpec(
+        "service",
         "ui_interactions",
         "forgebench.service.ui_interactions:run",
         True,

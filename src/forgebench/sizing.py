@@ -200,6 +200,14 @@ def _service_normal_load(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return 90 + cfg["probe_s"] + cfg["timeout_s"] + cfg["repetitions"] * per_rep, 500
 
 
+def _service_scaling(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    # every point's service starts at once (bounded by startup_timeout_s), then each
+    # round of each point: closed loop, open loop, each over by at most a timeout
+    points = len(cfg["workers"]) + len(cfg["threads"])
+    per_round = cfg["closed_s"] + cfg["open_s"] + 2 * cfg["timeout_s"]
+    return 90 + cfg["startup_timeout_s"] + cfg["repetitions"] * points * per_round, 500
+
+
 _RAG_METHODS = ["bm25", "dense_exact", "dense_hnsw", "hybrid", "hybrid_hnsw"]
 
 
@@ -382,6 +390,7 @@ ESTIMATES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
     "service/wrk_compare": _service_wrk_compare,
     "service/answer_cache": _service_answer_cache,
     "service/normal_load": _service_normal_load,
+    "service/scaling": _service_scaling,
     "rag/retrieval": _rag_retrieval,
     "models/cognate_validation": _cognate_validation,
     "knowledge/creativity": _knowledge_creativity,
@@ -410,6 +419,7 @@ EXTRA_MEM_MB = {
     "compression/pipeline": 2048,  # the model, its stages' artifacts and calibration
     "compression/selector": 2048,
     "service/ui_interactions": 1024,  # Chromium's processes: a 1.47 GB tree peak measured
+    "service/scaling": 1024,  # 10 workers of 6 services: a 1.36 GB tree peak measured
 }
 
 

@@ -482,6 +482,7 @@ def _derived_figures(
         *plots.accuracy_plots(accuracy_rows, plots_dir, confidence=confidence, jobs=jobs),
         *plots.compression_plots(summary, plots_dir, jobs=jobs),
         *compression.plan_figures(sections.get("compression"), plots_dir, jobs),
+        *service.plan_figures(sections.get("service"), plots_dir, jobs),
         *plots.scaling_plots(summary, plots_dir, jobs=jobs),
         *plots.ann_tradeoff_plots(summary, plots_dir, jobs=jobs),
         *plots.fitness_plots(individuals, plots_dir, jobs=jobs),

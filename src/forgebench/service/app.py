@@ -65,6 +65,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # answer_cache_size: an LRU of that many answers in front of the pipeline (0: none)
     "rag": {"enabled": False, "mode": "bm25", "k": 5, "pipeline": {}, "answer_cache_size": 0},
     "job_workers": 2,
+    # threads a worker runs its database queries in (anyio's limiter); 0: anyio's own 40
+    "request_threads": 0,
     "faults": [],
 }
 
@@ -169,6 +171,13 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _thread_tokens() -> int:
+    """Threads this worker's event loop may run blocking calls in (anyio's limiter)."""
+    import anyio.to_thread
+
+    return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+
 def merged_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``settings`` over :data:`DEFAULT_SETTINGS`, one level deep for the nested sections."""
     out = json.loads(json.dumps(DEFAULT_SETTINGS))
@@ -239,6 +248,7 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
                 "service": "forgebench",
                 "api_version": API_VERSION,
                 "versions": {"starlette": starlette.__version__, "uvicorn": uvicorn.__version__},
+                "worker": {"pid": os.getpid(), "request_threads": _thread_tokens()},
                 "endpoints": [r.path for r in routes],
                 "db": {"users": sizes.users, "posts": sizes.posts, "comments": sizes.comments},
                 "rag": {
@@ -352,9 +362,17 @@ def create_app(settings: Mapping[str, Any], workdir: Path | None = None) -> ASGI
     routes += items_routes(cfg.get("items"))  # POST /api/v1/items (service.items)
     app: ASGIApp = Starlette(routes=routes)
 
+    request_threads = int(cfg["request_threads"])
+    threads_set = [request_threads <= 0]  # the limiter exists only inside the event loop
+
     async def counted(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             counters["requests"] += 1
+            if not threads_set[0]:
+                import anyio.to_thread
+
+                anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
+                threads_set[0] = True
         await inner(scope, receive, send)
 
     inner: ASGIApp = app
