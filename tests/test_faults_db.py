@@ -105,3 +105,17 @@ def test_integrity_catches_asynchronous_commits_lost_in_a_database_crash(own_pg)
     assert lost >= 1 and math.isfinite(_summary(df, "integrity", "integrity").value)
     acked = df[df.metric == "acknowledged_write"]
     assert (acked.status == "mismatch").sum() == lost
+
+
+def test_database_restart_recovery_is_looked_for_after_its_first_failure():
+    res = loadgen.RunResult(mode="open")
+    # a write succeeds just after the command started (the server not down yet), then two
+    # fail, then one succeeds: recovery is that last one, not the first
+    for i, st in enumerate(["ok", "ok", "error:HTTP503", "error:HTTP503", "ok"]):
+        res.add(i * 10, i * 10, i * 10 + 5, st, i, None)
+    fault = faults.Fault("db_restart", 0, kill_ns=8, back_ns=35)
+    assert faults.outage_start(res, fault) == 20
+    assert faults.first_success_after(res, faults.outage_start(res, fault)) == (45, 4)
+    # nothing failed while it ran: from the command's start; other kinds: the kill
+    assert faults.outage_start(res, faults.Fault("db_restart", 0, 41, back_ns=50)) == 41
+    assert faults.outage_start(res, faults.Fault("server_kill", 0, 8, back_ns=35)) == 8

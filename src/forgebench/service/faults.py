@@ -15,7 +15,9 @@ writes (``POST /api/v1/items``, one unique key per request, ``rate`` per second 
 3. with ``store: postgres`` and a ``db_restart_command`` (the faults then fall at quarters
    of the span) restarts the database: the command (e.g. ``pg_ctl -D <data> -m fast -w
    restart``, or ``-m immediate``, a crash) runs to its end while the service keeps
-   taking writes; the service reconnects by itself (``service.items``).
+   taking writes; the service reconnects by itself (``service.items``). Its recovery is
+   looked for after the first write that failed while the command ran (the fault's
+   start is the command's, a little before the server actually goes down).
 
 Each fault is a planned fault of the server's forgebench.outage guard (exempt up to
 ``recovery_target_s``); past it failures count, a tripped guard turns every request
@@ -215,6 +217,17 @@ def first_success_after(res: loadgen.RunResult, kill_ns: int) -> tuple[int, int]
     return int(end[after_end].min()), int(after_sched[0])
 
 
+def outage_start(res: loadgen.RunResult, fault: Fault) -> int:
+    """Where recovery is looked for from: the kill itself, but for a database restart the
+    first request failed while its command ran (the command signals the server some
+    milliseconds after it starts; a write that succeeded before that is no recovery)."""
+    if fault.kind != DB_RESTART or fault.back_ns is None:
+        return fault.kill_ns
+    send = np.asarray(res.send_ns, np.int64)
+    failed = ~res.ok_mask() & (send >= fault.kill_ns) & (send <= fault.back_ns)
+    return int(send[failed].min()) if failed.any() else fault.kill_ns
+
+
 def integrity_rows(
     rec: Recorder,
     res: loadgen.RunResult,
@@ -312,7 +325,7 @@ def add_rows(
         for f in mine:
             p = {**params, "cycle": f.cycle}
             when = at(f.kill_ns)
-            found = first_success_after(res, f.kill_ns)
+            found = first_success_after(res, outage_start(res, f))
             if f.error or found is None or found[0] - f.kill_ns > target_ns:
                 why = f.error or "error:NotRecovered"  # censored: no recovery seen in time
                 for metric in ("recovery_time", "downtime"):
