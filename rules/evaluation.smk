@@ -7,6 +7,7 @@ rule evaluate_model:
     input:
         model="results/models/{model}",
         datasets=lambda w: fw.model_task_datasets(config, w.model),
+        local_data=get_eval_local_data,
     output:
         record="results/raw/eval/{model}.parquet",
         resources="results/raw/eval/{model}.resources.parquet",

@@ -327,19 +327,56 @@ def model_tasks(config: Mapping[str, Any], model: str) -> list[str]:
     from forgebench.evaluation.suites import tasks_for
 
     d = _derived(config, model)
-    tasks = tasks_for(model_suites(config, model), allow_online=config["datasets"]["allow_online"])
+    tasks = tasks_for(
+        model_suites(config, model),
+        allow_online=config["datasets"]["allow_online"],
+        local=local_data_tasks(config),
+    )
     extra = d["tasks"] if d else list(config["evaluation"].get("tasks") or [])
     return list(dict.fromkeys([*tasks, *extra]))
 
 
+def local_data_tasks(config: Mapping[str, Any]) -> list[str]:
+    """lm-eval built-in tasks the config gives local data files (``evaluation.local_data``):
+    they run offline like our fb_* tasks."""
+    return list((config.get("evaluation") or {}).get("local_data") or {})
+
+
+def model_local_data(
+    config: Mapping[str, Any], model: str, basedir: str | Path = ".", workdir: str | Path = "."
+) -> dict[str, dict[str, list[str]]]:
+    """The local data files of the model's tasks (task -> split -> files), each taken from
+    the repository root and given relative to the working directory (``from_root``)."""
+    section = (config.get("evaluation") or {}).get("local_data") or {}
+    return {
+        t: {
+            split: [from_root(p, basedir, workdir) for p in ([f] if isinstance(f, str) else f)]
+            for split, f in section[t].items()
+        }
+        for t in model_tasks(config, model)
+        if t in section
+    }
+
+
+def model_local_data_files(
+    config: Mapping[str, Any], model: str, basedir: str | Path = ".", workdir: str | Path = "."
+) -> list[str]:
+    """Every local data file the model's evaluation reads: changing one reruns it."""
+    data = model_local_data(config, model, basedir, workdir)
+    return [p for splits in data.values() for files in splits.values() for p in files]
+
+
 #: Keys of ``evaluation:`` that choose what is evaluated, not how: the job's own tasks
 #: (``model_tasks``) carry what they decide for it.
-_EVAL_SELECTION = ("enabled", "models", "suites", "tasks", "paired")
+_EVAL_SELECTION = ("enabled", "models", "suites", "tasks", "paired", "local_data")
 
 
-def evaluation_job_settings(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+def evaluation_job_settings(
+    config: Mapping[str, Any], model: str, basedir: str | Path = ".", workdir: str | Path = "."
+) -> dict[str, Any]:
     """The ``evaluation:`` settings one model's evaluation job receives: how to evaluate
-    (backend, batch, subset, ...), ``per_task`` only for this model's tasks, and the run's
+    (backend, batch, subset, ...), ``per_task`` and ``local_data`` only for this model's
+    tasks (``local_data`` relative to the working directory), and the run's
     ``allow_online``. Which models and suites are listed is left out, so adding a model or
     a pair changes no other model's params (Snakemake reruns a job whose params changed).
     """
@@ -347,6 +384,9 @@ def evaluation_job_settings(config: Mapping[str, Any], model: str) -> dict[str, 
     tasks = set(model_tasks(config, model))
     out = {k: v for k, v in section.items() if k not in _EVAL_SELECTION}
     out["per_task"] = {t: o for t, o in (section.get("per_task") or {}).items() if t in tasks}
+    local = model_local_data(config, model, basedir, workdir)
+    if local:  # absent, not empty, without any: no other job's params change
+        out["local_data"] = local
     out["allow_online"] = config["datasets"]["allow_online"]
     from forgebench.evomerge.stages import fitness_subset
 
@@ -387,7 +427,9 @@ def suite_tasks(config: Mapping[str, Any], suite: str) -> list[str]:
     """Tasks a suite's score reads (those with data under the config's online setting)."""
     from forgebench.evaluation.suites import tasks_for
 
-    return tasks_for([suite], allow_online=config["datasets"]["allow_online"])
+    return tasks_for(
+        [suite], allow_online=config["datasets"]["allow_online"], local=local_data_tasks(config)
+    )
 
 
 def pair_tasks(config: Mapping[str, Any], baseline: str, candidate: str) -> list[str]:
@@ -658,12 +700,36 @@ def config_entries(config: Mapping[str, Any], key: str) -> list[tuple[str, str, 
     return [(f"{key}.{i}", str(e.get("name")), dict(e)) for i, e in enumerate(value)]
 
 
-def check_references(config: Mapping[str, Any]) -> None:
+def _check_local_data(config: Mapping[str, Any], basedir: str | Path) -> None:
+    """Each ``evaluation.local_data`` task is an lm-eval built-in task some model runs, and
+    its files (relative ones from the repository root ``basedir``) exist, name the task's
+    splits and hold the fields its templates read: a mistake is caught before any job."""
+    if not evaluation_enabled(config) or not local_data_tasks(config):
+        return
+    from forgebench.evaluation.tasks import local_task_configs
+
+    section = config["evaluation"]["local_data"]
+    evaluated = set(evaluation_tasks(config))
+    for task in section:
+        if task not in evaluated:
+            raise ForgebenchError(
+                f"config key 'evaluation.local_data.{task}': no model is evaluated on {task}; "
+                "list it in evaluation.tasks or name it in a suite objective (task: ...)"
+            )
+        try:
+            local_task_configs(section, [task], Path(basedir))
+        except ForgebenchError as exc:
+            raise ForgebenchError(f"config key 'evaluation.local_data.{task}': {exc}") from None
+
+
+def check_references(config: Mapping[str, Any], basedir: str | Path | None = None) -> None:
     """Checks the schema cannot express: the models, suites, tasks, comparisons, targets and
     cases a stage names exist (a typo is a config error naming the key, not a missing file
-    mid-DAG or a verdict quietly "not measured")."""
+    mid-DAG or a verdict quietly "not measured"), and local task data files exist
+    (relative to the repository root ``basedir``; default: the working directory)."""
     _check_model_names(config)
     _check_suites_and_tasks(config)
+    _check_local_data(config, Path.cwd() if basedir is None else basedir)
     comparisons = {name for _, name, _ in config_entries(config, "comparisons")}
     for where, _, comp in config_entries(config, "comparisons"):
         if not _known_benchmark(comp["suite"], comp["benchmark"]):

@@ -203,8 +203,15 @@ class _Loaded:
     lm-eval model objects (one per distinct backend setting; per-task overrides of
     ``model_args``, ``batch_size`` or ``device`` get their own)."""
 
-    def __init__(self, model_dir: Path, datasets_dir: Path, task_manager: Any = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        datasets_dir: Path,
+        task_manager: Any = None,
+        local: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.model_dir, self.datasets_dir, self.given = model_dir, datasets_dir, task_manager
+        self.local = dict(local or {})
         self.managers: dict[bool, Any] = {}
         self.models: dict[str, Any] = {}
         self.load_s = 0.0
@@ -212,17 +219,21 @@ class _Loaded:
     def task_manager(self, task: str) -> Any:
         if self.given is not None:
             return self.given
-        ours = task.startswith(OFFLINE_PREFIX)
+        ours = self.offline(task)
         if ours not in self.managers:
             if ours:
                 from forgebench.evaluation.tasks import task_manager
 
-                self.managers[ours] = task_manager(self.datasets_dir)
+                self.managers[ours] = task_manager(self.datasets_dir, local=self.local)
             else:
                 from lm_eval.tasks import TaskManager
 
                 self.managers[ours] = TaskManager()
         return self.managers[ours]
+
+    def offline(self, task: str) -> bool:
+        """Whether the task reads local data: ours (fb_*) or a built-in given files."""
+        return task.startswith(OFFLINE_PREFIX) or task in self.local
 
     def model_args(self, settings: EvalSettings) -> dict[str, Any]:
         return {"pretrained": str(self.model_dir), **dict(settings.model_args)}
@@ -477,7 +488,10 @@ def evaluate(
 
         torch.set_num_threads(max(1, int(threads)))
     paths = output_paths(out_dir, model_name)
-    loaded = _Loaded(Path(model_dir), Path(datasets_dir), task_manager)
+    from forgebench.evaluation.tasks import local_task_configs
+
+    local = local_task_configs(cfg.get("local_data"), tasks)  # a mistake raises, before any task
+    loaded = _Loaded(Path(model_dir), Path(datasets_dir), task_manager, local)
     frames, samples, lm_config = [], [], {}
     for task in tasks:
         rows, task_samples, results = _evaluate_task(
@@ -507,6 +521,7 @@ def evaluate(
             "seed": seed,
             "confidence": confidence,
             "lm_eval_config": lm_config,
+            "local_data": {t: local_data_provenance(c) for t, c in local.items()},
         }
     )
     if provenance_out is not None:
@@ -540,13 +555,15 @@ def _evaluate_task(
         "num_fewshot": settings.num_fewshot,
         "seed": seed,
     }
+    if task in loaded.local:
+        base["data_files"] = loaded.local[task]["dataset_kwargs"]["data_files"]
     started_at = utcnow()
     t0 = time.perf_counter()
     load_before = loaded.load_s
     frame_samples = empty_samples()
     lm_results: dict[str, Any] = {}
     try:
-        if not task.startswith(OFFLINE_PREFIX) and not settings.allow_online:
+        if not loaded.offline(task) and not settings.allow_online:
             raise TaskUnavailable(f"{task} has no offline data and datasets.allow_online is false")
         log.info("%s on %s: evaluating (%s backend)", model_name, task, settings.backend)
         out = _run_lm_eval(task, settings, seed, loaded)
@@ -601,6 +618,21 @@ def _evaluate_task(
             json.dumps({"forgebench_status": frame["status"].iloc[0], "reason": reason}, indent=2),
         )
     return frame, frame_samples, lm_results
+
+
+def local_data_provenance(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Which files a local task read: each split's files with their size and SHA-256, so a
+    record says which copy of the data its figures came from."""
+    from forgebench.datasets.fetch import sha256_bytes
+
+    def described(path: str) -> dict[str, Any]:
+        data = Path(path).read_bytes()
+        return {"path": path, "bytes": len(data), "sha256": sha256_bytes(data)}
+
+    return {
+        split: [described(p) for p in ps]
+        for split, ps in cfg["dataset_kwargs"]["data_files"].items()
+    }
 
 
 def _failed(

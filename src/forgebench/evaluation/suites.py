@@ -180,25 +180,35 @@ def load_suites(names: Iterable[str | Suite], suites_dir: Path | None = None) ->
 
 
 def tasks_for(
-    suites: Iterable[str | Suite], *, allow_online: bool, suites_dir: Path | None = None
+    suites: Iterable[str | Suite],
+    *,
+    allow_online: bool,
+    suites_dir: Path | None = None,
+    local: Iterable[str] = (),
 ) -> list[str]:
     """The distinct lm-eval tasks the suites need (objectives and groups), each once, sorted.
 
     Tasks whose data only the Hub has are left out unless ``allow_online``; the suite
-    score reports them as unavailable.
+    score reports them as unavailable. ``local``: built-in tasks given local data
+    (config ``evaluation.local_data``), which run offline like ours.
     """
+    local = set(local)
     refs = {m.ref.task: m.ref for s in load_suites(suites, suites_dir) for m in s.members()}
-    return sorted(t for t, ref in refs.items() if allow_online or ref.offline)
+    return sorted(t for t, ref in refs.items() if allow_online or ref.offline or t in local)
 
 
 def unavailable_tasks(
-    suites: Iterable[str | Suite], *, allow_online: bool, suites_dir: Path | None = None
+    suites: Iterable[str | Suite],
+    *,
+    allow_online: bool,
+    suites_dir: Path | None = None,
+    local: Iterable[str] = (),
 ) -> list[str]:
     """Tasks the suites name that cannot run offline (empty when going online is allowed)."""
     if allow_online:
         return []
     refs = {m.ref.task for s in load_suites(suites, suites_dir) for m in s.members()}
-    return sorted(t for t in refs if not t.startswith(OFFLINE_PREFIX))
+    return sorted(t for t in refs - set(local) if not t.startswith(OFFLINE_PREFIX))
 
 
 # ------------------------------------------------------------------------------ scores
@@ -232,13 +242,14 @@ def _part(
 ) -> PartScore:
     ref = obj.ref
     part = PartScore(obj.name, ref, obj.weight, "unavailable")
-    if not ref.offline and not allow_online:
+    # A built-in task given local data (evaluation.local_data) has rows though not fb_*.
+    rec = records[records["benchmark"] == ref.task] if len(records) else records
+    if rec.empty and not ref.offline and not allow_online:
         part.reason = (
             f"{ref.task} has no offline data; set datasets.allow_online: true to read it "
-            "from the Hugging Face Hub"
+            "from the Hugging Face Hub, or give its files in evaluation.local_data"
         )
         return part
-    rec = records[records["benchmark"] == ref.task] if len(records) else records
     if rec.empty:
         part.reason = f"{ref.task} was not evaluated (no measurement record)"
         return part
