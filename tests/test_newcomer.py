@@ -1,14 +1,16 @@
-"""A newcomer follows the README: its examples for an own model, an own service and an own
-database are run as the README prints them, so this test breaks when the README changes.
+"""A newcomer follows the README: its examples for an own model, an own lm-eval task on
+local data, an own service and an own database are run as the README prints them, so this
+test breaks when the README changes.
 
 Each example is the README's fenced ``bash`` block that writes ``my-model.yaml``,
-``my-service.yaml`` or ``my-database.yaml``, run by bash in a sandbox checkout (the
-repository's files linked, its own results/) whose default config is the tiny test config
-(tests/configs/tiny.yaml over config/config.yaml), so real runs take seconds. The only
-edits are the ones the README asks of a reader, plus one: the model path is a tiny model
-made here, and the model example runs as a dry run (an evaluation is minutes of CPU; its
-schedule is what is checked). Nothing needs a GPU or the internet; the database example
-needs the Debian package postgresql (skipped without it, failing under CI=true).
+``my-task.yaml``, ``my-service.yaml`` or ``my-database.yaml``, run by bash in a sandbox
+checkout (the repository's files linked, its own results/) whose default config is the
+tiny test config (tests/configs/tiny.yaml over config/config.yaml), so real runs take
+seconds. The only edits are the ones the README asks of a reader, plus one: the model path
+is a tiny model made here, and the model and task examples run as dry runs (an evaluation
+is minutes of CPU; its schedule is what is checked). Nothing needs a GPU or the internet;
+the database example needs the Debian package postgresql (skipped without it, failing under
+CI=true).
 """
 
 from __future__ import annotations
@@ -88,6 +90,28 @@ def test_own_model(checkout, tmp_path):
     assert rules["evaluate_model"] == "1" and rules["model"] == "1"
     assert not {"benchmark", "compress_model", "compare_models"} & set(rules)
     assert "results/raw/eval/mine.parquet" in out and "cognate" not in out
+
+
+def test_own_task(checkout):
+    """The README's lm-eval built-in task on a local JSONL file, as a dry run: the one
+    configured model's evaluation reads the file (a job input) and nothing else is built."""
+    block = readme_example("my-task.yaml")
+    assert ".venv/bin/snakemake --cores 2" in block
+    block = block.replace(".venv/bin/snakemake --cores 2", ".venv/bin/snakemake -n --cores 2")
+    out = run_example(block, checkout).stdout
+    stats = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    rules = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, re.M))
+    assert rules["evaluate_model"] == "1", rules
+    assert not {"benchmark", "compress_model", "compare_models"} & set(rules)
+    job = out.split("rule evaluate_model:", 1)[1].split("wildcards:", 1)[0]
+    assert "my-data/sciq-test.jsonl" in job, job
+    (checkout / "my-data" / "sciq-test.jsonl").unlink()  # the parse-time check names it
+    proc = subprocess.run([".venv/bin/snakemake", "-n", "--cores", "1", "--configfile",
+                           "config/eval-only.yaml", "my-task.yaml"], cwd=checkout,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "'evaluation.local_data.sciq'" in said and "sciq-test.jsonl" in said, said
 
 
 def test_own_service(checkout):
