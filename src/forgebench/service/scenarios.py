@@ -29,6 +29,8 @@ Scenario definitions:
   recorded and checked against the SLA. CPython grows its heap in arenas of
   ``growth_granularity_mb``, so a soak shorter than the time the SLA rate needs to grow
   one arena cannot tell a leak from one arena: its verdict is "inconclusive".
+  ``soak_needed_s`` is the soak whose interval would decide the SLA at 80% power, from
+  this soak's RSS noise (``sampler.soak_needed``), never below that arena's time.
 
 Against a user's own service (``forgebench.service.target``) every scenario runs alike,
 with ``extra`` params on every row (``"target": "external"``, the URL, the ok rule); the
