@@ -124,7 +124,7 @@ def test_builtin_task_on_local_data_has_rows_interval_and_chance(evaluated) -> N
     assert got["chance_uniform"] == pytest.approx(0.25)
     assert got["chance_majority"] == pytest.approx(2 / 7)
     params = json.loads(obqa["params"].iloc[0])
-    assert params["data_files"] == {"test": [str(evaluated["root"] / "data" / "obqa.jsonl")]}
+    assert params["data_files"] == {"test": "data/obqa.jsonl"}  # as configured
     # lm-eval ran the built-in config (its prompt: the bare question_stem) on the local file
     results = json.loads(paths.results_json("openbookqa").read_text())
     config = results["configs"]["openbookqa"]
@@ -206,6 +206,16 @@ def test_missing_file_or_split_is_a_clear_error(tmp_path) -> None:
         )
     assert not (tmp_path / "raw").exists()  # raised before any task ran
     data = write_jsonl(tmp_path / "x.jsonl", SCIQ)
+    with pytest.raises(ForgebenchError, match=r"local_data\.sciq: 2-shot prompts need its train"):
+        evaluate(
+            tmp_path / "no-model",
+            "tiny",
+            "sciq",
+            cfg={**CFG, "num_fewshot": 2, "local_data": {"sciq": {"test": str(data)}}},
+            datasets_dir=tmp_path,
+            out_dir=tmp_path,
+            seed=0,
+        )
     with pytest.raises(ForgebenchError, match=r"no split named \['tset'\].*\['test', 'train'"):
         local_task_configs({"sciq": {"tset": str(data)}}, ["sciq"])
     with pytest.raises(ForgebenchError, match=r"no split it evaluates \(test or validation\)"):

@@ -68,6 +68,8 @@ OFFLINE_PREFIX = "fb_"
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 #: lm-eval's generation length for a task that sets none (TemplateLM/HFLM max_gen_toks).
 LM_EVAL_MAX_GEN_TOKS = 256
+#: Where lm-eval draws few-shot examples from before it falls back to the scored documents.
+_FEWSHOT_SOURCES = ("fewshot_split", "training_split", "validation_split")
 #: Metrics that are proportions of documents (unit "fraction"); any other is a "score".
 _FRACTIONS = re.compile(r"^(acc|acc_norm|acc_mutual_info|exact_match|em|mcc|pass@\d+|pass_at_\d+)$")
 
@@ -209,9 +211,11 @@ class _Loaded:
         datasets_dir: Path,
         task_manager: Any = None,
         local: Mapping[str, dict[str, Any]] | None = None,
+        local_files: Mapping[str, Any] | None = None,
     ) -> None:
         self.model_dir, self.datasets_dir, self.given = model_dir, datasets_dir, task_manager
-        self.local = dict(local or {})
+        # built-in tasks on local data: their bound configs, and their files as configured
+        self.local, self.local_files = dict(local or {}), dict(local_files or {})
         self.managers: dict[bool, Any] = {}
         self.models: dict[str, Any] = {}
         self.load_s = 0.0
@@ -491,7 +495,17 @@ def evaluate(
     from forgebench.evaluation.tasks import local_task_configs
 
     local = local_task_configs(cfg.get("local_data"), tasks)  # a mistake raises, before any task
-    loaded = _Loaded(Path(model_dir), Path(datasets_dir), task_manager, local)
+    for task, bound in local.items():
+        shots = settings[task].num_fewshot
+        shots = (bound.get("num_fewshot") or 0) if shots is None else shots
+        if shots and not any(bound.get(k) for k in _FEWSHOT_SOURCES):
+            raise ForgebenchError(
+                f"evaluation.local_data.{task}: {shots}-shot prompts need its training (or "
+                "validation) split: with only the evaluated split lm-eval would draw the "
+                "examples from the documents it scores; add one or set num_fewshot: 0"
+            )
+    files = {t: (cfg.get("local_data") or {})[t] for t in local}
+    loaded = _Loaded(Path(model_dir), Path(datasets_dir), task_manager, local, files)
     frames, samples, lm_config = [], [], {}
     for task in tasks:
         rows, task_samples, results = _evaluate_task(
@@ -555,8 +569,8 @@ def _evaluate_task(
         "num_fewshot": settings.num_fewshot,
         "seed": seed,
     }
-    if task in loaded.local:
-        base["data_files"] = loaded.local[task]["dataset_kwargs"]["data_files"]
+    if task in loaded.local:  # as configured: rows of two checkouts stay comparable
+        base["data_files"] = loaded.local_files[task]
     started_at = utcnow()
     t0 = time.perf_counter()
     load_before = loaded.load_s
