@@ -476,7 +476,8 @@ def evaluate(
     the caller writes the rows (the workflow job adds its resource rows first) and
     ``provenance_out`` receives their provenance. ``cfg`` is the ``evaluation:`` section;
     ``task_manager`` overrides the default (suites/tasks over ``datasets_dir`` for fb_*
-    tasks, lm-eval's built-ins otherwise). ``threads`` caps torch's CPU threads (the job's
+    tasks and the built-ins ``cfg["local_data"]`` gives files for, bound to them; lm-eval's
+    built-ins otherwise). ``threads`` caps torch's CPU threads (the job's
     share of the cores: more threads than cores slows a CPU evaluation several-fold).
     ``confidence`` is the level of the recorded intervals (``statistics.confidence``).
     Only config mistakes raise; a task that cannot run becomes failed rows.
@@ -578,7 +579,10 @@ def _evaluate_task(
     lm_results: dict[str, Any] = {}
     try:
         if not loaded.offline(task) and not settings.allow_online:
-            raise TaskUnavailable(f"{task} has no offline data and datasets.allow_online is false")
+            raise TaskUnavailable(
+                f"{task} has no offline data (evaluation.local_data can give its files) and "
+                "datasets.allow_online is false"
+            )
         log.info("%s on %s: evaluating (%s backend)", model_name, task, settings.backend)
         out = _run_lm_eval(task, settings, seed, loaded)
         lm_results = out.results
