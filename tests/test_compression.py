@@ -146,6 +146,27 @@ def test_int8_and_fp16_known_answers() -> None:
     assert torch.equal(baselines.decode(baselines.encode_fp16("w", exact, {})), exact)
 
 
+def test_round_to_nearest_known_answers_and_q4_1_grid() -> None:
+    w = torch.tensor([[0.0, 0.6, 2.0, 3.0, -1.0, -1.0, 1.0, 1.0]])
+    # groups of 4 at 2 bits: [0, 3] in steps of 1; [-1, 1] in steps of 2/3
+    got = baselines.round_to_nearest(w, 2, 4)
+    want = [0.0, 1.0, 2.0, 3.0, -1.0, -1.0, 1.0, 1.0]
+    np.testing.assert_allclose(got.numpy()[0], want, atol=1e-3)
+    assert baselines.round_to_nearest_bits((2, 8), 2, 4) == 2 * 16 + 32 * 4
+    # weights already on a Q4_1 grid (d * q + m, q spanning 0..15 in each group of 32,
+    # d and m exact in float16) come back exactly: the grid smollm2's GGUF weights lie on
+    g = torch.Generator().manual_seed(3)
+    q = torch.randint(0, 16, (6, 64), generator=g).float()
+    q[:, ::32], q[:, 1::32] = 0.0, 15.0
+    d = torch.tensor([0.5, 0.25, 0.125, 1.0, 2.0, 0.0625]).repeat_interleave(2).reshape(6, 2)
+    m = -torch.tensor([1.0, 2.0, 0.5, 4.0, 3.0, 0.25]).repeat_interleave(2).reshape(6, 2)
+    w = (q.reshape(6, 2, 32) * d[..., None] + m[..., None]).reshape(6, 64)
+    assert torch.equal(baselines.round_to_nearest(w, 4, 32), w)
+    assert not torch.equal(baselines.round_to_nearest(w, 3, 32), w)
+    with pytest.raises(ValueError):
+        baselines.round_to_nearest(w, 4, 48)
+
+
 def test_pack_bits_round_trips_every_width() -> None:
     rng = np.random.default_rng(1)
     for width in (1, 3, 7, 8, 13, 28, 32, 33, 64):

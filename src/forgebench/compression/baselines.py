@@ -104,3 +104,30 @@ def theoretical_bits(method: str, shape: tuple[int, ...]) -> float:
     if method == "int8":
         return 8.0 * numel + 32.0 * shape[0]
     raise ValueError(f"no theoretical size for {method!r}")
+
+
+def round_to_nearest(w: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """Per-group asymmetric scalar quantisation (RTN), the plain reference a vector
+    quantiser is judged against at equal bits: each run of ``group_size`` consecutive
+    weights of a row maps to 2^bits levels from its min to its max, scale and min rounded to
+    float16 as stored (llama.cpp's Q4_1 is bits=4, group_size=32). Returns the float32
+    reconstruction; ``group_size`` must divide the row length."""
+    w2 = w.detach().to("cpu", torch.float32).reshape(w.shape[0], -1)
+    if group_size < 1 or w2.shape[1] % group_size:
+        raise ValueError(f"group_size {group_size} does not divide rows of {w2.shape[1]}")
+    if not 1 <= bits <= 16:
+        raise ValueError(f"bits {bits} not in 1..16")
+    x = w2.reshape(-1, group_size)
+    lo = x.amin(dim=1, keepdim=True).to(torch.float16).to(torch.float32)
+    hi = x.amax(dim=1, keepdim=True)
+    scale = ((hi - lo) / (2**bits - 1)).to(torch.float16).to(torch.float32)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round((x - lo) / scale).clamp(0, 2**bits - 1)
+    return (q * scale + lo).reshape(w.shape)
+
+
+def round_to_nearest_bits(shape: tuple[int, ...], bits: int, group_size: int) -> float:
+    """Bits of one tensor under :func:`round_to_nearest`: ``bits`` per weight plus a float16
+    scale and a float16 min per group."""
+    numel = int(np.prod(shape))
+    return float(bits * numel + 32 * (numel // group_size))
