@@ -5,13 +5,15 @@ Every variant quantises the same 2-D block weights (metrics.is_quantised; the ti
 embedding stays float16 in all of them, as in every artifact) and is scored with the
 workflow's own held-out perplexity (compression.perplexity.score, the config's card),
 paired per document with the original's result file. Variants: VPTQ as the workflow
-wrote it (its artifact, decoded), the same k-means without Hessian weights, and
-per-group round-to-nearest (baselines.round_to_nearest) at several group sizes. Besides
+wrote it (``artifact``: its artifact, decoded), VPTQ re-encoded by this code
+(``vptq``), the same k-means without Hessian weights (``kmeans``), and per-group
+round-to-nearest (``rtn``: baselines.round_to_nearest) at several group sizes. Besides
 the relative weight error it prints the Hessian-weighted proxy error
 sum_j h_j ||dW[:, j]||^2 / sum_j h_j ||W[:, j]||^2 (h: the calibration's diagonal, the
 loss VPTQ's k-means minimises), pooled over layers.
 
     nice -n 10 .venv/bin/python tools/vptq_vs_rtn.py RESULTS_DIR [--config config/config.yaml]
+        [--variants artifact,vptq,kmeans,rtn]
 
 RESULTS_DIR holds models/smollm2, datasets/ and compression/smollm2/{original.perplexity
 .parquet, vptq.fbc} of a finished run (read only).
@@ -57,6 +59,7 @@ def main() -> None:
     ap.add_argument("results", type=Path)
     ap.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--variants", default="artifact,vptq,kmeans,rtn")
     args = ap.parse_args()
     cfg = yaml.safe_load(args.config.read_text())
     comp = cfg["suites"]["compression"]
@@ -102,15 +105,23 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
+    variants = set(args.variants.split(","))
     report("original (embedding fp16)", 32.0 * n_q, orig, 0.0)
-    art = decompress_artifact(out_dir / "vptq.fbc")
-    bits = sum(vptq.theoretical_bits(vcfg, tuple(t.shape)) for t in orig.values())
-    report("vptq (workflow artifact)", bits, {n: art[n] for n in names}, math.nan)
-    t0 = time.process_time()
-    a, theo = compress_state_dict(orig, {**vcfg, "hessian_weighted": False})
-    dec = {r.name: decode_record(r) for r in a.tensors}
-    report("k-means, same config, no Hessian", theo, dec, time.process_time() - t0)
-    for b, g in RTN:
+    if "artifact" in variants:
+        art = decompress_artifact(out_dir / "vptq.fbc")
+        bits = sum(vptq.theoretical_bits(vcfg, tuple(t.shape)) for t in orig.values())
+        report("vptq (workflow artifact)", bits, {n: art[n] for n in names}, math.nan)
+    for label, cfg_v in (
+        ("vptq", vptq.Calibrated(vcfg, hdiag, 0)),
+        ("kmeans", {**vcfg, "hessian_weighted": False}),
+    ):
+        if label not in variants:
+            continue
+        t0 = time.process_time()
+        a, theo = compress_state_dict(orig, cfg_v)
+        dec = {r.name: decode_record(r) for r in a.tensors}
+        report(f"{label}, re-encoded by this code", theo, dec, time.process_time() - t0)
+    for b, g in RTN if "rtn" in variants else ():
         t0 = time.process_time()
         dec, bits = {}, 0.0
         for n, w in orig.items():
