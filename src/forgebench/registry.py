@@ -242,7 +242,7 @@ for _spec in (
         True,
         "a worker and then the whole supervised service SIGKILLed under open-loop writes: "
         "availability, downtime and recovery per fault, acknowledged-write integrity",
-        cases=("load", "worker_kill", "server_kill", "integrity"),
+        cases=("load", "worker_kill", "server_kill", "db_restart", "integrity"),
         drives_server=True,
     ),
     BenchmarkSpec(
