@@ -383,14 +383,9 @@ def _seen(s: _Series, i: int, last: int) -> float:
     A run within ``CLIP`` scales of its centre is itself. An outlier that is the newest
     run counts ``HOLD`` scales at most (``CLIP`` if the run before it was already at least
     half as far off: it is not alone). Once runs follow it (up to ``confirm_runs``), it
-    counts only as far as they went with it if they fell back to less than half its
-    distance on average (:func:`_fell_back`; a spike, whose next runs went nowhere, counts
-    as its centre), in full once each of the ``confirm_runs`` runs after it stayed at least
-    that far out with it (a change began), and clipped to ``CLIP`` scales in between.
-
-    Counting every fell-back run as its centre (until 2026-12-07) erased the first run of
-    a 2-sigma step that overshot to 3-4 sigma whenever the next two runs were low: 11 of
-    the 32 such steps missed within 5 runs at ``Z_STEP`` 3.1 (docs/performance.md).
+    counts as its centre if they fell back to less than half its distance on average (a
+    spike), in full once each of the ``confirm_runs`` runs after it stayed at least that
+    far out with it (a change began), and clipped to ``CLIP`` scales in between.
     """
     if not s.out[i]:
         return float(s.y[i])
@@ -401,23 +396,11 @@ def _seen(s: _Series, i: int, last: int) -> float:
         # The newest run: evidence in full only if the run before it already went along.
         along = i > 0 and sign * (float(s.y[i - 1]) - centre) >= abs(dev) / 2.0
         return centre + sign * (CLIP if along else HOLD) * float(s.scale[i])
-    if _fell_back(s, i, last):
-        # Evidence only as far as the runs after it went along: nothing for a spike, the
-        # step's height for a step's first run that overshot it.
-        return centre + sign * max(0.0, sign * (float(np.mean(after)) - centre))
+    if sign * (float(np.mean(after)) - centre) < abs(dev) / 2.0:
+        return centre
     if after.size == s.confirm_runs and np.all(sign * (after - centre) >= abs(dev) / 2.0):
         return float(s.y[i])  # every run after it stayed out with it: a change began
     return centre + sign * CLIP * float(s.scale[i])
-
-
-def _fell_back(s: _Series, i: int, last: int) -> bool:
-    """Whether outlier ``i`` is a spike as of run ``last``: the runs after it (up to
-    ``confirm_runs``) fell back to less than half its distance on average."""
-    after = s.y[i + 1 : min(last, i + s.confirm_runs) + 1]
-    if after.size == 0:
-        return False
-    dev = float(s.y[i] - s.centre[i])
-    return math.copysign(1.0, dev) * (float(np.mean(after)) - float(s.centre[i])) < abs(dev) / 2.0
 
 
 def _prepare(
@@ -513,7 +496,7 @@ def _view(s: _Series, tr: _Tracker, t: int) -> _View:
     x = _window(s, lo, t)
     if tr.episodes:
         for i in np.flatnonzero(s.out[lo:t]) + lo:
-            if not _fell_back(s, int(i), t):
+            if _seen(s, int(i), t) != s.centre[i]:
                 x[i - lo] = s.y[i]
     return _View(lo, t, x, np.concatenate([np.zeros(1), np.cumsum(x)]))
 
@@ -535,7 +518,7 @@ def _level_after(s: _Series, start: int, t: int) -> float:
     runs = [
         float(s.y[i])
         for i in range(start, t + 1)
-        if not s.out[i] or (i < t and not _fell_back(s, i, t))
+        if not s.out[i] or (i < t and _seen(s, i, t) != s.centre[i])
     ]
     return float(np.mean(runs)) if runs else float(np.median(s.y[start : t + 1]))
 
@@ -622,7 +605,7 @@ def _own_runs_unclipped(s: _Series, x: np.ndarray, lo: int, start: int, t: int) 
     unclipped: they were outliers only against the level they left, so whether they form a
     step or a trend is judged on what they were, not on their held values."""
     for i in range(max(start, lo), t + 1):
-        if s.out[i] and not _fell_back(s, i, t):
+        if s.out[i] and (i == t or _seen(s, i, t) != s.centre[i]):
             x[i - lo] = s.y[i]
     return x
 
