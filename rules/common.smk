@@ -99,20 +99,18 @@ def get_eval_local_data(wildcards):
 
 
 def get_model_threads(wildcards):
+    """Every core unless the model's spec says fewer (``threads``): its build or
+    conversion, its compression jobs and (a configured model) its evaluation."""
     cores = None if workflow.non_local_exec else workflow.cores
-    return sizing.threads(True, cores, config["limits"])
-
-
-def get_model_build_threads(wildcards):
-    """Every core unless the model's spec says fewer (``threads``)."""
-    cores = get_model_threads(wildcards)
-    return min(cores, int(config["models"][wildcards.model].get("threads", cores)))
+    cores = sizing.threads(True, cores, config["limits"])
+    spec = config["models"].get(wildcards.model, {})
+    return min(cores, int(spec.get("threads", cores)))
 
 
 def get_eval_threads(wildcards):
-    """Every core for a configured model (it runs alone, on the critical path: the
-    compressed variants and their comparisons wait for it), one for derived models
-    (compressed variants, EvoMerge individuals), which run side by side."""
+    """A configured model's own (it is on the critical path: the compressed variants and
+    their comparisons wait for it), one for derived models (compressed variants, EvoMerge
+    individuals), which run side by side."""
     if wildcards.model in config["evaluation"]["models"]:
         return get_model_threads(wildcards)
     return 1

@@ -21,6 +21,7 @@ rule compression_reference:
             if fw.model_names(config)
             else "$^"
         ),
+    priority: 1
     conda:
         "../envs/forgebench.yaml"
     threads: get_model_threads
@@ -56,9 +57,12 @@ rule compress_model:
             else "$^"
         ),
         method=fw.wildcard_pattern(fw.compression_method_keys(config)),
+    priority: 1
     conda:
         "../envs/forgebench.yaml"
-    # Compress and decompress times and tokens/s are measured: every core, like a timing.
+    # Compress and decompress times and tokens/s are measured: every core, like a timing,
+    # unless the model's spec names fewer. Model work first: the evaluations of the
+    # compressed variants wait for it, and benchmarks fill the cores around it.
     threads: get_model_threads
     resources:
         mem_mb=3072,

@@ -17,10 +17,12 @@ rule evaluate_model:
         "logs/eval/{model}.log",
     wildcard_constraints:
         model=fw.wildcard_pattern(fw.evaluated_models(config)) or "$^",
+    priority: 1
     conda:
         "../envs/forgebench.yaml"
-    # A configured model's evaluation runs alone and takes every core; derived models'
-    # take one each: two evaluations side by side beat one with two threads on 2 cores.
+    # A configured model's evaluation takes the model's cores (models.<name>.threads,
+    # default every core); derived models' take one each: two evaluations side by side
+    # beat one with two threads on 2 cores. First in line, like the model jobs.
     threads: get_eval_threads
     resources:
         mem_mb=get_eval_resource("mem_mb"),

@@ -19,11 +19,13 @@ rule model:
             if fw.model_names(config)
             else "$^"
         ),
+    priority: 1
     conda:
         "../envs/forgebench.yaml"
     # Training throughput is measured: the build claims every core, like a timing, unless
-    # the model's spec names fewer (the default run's small seeds train on one each).
-    threads: get_model_build_threads
+    # the model's spec names fewer (the default run's models take one each). Model work
+    # first: evaluation, compression and EvoMerge wait for it.
+    threads: get_model_threads
     resources:
         mem_mb=get_model_resource("mem_mb"),
         runtime=get_model_resource("runtime"),
