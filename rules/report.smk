@@ -11,6 +11,7 @@ FIGURE_CATEGORIES = {
     "accuracy": "Evaluation accuracy",
     "compression": "Compression",
     "scaling": "Scaling",
+    "workers": "Scaling",
     "tradeoff": "Trade-offs",
     "fitness": "EvoMerge fitness",
     "trend": "History",
