@@ -29,7 +29,6 @@ from typing import Any
 
 import pandas as pd
 
-from forgebench.compression import perplexity
 from forgebench.compression.artifact import read_artifact
 from forgebench.errors import ForgebenchError
 from forgebench.record import Recorder, status_for
@@ -116,6 +115,9 @@ def run(cfg: Mapping[str, Any], *, seed: int) -> pd.DataFrame:
     (quantised), ``ratio_reference`` (fp16), ``confidence`` (0.95),
     ``perplexity_equivalence`` (0.01); injected ``compression_dir``."""
     del seed  # nothing random: every figure is read from the compression jobs' files
+    # Imported here: the workflow's parse reads ``inputs`` and must not import torch.
+    from forgebench.compression import perplexity
+
     cands, target, basis, reference, folder = _settings(cfg)
     confidence = float(cfg.get("confidence", 0.95))
     equivalence = float(cfg.get("perplexity_equivalence", 0.01))
