@@ -789,8 +789,10 @@ def _detection_verdict(
     out = _no_change_fields()
     out.update(
         method=(
-            f"{STEP_AND_DRIFT_METHOD} (step |z| > {stats_detection.Z_STEP:g}, drift |z| > "
-            f"{stats_detection.Z_DRIFT:g}, confirmed by 2 more runs; {scale})"
+            f"{STEP_AND_DRIFT_METHOD} (step suspected at |z| > {stats_detection.Z_STEP:g}, "
+            f"confirmed by CUSUM > {stats_detection.CUSUM_H:g} sigma (k = "
+            f"{stats_detection.CUSUM_K:g}) over at least 3 runs; drift |z| > "
+            f"{stats_detection.Z_DRIFT:g}; {scale})"
         ),
         change_points=json.dumps([run_ids[c.start] for c in changes if c.confirmed is not None]),
         sigma=state.sigma,
@@ -827,7 +829,13 @@ def _detection_verdict(
             improvement=change.size,
             statistic=change.z,
         )
-        if change.kind == stats_detection.DRIFT:
+        if math.isfinite(change.cusum):
+            out.update(
+                statistic_name="cusum",
+                statistic=change.cusum,
+                critical_value=stats_detection.CUSUM_H,
+            )
+        elif change.kind == stats_detection.DRIFT:
             out["critical_value"] = stats_detection.Z_DRIFT
     return out
 

@@ -39,16 +39,23 @@ estimated from its own run-to-run differences (robust: spikes, steps and drift b
 move it), floored by the runs' standard errors where given, and widened like a Student t
 while few differences back it. Runs are seen one at a time, as they arrive:
 
-* **step**: the mean of the runs since a candidate start against the mean of up to
-  ``BEFORE_WINDOW`` runs before it (all since the last change), in sigma units; the
-  largest over the candidate starts must exceed ``Z_STEP``.
+* **step**: the runs since a candidate start against the mean of up to
+  ``BEFORE_WINDOW`` runs before it (all since the last change). A step is confirmed when
+  Page's CUSUM of those runs, ``sum(|x - before| / sigma - CUSUM_K)``, exceeds
+  ``CUSUM_H`` for some start with at least ``confirm_runs + 1`` runs after it (the
+  statistic spends its false alarms on the few runs a 2-sigma step is confirmed over,
+  where a z test over starts spends them on long windows too); suspected when their mean
+  alone lies beyond ``Z_STEP`` standard errors.
 * **outliers**: a run beyond ``CLIP`` sigma of the median of the 5 runs before it counts
   at most ``HOLD`` sigma while it is the newest run (unless the run before it was already
   off with it); once the next runs are in, it counts in full if each of them stayed out
   with it, clipped to ``CLIP`` sigma if they did on average, and for nothing if they
   fell back (a spike). So a single wild run raises a suspicion and never confirms a
-  change. The runs that confirmed a change do not serve as the new level's reference
-  for a move back (they were picked for being off).
+  change. A step's first run that overshot and was read as a spike is read again once
+  more runs are in (up to ``LOOK_AHEAD``): if they stayed off the old level by
+  ``Z_KEEP`` standard errors of their mean, it counts (clipped) after all. The runs that
+  confirmed a change do not serve as the new level's reference for a move back (they
+  were picked for being off).
 * **drift**: the least-squares slope over the runs since the last change (at most
   ``DRIFT_WINDOW``), in sigma units, must exceed ``Z_DRIFT``; whether a trend or a step
   fits those runs better decides the kind; a trend starts where its fitted knot lies.
@@ -67,7 +74,7 @@ while few differences back it. Runs are seen one at a time, as they arrive:
   extends a drift is judged on what it adds (a regression again only if that part alone
   exceeds the threshold).
 
-``Z_STEP`` and ``Z_DRIFT`` hold flat log-normal noise of any size to about 0.3 confirmed
+``CUSUM_H`` and ``Z_DRIFT`` hold flat log-normal noise of any size to about 0.3 confirmed
 changes per 100 runs (simulated; the calibration benchmark measures it); nothing is
 tuned to a particular series. An incremental pass over 300 runs takes about 20 ms.
 """
@@ -105,13 +112,22 @@ VERDICTS = (
     UNDETERMINED,
 )
 
-#: A step is confirmed (or suspected) beyond this many standard errors: the operating
-#: point of the trade-off table in docs/performance.md. 3.0 finds steps a run sooner but
-#: puts 20 flat metrics at the edge of 5% of runs with a false regression (4.0-4.4%
-#: measured, 6.1% in one test's 180 runs); 3.1 keeps them at 3.5%.
+#: A step is suspected beyond this many standard errors.
 Z_STEP = 3.1
+#: A step is confirmed when the CUSUM of its runs, less ``CUSUM_K`` sigma a run, exceeds
+#: ``CUSUM_H`` sigma: the operating point of the trade-off table in docs/performance.md.
+#: k is half of a 2-sigma step, the smallest the history is asked to find within five
+#: runs (Page's CUSUM is optimal for a shift of 2k); h = 2.25 holds flat series to about
+#: 0.3 false alarms per 100 runs with sigma estimated from the series.
+CUSUM_H = 2.25
+CUSUM_K = 1.0
 #: A drift is confirmed beyond this many standard errors of its slope.
 Z_DRIFT = 3.5
+#: Runs after an outlier that can still show it began a step once more than
+#: ``confirm_runs`` (and 2) of them are in ...
+LOOK_AHEAD = 4
+#: ... by their mean lying this many standard errors off the level before it.
+Z_KEEP = 2.0
 #: Outliers lie beyond this many sigma of the runs just before them.
 CLIP = 3.0
 #: ... and count at most this many sigma while they are the newest run.
@@ -147,7 +163,9 @@ class Change:
     ``confirmed``: the run that confirmed it (None: only suspected at the last run);
     ``updated``: the last run that extended it; ``size``: the relative change from
     ``level_before`` to ``level_after`` (analysed scale: logs on a log scale), positive =
-    better; ``z``: the test statistic that confirmed (or suspects) it, in standard errors;
+    better; ``z``: the mean of its runs against the level before, in standard errors
+    (what suspects it, and what a drift test confirms); ``cusum``: the CUSUM in sigma
+    that confirmed a step (NaN where a drift test confirmed it, or while suspected);
     ``p_value``: about the chance per run that flat noise gives such a change;
     ``increment``: the part of ``size`` confirmed at ``updated`` (all of it, unextended);
     ``increment_start``: the first run of that part (``start``, unextended): where a later
@@ -166,6 +184,7 @@ class Change:
     z: float = math.nan
     increment: float = math.nan
     increment_start: int | None = None
+    cusum: float = math.nan
 
     @property
     def verdict(self) -> str:
@@ -396,6 +415,15 @@ def _seen(s: _Series, i: int, last: int) -> float:
         # The newest run: evidence in full only if the run before it already went along.
         along = i > 0 and sign * (float(s.y[i - 1]) - centre) >= abs(dev) / 2.0
         return centre + sign * (CLIP if along else HOLD) * float(s.scale[i])
+    later = s.y[i + 1 : min(last, i + LOOK_AHEAD) + 1]
+    if later.size > max(s.confirm_runs, 2):
+        # More runs than a spike is judged on: the runs since stayed off with it as a new
+        # level would (a step's first run overshot), or it was a spike after all.
+        z_after = sign * (float(np.mean(later)) - centre) * math.sqrt(later.size)
+        if z_after >= Z_KEEP * float(s.scale[i]):
+            if np.all(sign * (later - centre) >= abs(dev) / 2.0):
+                return float(s.y[i])
+            return centre + sign * CLIP * float(s.scale[i])
     if sign * (float(np.mean(after)) - centre) < abs(dev) / 2.0:
         return centre
     if after.size == s.confirm_runs and np.all(sign * (after - centre) >= abs(dev) / 2.0):
@@ -466,6 +494,7 @@ class _Hit:
     before: float  # level before (analysed scale)
     after: float  # level after
     kind: str
+    cusum: float = math.nan  # the CUSUM that confirmed a step
 
 
 def _p_value(z: float) -> float:
@@ -485,7 +514,7 @@ class _View:
 
 def _window(s: _Series, lo: int, t: int) -> np.ndarray:
     """Runs ``lo..t`` as the tests read them at run ``t``."""
-    cut = max(lo, t - s.confirm_runs)
+    cut = max(lo, t - max(s.confirm_runs, LOOK_AHEAD))
     return np.concatenate([s.x[lo:cut], [_seen(s, i, t) for i in range(cut, t + 1)]])
 
 
@@ -553,14 +582,24 @@ def _step_scan(s: _Series, v: _View, tr: _Tracker, *, suspect: bool) -> _Hit | N
         # a move back is those runs regressing to the mean.
         last = tr.episodes[-1]
         z = np.where(fair | (z * (last.level_after - last.level_before) > 0), z, 0.0)
-    i = int(np.argmax(np.abs(z)))
-    if not suspect:
-        i = _first_off(v, c, before, z, i)
-    if i < 0 or abs(z[i]) <= Z_STEP:
-        return None
+    if suspect:
+        i = int(np.argmax(np.abs(z)))
+        if abs(z[i]) <= Z_STEP:
+            return None
+    else:
+        # Page's CUSUM from each candidate start, in sigma (the reference mean's own error
+        # widens it): it spends the false alarms on the few runs a step is confirmed over.
+        gap = np.abs(z) * np.sqrt(1.0 / na + 1.0 / nb)  # |after - before| in sigma
+        cusum = (gap - CUSUM_K) * na / np.sqrt(1.0 + na / nb)
+        i = _first_off(v, c, before, z, int(np.argmax(cusum)))
+        if i < 0 or cusum[i] <= CUSUM_H:
+            return None
     start = int(c[i])
     level = _level_after(s, start, t)
-    return _Hit(start, float(z[i]), _p_value(float(z[i])), float(before[i]), level, STEP)
+    confirming = math.nan if suspect else float(cusum[i])
+    return _Hit(
+        start, float(z[i]), _p_value(float(z[i])), float(before[i]), level, STEP, confirming
+    )
 
 
 def _first_off(v: _View, c: np.ndarray, before: np.ndarray, z: np.ndarray, i: int) -> int:
@@ -699,6 +738,7 @@ def _merge(s: _Series, tr: _Tracker, hit: _Hit, t: int) -> Change:
         z=hit.z,
         increment=size,
         increment_start=hit.start,
+        cusum=hit.cusum,
     )
     last = tr.episodes[-1] if tr.episodes else None
     if last is None or not (math.isfinite(size) and math.isfinite(last.size)):
@@ -722,6 +762,7 @@ def _merge(s: _Series, tr: _Tracker, hit: _Hit, t: int) -> Change:
         z=hit.z,
         increment=size,
         increment_start=hit.start,
+        cusum=hit.cusum,
     )
 
 
