@@ -58,7 +58,8 @@ while few differences back it. Runs are seen one at a time, as they arrive:
   were picked for being off).
 * **drift**: the least-squares slope over the runs since the last change (at most
   ``DRIFT_WINDOW``), in sigma units, must exceed ``Z_DRIFT``; whether a trend or a step
-  fits those runs better decides the kind; a trend starts where its fitted knot lies.
+  fits those runs better decides the kind (a confirmed step reads as a trend only where
+  the runs slope beyond ``Z_TREND``); a trend starts where its fitted knot lies.
 * **suspected**: the newest run(s) alone, fewer than ``confirm_runs + 1``, already that far
   off: "suspected regression/improvement" until the next runs confirm or retract it.
 * **confirmed**: a change is confirmed once ``confirm_runs + 1`` runs carry it. Its size
@@ -123,6 +124,11 @@ CUSUM_H = 2.25
 CUSUM_K = 1.0
 #: A drift is confirmed beyond this many standard errors of its slope.
 Z_DRIFT = 3.5
+#: A confirmed step is read as the end of a trend only where the runs it is fitted over
+#: slope beyond this many standard errors (about 1% two-sided): a fresh step at the end of
+#: a flat window fits a ramp from a few runs earlier about as well as a step, and would
+#: otherwise be located up to ten runs before it began.
+Z_TREND = 2.5
 #: Runs after an outlier that can still show it began a step once more than
 #: ``confirm_runs`` (and 2) of them are in ...
 LOOK_AHEAD = 4
@@ -658,9 +664,17 @@ def _classify(s: _Series, v: _View, tr: _Tracker, hit: _Hit) -> _Hit:
         return hit
     x = _own_runs_unclipped(s, v.x[w0 - v.lo :].copy(), w0, hit.start, v.t)
     (sse_h, knot, at_knot, at_end), (sse_s, _, _) = _fits(x)
-    if sse_h < sse_s and w0 + knot < v.t - s.confirm_runs:
+    trend = abs(_slope_z(x, float(s.scale[v.t]))) > Z_TREND
+    if trend and sse_h < sse_s and w0 + knot < v.t - s.confirm_runs:
         return replace(hit, start=w0 + knot, before=at_knot, after=at_end, kind=DRIFT)
     return hit
+
+
+def _slope_z(x: np.ndarray, scale: float) -> float:
+    """The least-squares slope of ``x`` against run order, in standard errors."""
+    n = x.size
+    sxx = n * (n * n - 1) / 12.0
+    return float((np.arange(n) - (n - 1) / 2.0) @ x) / math.sqrt(sxx) / scale
 
 
 def _drift_test(s: _Series, v: _View, tr: _Tracker) -> _Hit | None:
@@ -670,9 +684,7 @@ def _drift_test(s: _Series, v: _View, tr: _Tracker) -> _Hit | None:
     if t - w0 + 1 < DRIFT_MIN_RUNS or not math.isfinite(s.scale[t]):
         return None
     xw = v.x[w0 - v.lo :]
-    n = xw.size
-    sxx = n * (n * n - 1) / 12.0
-    z = float((np.arange(n) - (n - 1) / 2.0) @ xw) / math.sqrt(sxx) / float(s.scale[t])
+    z = _slope_z(xw, float(s.scale[t]))
     if abs(z) <= Z_DRIFT:
         return None
     (sse_h, knot, at_knot, at_end), (sse_s, split, level) = _fits(xw)
