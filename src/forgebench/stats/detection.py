@@ -403,24 +403,38 @@ class _Series:
 
 
 def _seen(s: _Series, i: int, last: int) -> float:
-    """Run ``i`` as the tests read it once the runs up to ``last`` are in.
+    """Run ``i`` as the tests read it once the runs up to ``last`` are in (:func:`_read`)."""
+    return _read(s, i, last)[0]
+
+
+def _spike(s: _Series, i: int, last: int) -> bool:
+    """Whether run ``i`` is an outlier the runs after it (up to ``last``) fell back from."""
+    return bool(s.out[i]) and _read(s, i, last)[1]
+
+
+def _read(s: _Series, i: int, last: int) -> tuple[float, bool]:
+    """Run ``i`` as the tests read it once the runs up to ``last`` are in, and whether it
+    reads as a spike.
 
     A run within ``CLIP`` scales of its centre is itself. An outlier that is the newest
     run counts ``HOLD`` scales at most (``CLIP`` if the run before it was already at least
     half as far off: it is not alone). Once runs follow it (up to ``confirm_runs``), it
-    counts as its centre if they fell back to less than half its distance on average (a
-    spike), in full once each of the ``confirm_runs`` runs after it stayed at least that
-    far out with it (a change began), and clipped to ``CLIP`` scales in between.
+    is a spike, counted as its centre, if they fell back to less than half its distance
+    on average; in full once each of the ``confirm_runs`` runs after it stayed at least
+    that far out with it (a change began), and clipped to ``CLIP`` scales in between. A
+    spike whose later runs (up to ``LOOK_AHEAD``) stayed ``Z_KEEP`` standard errors off
+    counts clipped after all (a step's first run overshot).
     """
     if not s.out[i]:
-        return float(s.y[i])
+        return float(s.y[i]), False
     centre, dev = float(s.centre[i]), float(s.y[i] - s.centre[i])
     after = s.y[i + 1 : min(last, i + s.confirm_runs) + 1]
     sign = math.copysign(1.0, dev)
+    clipped = centre + sign * CLIP * float(s.scale[i])
     if after.size == 0:
         # The newest run: evidence in full only if the run before it already went along.
         along = i > 0 and sign * (float(s.y[i - 1]) - centre) >= abs(dev) / 2.0
-        return centre + sign * (CLIP if along else HOLD) * float(s.scale[i])
+        return centre + sign * (CLIP if along else HOLD) * float(s.scale[i]), False
     later = s.y[i + 1 : min(last, i + LOOK_AHEAD) + 1]
     if later.size > max(s.confirm_runs, 2):
         # More runs than a spike is judged on: the runs since stayed off with it as a new
@@ -428,13 +442,13 @@ def _seen(s: _Series, i: int, last: int) -> float:
         z_after = sign * (float(np.mean(later)) - centre) * math.sqrt(later.size)
         if z_after >= Z_KEEP * float(s.scale[i]):
             if np.all(sign * (later - centre) >= abs(dev) / 2.0):
-                return float(s.y[i])
-            return centre + sign * CLIP * float(s.scale[i])
+                return float(s.y[i]), False
+            return clipped, False
     if sign * (float(np.mean(after)) - centre) < abs(dev) / 2.0:
-        return centre
+        return centre, True
     if after.size == s.confirm_runs and np.all(sign * (after - centre) >= abs(dev) / 2.0):
-        return float(s.y[i])  # every run after it stayed out with it: a change began
-    return centre + sign * CLIP * float(s.scale[i])
+        return float(s.y[i]), False  # every run after it stayed out with it: a change began
+    return clipped, False
 
 
 def _prepare(
@@ -531,7 +545,7 @@ def _view(s: _Series, tr: _Tracker, t: int) -> _View:
     x = _window(s, lo, t)
     if tr.episodes:
         for i in np.flatnonzero(s.out[lo:t]) + lo:
-            if _seen(s, int(i), t) != s.centre[i]:
+            if not _spike(s, int(i), t):
                 x[i - lo] = s.y[i]
     return _View(lo, t, x, np.concatenate([np.zeros(1), np.cumsum(x)]))
 
@@ -553,7 +567,7 @@ def _level_after(s: _Series, start: int, t: int) -> float:
     runs = [
         float(s.y[i])
         for i in range(start, t + 1)
-        if not s.out[i] or (i < t and _seen(s, i, t) != s.centre[i])
+        if not s.out[i] or (i < t and not _spike(s, i, t))
     ]
     return float(np.mean(runs)) if runs else float(np.median(s.y[start : t + 1]))
 
@@ -650,7 +664,7 @@ def _own_runs_unclipped(s: _Series, x: np.ndarray, lo: int, start: int, t: int) 
     unclipped: they were outliers only against the level they left, so whether they form a
     step or a trend is judged on what they were, not on their held values."""
     for i in range(max(start, lo), t + 1):
-        if s.out[i] and (i == t or _seen(s, i, t) != s.centre[i]):
+        if s.out[i] and (i == t or not _spike(s, i, t)):
             x[i - lo] = s.y[i]
     return x
 
