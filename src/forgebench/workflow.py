@@ -79,7 +79,7 @@ def benchmark_inputs(config: Mapping[str, Any], suite: str, name: str) -> dict[s
     section = benchmark_config(config, suite, name)
     out = {"model_dir": MODEL_DIR.format(model=section["model"])}
     if "first_stage" in needs:
-        from forgebench.compression.pipeline import first_stage_artifact
+        from forgebench.compression.method_config import first_stage_artifact
 
         artifact = first_stage_artifact(config, section)
         if artifact:

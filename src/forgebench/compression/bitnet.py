@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from forgebench.compression.artifact import ArtifactError, TensorRecord
+from forgebench.compression.method_config import BITNET_EPS
 
-EPS = 1e-5
+EPS = BITNET_EPS
 PACKINGS = ("base3", "2bit")
 _PER_BYTE = {"base3": 5, "2bit": 4}
 

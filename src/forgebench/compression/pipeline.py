@@ -38,19 +38,24 @@ import pandas as pd
 import torch
 
 from forgebench.atomic import write_bytes_atomic
-from forgebench.compression import baselines, bitnet, codecs, compress_model, metrics, seedlm, vptq
+from forgebench.compression import baselines, codecs, compress_model, metrics, vptq
 from forgebench.compression.artifact import Artifact, TensorRecord
 from forgebench.compression.artifact import decode as decode_bytes
 from forgebench.compression.artifact import encode as encode_artifact
 from forgebench.compression.calibration import enough_texts, model_texts
+from forgebench.compression.method_config import (  # noqa: F401 (the pipeline's API)
+    KEY,
+    LOSSY,
+    effective_config,
+    first_stage_artifact,
+    stage_configs,
+)
 from forgebench.errors import ForgebenchError
 from forgebench.record import Recorder, status_for, utcnow
 
 BENCHMARK_VERSION = 1
 SUITE = "compression"
 NAME = "pipeline"
-KEY = "suites.compression.benchmarks.pipeline"
-LOSSY = ("fp16", "int8", "bitnet", "seedlm", "vptq")
 
 log = logging.getLogger(__name__)
 
@@ -109,43 +114,6 @@ def read_final(path: Path) -> dict[str, torch.Tensor]:
     return decode_state(blob, str(path))
 
 
-def effective_config(cfg: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """A stage's or compression method's settings with every default filled in, so two
-    configurations that compress alike compare equal (``name`` and ``enabled`` change
-    nothing in the result; any other unknown key is compared as written)."""
-    method = str(cfg.get("method", ""))
-    encoder_for(method, key)
-    out: dict[str, Any] = {k: v for k, v in cfg.items() if k not in ("name", "enabled")}
-    out["high_precision_dtype"] = str(cfg.get("high_precision_dtype", "float16"))
-    if method == "vptq":
-        out.update(vptq.VPTQConfig.from_mapping(cfg, key).as_params())
-    elif method == "seedlm":
-        out.update(seedlm.SeedLMConfig.from_mapping(cfg, key).as_params())
-    elif method == "bitnet":
-        out.update(packing=str(cfg.get("packing", "base3")), eps=float(cfg.get("eps", bitnet.EPS)))
-    return out
-
-
-def first_stage_artifact(config: Mapping[str, Any], section: Mapping[str, Any]) -> str | None:
-    """The compression job's artifact the chain's first stage can start from: the first
-    enabled method of the pipeline's model whose effective configuration equals the first
-    stage's (None when compression is off, the model is not compressed or none matches)."""
-    from forgebench.workflow import compression_method
-
-    comp = config.get("suites", {}).get("compression", {})
-    model = str(section.get("model", ""))
-    if not comp.get("enabled", False) or model not in comp.get("models", []):
-        return None
-    first = effective_config(stage_configs(section)[0], f"{KEY}.stages[0]")
-    for key, mcfg in comp.get("methods", {}).items():
-        if not mcfg.get("enabled", True):
-            continue
-        method_cfg = compression_method(config, key)
-        if effective_config(method_cfg, f"suites.compression.methods.{key}") == first:
-            return f"results/compression/{model}/{key}.fbc"
-    return None
-
-
 def reuse_first_stage(
     artifact: Path | None, stage: Mapping[str, Any]
 ) -> tuple[bytes | None, dict[str, Any]]:
@@ -161,16 +129,6 @@ def reuse_first_stage(
         return data, {"source": "compression job artifact", "path": str(artifact)}
     reason = f"{artifact}'s configuration differs from the first stage's"
     return None, {"source": "compressed here", "reason": reason}
-
-
-def stage_configs(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The lossy stages, each checked for a known method."""
-    stages = [dict(s) for s in cfg.get("stages", [])]
-    if not stages:
-        raise ForgebenchError(f"{KEY}.stages: at least one lossy stage is needed")
-    for i, s in enumerate(stages):
-        encoder_for(str(s.get("method", "")), f"{KEY}.stages[{i}]")
-    return stages
 
 
 def calibrate_stages(

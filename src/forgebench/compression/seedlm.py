@@ -47,7 +47,7 @@ import functools
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,92 +55,10 @@ import torch
 
 from forgebench.compression import lfsr
 from forgebench.compression.artifact import ArtifactError, TensorRecord, pack_bits, unpack_bits
+from forgebench.compression.method_config import SeedLMConfig
 from forgebench.errors import ForgebenchError
 
 log = logging.getLogger(__name__)
-
-SEARCHES = ("bounded", "exhaustive", "pruned")
-MAX_LFSR_BITS = 20  # 2^20 seeds: the tables reach ~200 MB; beyond that the search is moot
-
-
-@dataclass(frozen=True)
-class SeedLMConfig:
-    """SeedLM parameters (paper defaults) and how the search runs."""
-
-    block_size: int = 8  # C
-    latent_dim: int = 3  # P
-    lfsr_bits: int = 16  # K
-    coeff_bits: int = 4  # b
-    exponent_bits: int = 4  # E
-    search: str = "bounded"
-    prune_top: int = 64
-    bound_first: int = 32  # bounded search: seeds per block in its first round
-    seed_chunk: int = 1024
-    block_chunk: int = 128  # exhaustive search; pruned sizes its own steps
-    device: str = "auto"
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any], key: str = "seedlm") -> SeedLMConfig:
-        """Build from a config section, naming the key of any bad value."""
-        known = set(cls.__dataclass_fields__)
-        args = {k: v for k, v in cfg.items() if k in known}
-        out = cls(**args)
-        out.validate(key)
-        return out
-
-    def validate(self, key: str = "seedlm") -> None:
-        checks = [
-            (
-                "lfsr_bits",
-                lfsr.MIN_BITS <= self.lfsr_bits <= MAX_LFSR_BITS,
-                f"{lfsr.MIN_BITS}..{MAX_LFSR_BITS}",
-            ),
-            ("block_size", 1 <= self.block_size <= 64, "1..64"),
-            ("latent_dim", 1 <= self.latent_dim <= self.block_size, "1..block_size"),
-            ("coeff_bits", 2 <= self.coeff_bits <= 8, "2..8"),
-            ("exponent_bits", 1 <= self.exponent_bits <= 6, "1..6"),
-            ("search", self.search in SEARCHES, f"one of {SEARCHES}"),
-            ("prune_top", self.prune_top >= 1, ">= 1"),
-            ("bound_first", self.bound_first >= 1, ">= 1"),
-            ("seed_chunk", self.seed_chunk >= 1, ">= 1"),
-            ("block_chunk", self.block_chunk >= 1, ">= 1"),
-            ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ForgebenchError(
-                    f"{key}.{name}: {getattr(self, name)!r} is not allowed ({allowed})"
-                )
-        if self.record_bits > 64:
-            raise ForgebenchError(
-                f"{key}: a block record of {self.record_bits} bits exceeds 64; lower "
-                "lfsr_bits, latent_dim or coeff_bits"
-            )
-
-    @property
-    def n_seeds(self) -> int:
-        return (1 << self.lfsr_bits) - 1
-
-    @property
-    def record_bits(self) -> int:
-        """Bits stored per block: seed, exponent offset, P coefficients."""
-        return self.lfsr_bits + self.exponent_bits + self.latent_dim * self.coeff_bits
-
-    @property
-    def bits_per_weight(self) -> float:
-        """The configuration's nominal bits per weight (K + P b + E) / C."""
-        return self.record_bits / self.block_size
-
-    @property
-    def qmin(self) -> int:
-        return -(1 << (self.coeff_bits - 1))
-
-    @property
-    def qmax(self) -> int:
-        return (1 << (self.coeff_bits - 1)) - 1
-
-    def as_params(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def select_device(name: str, key: str = "seedlm.device") -> torch.device:

@@ -42,82 +42,18 @@ import logging
 import math
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from forgebench.compression.artifact import ArtifactError, TensorRecord, pack_bits, unpack_bits
+from forgebench.compression.method_config import LAYOUTS, VPTQConfig
 from forgebench.errors import ForgebenchError
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("column", "row")
 _CODEBOOK_DTYPES = {"float16": (torch.float16, np.float16), "float32": (torch.float32, np.float32)}
-
-
-@dataclass(frozen=True)
-class VPTQConfig:
-    """VPTQ parameters and how the k-means runs."""
-
-    vector_length: int = 4  # v
-    codebook_size: int = 256  # k
-    residual_codebook_size: int = 0  # 0: no residual codebook
-    layout: str = "column"
-    hessian_weighted: bool = True
-    hessian_damp: float = 0.01
-    kmeans_iterations: int = 20
-    kmeans_tolerance: float = 1e-4  # stop when the loss falls by less than this fraction
-    kmeans_sample: int = 0  # vectors per tensor the codebook is fitted on; 0: all of them
-    codebook_dtype: str = "float16"
-    seed: int = 0
-    device: str = "auto"
-    assign_chunk: int = 16384
-    calibration_tokens: int = 4096
-    calibration_context: int = 256
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any], key: str = "vptq") -> VPTQConfig:
-        """Build from a config section (unknown keys such as ``method`` are ignored),
-        naming the key of any bad value."""
-        known = set(cls.__dataclass_fields__)
-        out = cls(**{k: v for k, v in cfg.items() if k in known})
-        out.validate(key)
-        return out
-
-    def validate(self, key: str = "vptq") -> None:
-        checks = [
-            ("vector_length", 1 <= self.vector_length <= 64, "1..64"),
-            ("codebook_size", 2 <= self.codebook_size <= 1 << 20, "2..2^20"),
-            (
-                "residual_codebook_size",
-                self.residual_codebook_size == 0 or 2 <= self.residual_codebook_size <= 1 << 20,
-                "0 (none) or 2..2^20",
-            ),
-            ("layout", self.layout in LAYOUTS, f"one of {LAYOUTS}"),
-            ("hessian_damp", self.hessian_damp >= 0, ">= 0"),
-            ("kmeans_iterations", self.kmeans_iterations >= 1, ">= 1"),
-            ("kmeans_tolerance", self.kmeans_tolerance >= 0, ">= 0"),
-            ("kmeans_sample", self.kmeans_sample >= 0, ">= 0 (0: all vectors)"),
-            ("codebook_dtype", self.codebook_dtype in _CODEBOOK_DTYPES, "float16 or float32"),
-            ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
-            ("assign_chunk", self.assign_chunk >= 1, ">= 1"),
-            ("calibration_tokens", self.calibration_tokens >= 2, ">= 2"),
-            ("calibration_context", self.calibration_context >= 2, ">= 2"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ForgebenchError(
-                    f"{key}.{name}: {getattr(self, name)!r} is not allowed ({allowed})"
-                )
-
-    @property
-    def codebook_bits(self) -> int:
-        return 8 * np.dtype(_CODEBOOK_DTYPES[self.codebook_dtype][1]).itemsize
-
-    def as_params(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Calibrated(Mapping[str, Any]):
