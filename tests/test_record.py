@@ -141,7 +141,8 @@ record.write_measurements(frame, sys.argv[1], {})
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
 def test_interrupted_write_leaves_no_file(tmp_path, delay):
-    """Kill a writer while it writes: the target never appears, whole or half."""
+    """Kill a writer while it writes: the target never appears half written. (On an idle
+    machine the write can finish before the longest delay is up: then it is whole.)"""
     path = tmp_path / "raw.parquet"
     with subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True
@@ -149,7 +150,8 @@ def test_interrupted_write_leaves_no_file(tmp_path, delay):
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(delay)  # lets the write get under way: test timing, not a workload
         proc.kill()
-    assert not path.exists()
+    if path.exists():  # the write finished before the kill
+        assert len(record.read_measurements(path)) == 400_000
 
 
 def test_failed_write_cleans_up(tmp_path, monkeypatch):
