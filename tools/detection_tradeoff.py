@@ -31,17 +31,17 @@ from forgebench.harness.calibration.anchors import Alarms
 from forgebench.stats import detection
 
 RUNS, ONSET, WARMUP, WITHIN, CV = 300, 150, 10, 5, 0.05
+#: How histories.tally_of scores alarms (the calibration benchmark's settings).
+SCORING = {"runs": RUNS, "warmup_runs": WARMUP, "match_within": WITHIN}
 
 
 def tally(kind: str, size: float, replicates: int, seed: int) -> histories.Tally:
     rng = np.random.default_rng(seed)
     ys = synthetic.history(rng, replicates, RUNS, CV, kind, onset=ONSET, size_sigma=size)
     scenario = histories.Scenario(f"{kind}{size:g}", kind, size, ONSET)
-    out = histories.Tally()
-    for y in ys:
-        alarms = ours.alarms(y, check_at=histories.check_at_of(scenario), cfg={}, threshold=0.05)
-        histories.score(out, scenario, alarms, runs=RUNS, warmup=WARMUP, within=WITHIN)
-    return out
+    check_at = histories.check_at_of(scenario)
+    alarms = [ours.alarms(y, check_at=check_at, cfg={}, threshold=0.05) for y in ys]
+    return histories.tally_of(scenario, alarms, SCORING)
 
 
 def family_share(replicates: int, cv: float, metrics: int = 20) -> float:
@@ -105,14 +105,14 @@ def bounds(n: int) -> None:
     step[:, ONSET:] += 2.0
 
     def row(name: str, detector: Callable[[np.ndarray], list[tuple[int, int]]]) -> None:
-        tallies = []
-        for kind, series in (("flat", flat), ("step", step)):
-            scenario = histories.Scenario(kind, kind, 2.0, ONSET)
-            out = histories.Tally()
-            for x in series:
-                alarms = Alarms(tuple(detector(x)))
-                histories.score(out, scenario, alarms, runs=RUNS, warmup=WARMUP, within=WITHIN)
-            tallies.append(out)
+        tallies = [
+            histories.tally_of(
+                histories.Scenario(kind, kind, 2.0, ONSET),
+                [Alarms(tuple(detector(x))) for x in series],
+                SCORING,
+            )
+            for kind, series in (("flat", flat), ("step", step))
+        ]
         fa = 100.0 * tallies[0].false_alarms / tallies[0].monitored_runs
         delays = np.asarray(tallies[1].delays)
         print(

@@ -46,6 +46,7 @@ from forgebench.compression.calibration import enough_texts, model_texts
 from forgebench.compression.method_config import (  # noqa: F401 (the pipeline's API)
     KEY,
     LOSSY,
+    check_method,
     effective_config,
     first_stage_artifact,
     stage_configs,
@@ -63,12 +64,9 @@ Encoder = Callable[[str, torch.Tensor, Mapping[str, Any]], TensorRecord]
 
 
 def encoder_for(method: str, key: str) -> Encoder:
-    """The tensor encoder of a method (C1's table, plus VPTQ)."""
-    if method == "vptq":
-        return vptq.encode
-    if method in compress_model.METHODS:
-        return compress_model.METHODS[method][0]
-    raise ForgebenchError(f"{key}.method: {method!r} is not one of {LOSSY}")
+    """The tensor encoder of a method (C1's table, VPTQ included)."""
+    check_method(method, key)
+    return compress_model.METHODS[method][0]
 
 
 def decode_record(rec: TensorRecord) -> torch.Tensor:

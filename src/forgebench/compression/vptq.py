@@ -48,12 +48,13 @@ import numpy as np
 import torch
 
 from forgebench.compression.artifact import ArtifactError, TensorRecord, pack_bits, unpack_bits
-from forgebench.compression.method_config import LAYOUTS, VPTQConfig
+from forgebench.compression.method_config import CODEBOOK_DTYPES, LAYOUTS, VPTQConfig
 from forgebench.errors import ForgebenchError
 
 log = logging.getLogger(__name__)
 
-_CODEBOOK_DTYPES = {"float16": (torch.float16, np.float16), "float32": (torch.float32, np.float32)}
+#: The codebooks' storage dtypes (method_config.CODEBOOK_DTYPES) as torch dtypes.
+_TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
 class Calibrated(Mapping[str, Any]):
@@ -336,7 +337,7 @@ def _quantise(
     fit = fit_w = None
     if n_fit < x.shape[0]:  # seeded subsample to fit on; every vector is assigned after
         fit, fit_w = weighted_sample(wts, n_fit, gen)
-    cb_dtype = _CODEBOOK_DTYPES[cfg.codebook_dtype][0]
+    cb_dtype = _TORCH_DTYPES[cfg.codebook_dtype]
     kw = {
         "iterations": cfg.kmeans_iterations,
         "tolerance": cfg.kmeans_tolerance,
@@ -404,7 +405,7 @@ def encode(name: str, w: torch.Tensor, cfg_map: Mapping[str, Any]) -> TensorReco
             )
         h = stats[name]
     q = quantise(w, cfg, h, _tensor_seed(cfg.seed, name))
-    np_dtype = _CODEBOOK_DTYPES[cfg.codebook_dtype][1]
+    np_dtype = CODEBOOK_DTYPES[cfg.codebook_dtype]
     segments = {
         "indices": pack_bits(q["indices"].cpu().numpy(), index_bits(q["k"])),
         "codebook": q["codebook"].cpu().numpy().astype(np_dtype).tobytes(),
@@ -447,7 +448,7 @@ def _meta(rec: TensorRecord) -> tuple[int, int, int, str, int, int, str]:
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"tensor {rec.name}: vptq metadata incomplete: {exc!r}") from None
     v, k, kr, layout, pad, n, dt = out
-    if layout not in LAYOUTS or dt not in _CODEBOOK_DTYPES or v < 1 or k < 1 or kr < 0:
+    if layout not in LAYOUTS or dt not in CODEBOOK_DTYPES or v < 1 or k < 1 or kr < 0:
         raise ArtifactError(f"tensor {rec.name}: vptq metadata invalid: {rec.meta}")
     if vector_count(rec.shape, v, layout) != (n, pad):
         raise ArtifactError(
@@ -459,7 +460,7 @@ def _meta(rec: TensorRecord) -> tuple[int, int, int, str, int, int, str]:
 
 def _codebook(rec: TensorRecord, seg: str, k: int, v: int, dt: str) -> np.ndarray:
     data = rec.segments.get(seg)
-    np_dtype = _CODEBOOK_DTYPES[dt][1]
+    np_dtype = CODEBOOK_DTYPES[dt]
     need = k * v * np.dtype(np_dtype).itemsize
     if data is None or len(data) != need:
         got = "missing" if data is None else f"{len(data)} bytes"

@@ -606,6 +606,7 @@ def _step_scan(s: _Series, v: _View, tr: _Tracker, *, suspect: bool) -> _Hit | N
         i = int(np.argmax(np.abs(z)))
         if abs(z[i]) <= Z_STEP:
             return None
+        confirming = math.nan
     else:
         # Page's CUSUM from each candidate start, in sigma (the reference mean's own error
         # widens it): it spends the false alarms on the few runs a step is confirmed over.
@@ -614,9 +615,9 @@ def _step_scan(s: _Series, v: _View, tr: _Tracker, *, suspect: bool) -> _Hit | N
         i = _first_off(v, c, before, z, int(np.argmax(cusum)))
         if i < 0 or cusum[i] <= CUSUM_H:
             return None
+        confirming = float(cusum[i])
     start = int(c[i])
     level = _level_after(s, start, t)
-    confirming = math.nan if suspect else float(cusum[i])
     return _Hit(
         start, float(z[i]), _p_value(float(z[i])), float(before[i]), level, STEP, confirming
     )
@@ -664,7 +665,7 @@ def _own_runs_unclipped(s: _Series, x: np.ndarray, lo: int, start: int, t: int) 
     unclipped: they were outliers only against the level they left, so whether they form a
     step or a trend is judged on what they were, not on their held values."""
     for i in range(max(start, lo), t + 1):
-        if s.out[i] and (i == t or not _spike(s, i, t)):
+        if s.out[i] and not _spike(s, i, t):  # the newest run is never a spike yet
             x[i - lo] = s.y[i]
     return x
 
