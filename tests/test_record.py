@@ -140,7 +140,7 @@ record.write_measurements(frame, sys.argv[1], {})
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
-def test_interrupted_write_leaves_no_file(tmp_path, delay):
+def test_interrupted_write_leaves_no_half_file(tmp_path, delay):
     """Kill a writer while it writes: the target never appears half written. (On an idle
     machine the write can finish before the longest delay is up: then it is whole.)"""
     path = tmp_path / "raw.parquet"
