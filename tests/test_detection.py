@@ -142,6 +142,23 @@ def test_a_spike_is_suspected_then_rejected_not_confirmed(size):
         assert suspected >= 0.95 * trials
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_spike_followed_by_slightly_high_runs_stays_rejected_after_an_earlier_change(seed):
+    """A 10-sigma spike whose next three runs sit 0.5-2.3 sigma high was confirmed as a
+    regression one run after the spike check: the runs after it, 2 standard errors off,
+    read it as a step's overshooting first run and counted it clipped to 3 sigma, and once
+    the series had any earlier confirmed change it counted in full (10 sigma)."""
+    cv = 0.05
+    logs = np.log(series(seed, 158, cv, step_at=40, step_sigma=4.0))
+    level = 4.0 * cv
+    logs[150] = level + 10.0 * cv
+    logs[151:154] = level + np.array([0.5, 2.3, 1.1]) * cv
+    v = np.exp(logs)
+    assert any(abs(c.start - 40) <= 2 for c in confirmed(v[:150], log_scale=True))
+    late = [c for c in confirmed(v, log_scale=True) if abs(c.start - 150) <= 3]
+    assert not late, late
+
+
 def test_a_rejected_spike_says_so():
     v = series(7, 40, 0.02, spike_at=35, spike_sigma=20.0)
     st = states(v)

@@ -53,9 +53,10 @@ while few differences back it. Runs are seen one at a time, as they arrive:
   fell back (a spike). So a single wild run raises a suspicion and never confirms a
   change. A step's first run that overshot and was read as a spike is read again once
   more runs are in (up to ``LOOK_AHEAD``): if they stayed off the old level by
-  ``Z_KEEP`` standard errors of their mean, it counts (clipped) after all. The runs that
-  confirmed a change do not serve as the new level's reference for a move back (they
-  were picked for being off).
+  ``Z_KEEP`` standard errors of their mean, it counts after all, as no more than their
+  mean plus ``KEEP_MARGIN`` sigma (and ``CLIP``). The runs that confirmed a change count
+  unclipped against the new level and do not serve as its reference for a move back
+  (they were picked for being off); outliers after them are read as any other.
 * **drift**: the least-squares slope over the runs since the last change (at most
   ``DRIFT_WINDOW``), in sigma units, must exceed ``Z_DRIFT``; whether a trend or a step
   fits those runs better decides the kind (a confirmed step reads as a trend only where
@@ -132,8 +133,10 @@ Z_TREND = 2.5
 #: Runs after an outlier that can still show it began a step once more than
 #: ``confirm_runs`` (and 2) of them are in ...
 LOOK_AHEAD = 4
-#: ... by their mean lying this many standard errors off the level before it.
+#: ... by their mean lying this many standard errors off the level before it; it then
+#: counts at most this many sigma beyond their mean.
 Z_KEEP = 2.0
+KEEP_MARGIN = 0.5
 #: Outliers lie beyond this many sigma of the runs just before them.
 CLIP = 3.0
 #: ... and count at most this many sigma while they are the newest run.
@@ -423,7 +426,8 @@ def _read(s: _Series, i: int, last: int) -> tuple[float, bool]:
     on average; in full once each of the ``confirm_runs`` runs after it stayed at least
     that far out with it (a change began), and clipped to ``CLIP`` scales in between. A
     spike whose later runs (up to ``LOOK_AHEAD``) stayed ``Z_KEEP`` standard errors off
-    counts clipped after all (a step's first run overshot).
+    counts after all (a step's first run overshot), as at most their mean plus
+    ``KEEP_MARGIN`` scales: no more evidence of a step than they carry themselves.
     """
     if not s.out[i]:
         return float(s.y[i]), False
@@ -443,7 +447,10 @@ def _read(s: _Series, i: int, last: int) -> tuple[float, bool]:
         if z_after >= Z_KEEP * float(s.scale[i]):
             if np.all(sign * (later - centre) >= abs(dev) / 2.0):
                 return float(s.y[i]), False
-            return clipped, False
+            # At most what the runs since show, and a little: read as a step's first run,
+            # it is the new level plus noise, so it carries no more than they do.
+            shown = float(np.mean(later)) + sign * KEEP_MARGIN * float(s.scale[i])
+            return (min(clipped, shown) if sign > 0 else max(clipped, shown)), False
     if sign * (float(np.mean(after)) - centre) < abs(dev) / 2.0:
         return centre, True
     if after.size == s.confirm_runs and np.all(sign * (after - centre) >= abs(dev) / 2.0):
@@ -540,11 +547,12 @@ def _window(s: _Series, lo: int, t: int) -> np.ndarray:
 
 def _view(s: _Series, tr: _Tracker, t: int) -> _View:
     """The current level's runs as seen at ``t``. Once a change is confirmed, the runs that
-    carried it were outliers only against the old level: they count unclipped."""
+    carried it (from its start to the run that confirmed it) were outliers only against
+    the old level: they count unclipped. Outliers after them are read as any other."""
     lo = max(tr.seg, t - BEFORE_WINDOW - AFTER_WINDOW)
     x = _window(s, lo, t)
     if tr.episodes:
-        for i in np.flatnonzero(s.out[lo:t]) + lo:
+        for i in np.flatnonzero(s.out[lo : min(t, tr.ref)]) + lo:
             if not _spike(s, int(i), t):
                 x[i - lo] = s.y[i]
     return _View(lo, t, x, np.concatenate([np.zeros(1), np.cumsum(x)]))
