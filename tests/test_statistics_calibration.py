@@ -154,6 +154,28 @@ def test_histories_are_judged_one_run_at_a_time():
     assert any(abs(start - 30) <= 2 for start, _ in alarms.events)
 
 
+def test_a_spike_confirmed_after_its_check_counts_against_rejection():
+    """A change located at the spike and raised in the runs after the check is the same
+    wrong verdict one run late: it was skipped (neither a confirmed spike nor a false
+    alarm), so a detector that confirmed spikes a run late scored as rejecting them."""
+    from forgebench.harness.calibration import histories
+
+    spike = histories.Scenario("spike10sigma", "spike", 10.0, 150)
+    check = histories.check_at_of(spike)
+
+    def tally(*events):
+        t = histories.Tally()
+        alarms = anchors.Alarms(tuple(events), at_check=())
+        histories.score(t, spike, alarms, runs=300, warmup=10, within=5)
+        return t.spikes_confirmed, t.false_alarms
+
+    assert tally() == (0, 0)
+    assert tally((150, check + 1)) == (1, 0)  # confirmed one run after the check
+    assert tally((150, check + 5)) == (1, 0)
+    assert tally((150, check + 40)) == (0, 1)  # much later: a false alarm like any other
+    assert tally((40, 43)) == (0, 1)
+
+
 def test_registered_and_sized():
     spec = BENCHMARKS.get("harness", "statistics_calibration")
     fn, version = spec.load()

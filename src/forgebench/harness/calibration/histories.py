@@ -19,7 +19,9 @@ Figures per (scenario, detector):
   ``p90_delay_runs`` (runs after the step until the alarm; ``censored`` where the quantile
   falls on series never detected);
 * spikes: ``spike_rejected_share``: the spike was not confirmed once the next two runs
-  were in;
+  were in, nor in the ``match_within`` runs after them (a change located at the spike
+  and raised later is the same wrong verdict, one run late; located there but raised
+  later still, it is a false alarm like any other);
 * drift: ``drift_detected_by_run`` (median runs after the drift began) and its
   ``detected_share``;
 * the family check: ``family_metrics`` flat metrics per run judged together through the
@@ -97,9 +99,15 @@ def score(
     tally.monitored_runs += runs - warmup
     first = math.inf
     counted: list[int] = []
+    check = check_at_of(scenario)
+    confirmed_late = False
     for index, seen in alarms.events:
-        if scenario.kind == "spike" and onset - within <= index <= onset + 1 + within:
-            continue  # the spike itself: judged by the check below, not a false alarm
+        at_spike = scenario.kind == "spike" and onset - within <= index <= onset + 1 + within
+        if at_spike and check is not None and seen <= check + within:
+            # The spike itself, judged below: confirmed at the check, or in the runs after
+            # it (a spike confirmed a run late blames the same commit).
+            confirmed_late |= seen > check
+            continue
         true = seen > onset and (
             index >= onset - within
             if scenario.kind == "drift"
@@ -114,7 +122,8 @@ def score(
         tally.delays.append(first)
     if scenario.kind == "spike":
         at = alarms.at_check or ()
-        tally.spikes_confirmed += any(onset - within <= i <= onset + 1 + within for i in at)
+        at_check = any(onset - within <= i <= onset + 1 + within for i in at)
+        tally.spikes_confirmed += at_check or confirmed_late
 
 
 def poisson_ci(k: int, exposure: float, confidence: float) -> tuple[float, float]:
