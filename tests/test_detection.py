@@ -272,6 +272,25 @@ def test_twenty_flat_metrics_rarely_raise_a_false_regression_at_once():
     assert any_regression.mean() <= 0.05
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_step_back_past_the_old_level_right_after_a_change_is_found(seed) -> None:
+    """Three fast runs confirmed as an improvement, then a 2.5-sigma slowdown from the
+    level before them: the slowdown is a move back against runs picked for being off, and
+    was ignored until three fair runs existed, by when they carried the slowdown itself, so
+    it was never found. Measured against the level before the improvement, it is."""
+    cv = 0.05
+    logs = np.log(series(seed, 112, cv))
+    logs[100:103] = -3.0 * cv + 0.2 * logs[100:103]
+    logs[103:] += 2.5 * cv
+    st = states(np.exp(logs), log_scale=True)
+    found = [
+        s.index
+        for s in st[103:108]
+        if s.verdict == D.REGRESSION and s.change is not None and abs(s.change.start - 103) <= 1
+    ]
+    assert found, [(s.index, s.verdict, s.change and s.change.start) for s in st[100:]]
+
+
 def test_sudden_step_after_an_earlier_change_is_located_where_it_began() -> None:
     """A 4-sigma step 40 runs after an earlier slowdown of 1.5 sigma is a step of its own,
     reported within three runs where it began, not folded unseen into a "drift" from the

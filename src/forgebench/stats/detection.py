@@ -509,6 +509,7 @@ class _Tracker:
 
     seg: int = 0  # first run of the current level
     ref: int = 0  # first run that is a fair reference for it (not picked for being off)
+    before_runs: int = 0  # runs behind the last change's level before
     episodes: list[Change] = field(default_factory=list)
     suspect: int | None = None  # start of the suspicion standing since an earlier run
 
@@ -606,10 +607,18 @@ def _step_scan(s: _Series, v: _View, tr: _Tracker, *, suspect: bool) -> _Hit | N
     after = sums / na
     z = (after - before) / (scale * np.sqrt(1.0 / na + 1.0 / nb))
     if tr.episodes and not fair.all():
-        # Against runs picked for being off, only a further move the same way is evidence:
-        # a move back is those runs regressing to the mean.
+        # Against runs picked for being off, only a further move the same way is evidence
+        # of a change; a move back is measured against the level before that change, for
+        # regressing to the mean brings the runs back to it, not beyond it.
         last = tr.episodes[-1]
-        z = np.where(fair | (z * (last.level_after - last.level_before) > 0), z, 0.0)
+        back = ~fair & (z * (last.level_after - last.level_before) <= 0)
+        if back.any():
+            nb_old = max(tr.before_runs, 1)
+            old = (after - last.level_before) / (scale * np.sqrt(1.0 / na + 1.0 / nb_old))
+            old = np.where(old * (last.level_after - last.level_before) < 0, old, 0.0)
+            z = np.where(back, old, z)
+            before = np.where(back, last.level_before, before)
+            nb = np.where(back, nb_old, nb)
     if suspect:
         i = int(np.argmax(np.abs(z)))
         if abs(z[i]) <= Z_STEP:
@@ -819,6 +828,8 @@ def _confirm(s: _Series, tr: _Tracker, v: _View) -> tuple[Change | None, _Hit | 
         return None, None
     change = _merge(s, tr, hit, t)
     tr.episodes.append(change)
+    b0, _ = _before_start(tr, np.array([hit.start]))
+    tr.before_runs = int(hit.start - b0[0])
     tr.seg = hit.start if hit.kind == STEP else max(hit.start, t - s.confirm_runs)
     tr.ref = t + 1  # the runs that confirmed it were picked for being off
     return change, None
