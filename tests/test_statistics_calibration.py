@@ -12,7 +12,7 @@ import pytest
 
 from forgebench import sizing
 from forgebench.harness import statistics_calibration as sc
-from forgebench.harness.calibration import anchors, comparisons, ours
+from forgebench.harness.calibration import anchors, comparisons, histories, ours
 from forgebench.record import COLUMNS, validate_measurements
 from forgebench.registry import BENCHMARKS
 
@@ -158,8 +158,6 @@ def test_a_spike_confirmed_after_its_check_counts_against_rejection():
     """A change located at the spike and raised in the runs after the check is the same
     wrong verdict one run late: it was skipped (neither a confirmed spike nor a false
     alarm), so a detector that confirmed spikes a run late scored as rejecting them."""
-    from forgebench.harness.calibration import histories
-
     spike = histories.Scenario("spike10sigma", "spike", 10.0, 150)
     check = histories.check_at_of(spike)
 

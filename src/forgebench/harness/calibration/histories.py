@@ -99,11 +99,14 @@ def score(
     tally.monitored_runs += runs - warmup
     first = math.inf
     counted: list[int] = []
-    check = check_at_of(scenario)
+    check = check_at_of(scenario)  # None unless the series has a spike
+
+    def at_spike(index: int) -> bool:
+        return onset - within <= index <= onset + 1 + within
+
     confirmed_late = False
     for index, seen in alarms.events:
-        at_spike = scenario.kind == "spike" and onset - within <= index <= onset + 1 + within
-        if at_spike and check is not None and seen <= check + within:
+        if check is not None and at_spike(index) and seen <= check + within:
             # The spike itself, judged below: confirmed at the check, or in the runs after
             # it (a spike confirmed a run late blames the same commit).
             confirmed_late |= seen > check
@@ -120,9 +123,8 @@ def score(
             tally.false_alarms += 1
     if scenario.kind in ("step", "drift"):
         tally.delays.append(first)
-    if scenario.kind == "spike":
-        at = alarms.at_check or ()
-        at_check = any(onset - within <= i <= onset + 1 + within for i in at)
+    if check is not None:
+        at_check = any(at_spike(i) for i in alarms.at_check or ())
         tally.spikes_confirmed += at_check or confirmed_late
 
 
