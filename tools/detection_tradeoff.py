@@ -95,27 +95,26 @@ def _cusum_events(
     h: float,
     k: float = 1.0,
     *,
-    estimated: bool = False,
+    scale: np.ndarray | None = None,
     clip: float = np.inf,
 ) -> list[tuple[int, int]]:
     """Page's two one-sided CUSUMs (reference k sigma) alarming past h once the excursion
     has lasted 3 runs, located where the excursion began; both restart after an alarm.
 
-    ``estimated=False``: ``x`` is in sigma units around a level of 0, both known.
-    ``estimated=True``: sigma is the series' own up to each run (the detection's causal
-    estimate), the level the mean of up to ``detection.BEFORE_WINDOW`` runs since the run
-    that confirmed the last alarm (the runs before it were picked for being off), frozen
-    while an excursion lasts; each run's distance from it is scaled by that mean's own
-    error too. No run is tested before 3 such runs exist. ``clip``: no run counts more
-    than that many sigma (the plainest outlier rule)."""
+    ``scale=None``: ``x`` is in sigma units around a level of 0, both known. Otherwise
+    ``scale`` is sigma as estimated up to each run (``detection._scales``), and the level
+    is the mean of up to ``detection.BEFORE_WINDOW`` runs since the run that confirmed the
+    last alarm (the runs before it were picked for being off), frozen while an excursion
+    lasts; each run's distance from it is scaled by that mean's own error too. No run is
+    tested before 3 such runs exist. ``clip``: no run counts more than that many sigma
+    (the plainest outlier rule)."""
     events: list[tuple[int, int]] = []
-    scale = detection._scales(x, None)[1] if estimated else np.ones(x.size)
     cx = np.concatenate([[0.0], np.cumsum(x)])
     up = down = 0.0
     up_from = down_from = seg = 0
     up_level = down_level = 0.0
     for t in range(x.size):
-        if estimated:
+        if scale is not None:
             if t - seg < 3 or not np.isfinite(scale[t]):
                 continue
             b0 = max(seg, t - detection.BEFORE_WINDOW)
@@ -141,48 +140,59 @@ def _cusum_events(
     return events
 
 
-def _estimated_cell(
-    cfg: dict, shapes: dict, seed: int, cv: float, h: float, clip: float
-) -> tuple[str, str, str, str]:
-    """One seed's figures for ``--estimated``: FA per 100 runs, 2σ within 5, its median
-    delay, 5σ spikes rejected."""
-    tallies = {}
+def _estimated_cells(
+    cfg: dict, seed: int, cv: float, settings: list[tuple[float, float]]
+) -> dict[tuple[float, float], tuple[str, str, str, str]]:
+    """One seed's figures for ``--estimated`` per ``(clip, h)``: FA per 100 runs, 2σ within
+    5, its median delay, 5σ spikes rejected. Each series' sigma is estimated once."""
+    shapes = {s.label: s for s in histories.scenarios(cfg)}
+    tallies: dict[tuple[float, float], dict[str, histories.Tally]] = {s: {} for s in settings}
     for label in ("flat", "step2sigma", "spike5sigma"):
         shape = shapes[label]
         check = histories.check_at_of(shape)
-        alarms = []
-        for y in np.log(histories.series(seed, cfg, shape, cv, 200)):
-            ev = tuple(_cusum_events(y, h, estimated=True, clip=clip))
-            at_check = None if check is None else tuple(i for i, n in ev if n <= check)
-            alarms.append(Alarms(ev, at_check))
-        tallies[label] = histories.tally_of(shape, alarms, cfg)
-    flat, spike = tallies["flat"], tallies["spike5sigma"]
-    delays = np.asarray(tallies["step2sigma"].delays)
-    return (
-        f"{100.0 * flat.false_alarms / flat.monitored_runs:.2f}",
-        f"{(delays <= 5).mean():.1%}",
-        f"{np.median(delays):g}",
-        f"{1 - spike.spikes_confirmed / spike.series:.1%}",
-    )
+        ys = np.log(histories.series(seed, cfg, shape, cv, 200))
+        scales = [detection._scales(y, None)[1] for y in ys]
+        for clip, h in settings:
+            alarms = []
+            for y, scale in zip(ys, scales, strict=True):
+                ev = tuple(_cusum_events(y, h, scale=scale, clip=clip))
+                at_check = None if check is None else tuple(i for i, n in ev if n <= check)
+                alarms.append(Alarms(ev, at_check))
+            tallies[clip, h][label] = histories.tally_of(shape, alarms, cfg)
+    cells = {}
+    for key, tally in tallies.items():
+        flat, spike = tally["flat"], tally["spike5sigma"]
+        delays = np.asarray(tally["step2sigma"].delays)
+        cells[key] = (
+            f"{100.0 * flat.false_alarms / flat.monitored_runs:.2f}",
+            f"{(delays <= 5).mean():.1%}",
+            f"{np.median(delays):g}",
+            f"{1 - spike.spikes_confirmed / spike.series:.1%}",
+        )
+    return cells
 
 
 def estimated(seeds: list[int], hs: list[float], clips: list[float]) -> None:
     """The table of ``--estimated``: the recursive CUSUM knowing nothing, on the grid's own
     series (200 per shape and seed), scored as the benchmark scores ours."""
     cfg = statistics_calibration.settings({"histories": {"replicates": 200}})["histories"]
-    shapes = {s.label: s for s in histories.scenarios(cfg)}
+    settings = [(clip, h) for clip in clips for h in hs]
+    cells = {
+        (seed, cv): _estimated_cells(cfg, seed, cv, settings)
+        for cv in (0.05, 0.1)
+        for seed in seeds
+    }
     print(
         "| runs clipped at | CUSUM h | CV | FA per 100 runs (flat) | 2σ within 5 "
         "| 2σ median delay | 5σ spikes rejected |"
     )
     print("|---|---|---|---|---|---|---|")
-    for clip in clips:
-        for h in hs:
-            for cv in (0.05, 0.1):
-                cells = [_estimated_cell(cfg, shapes, s, cv, h, clip) for s in seeds]
-                figures = " | ".join(" / ".join(column) for column in zip(*cells, strict=True))
-                shown = "—" if np.isinf(clip) else f"{clip:g}σ"
-                print(f"| {shown} | {h:g} | {cv:.0%} | {figures} |", flush=True)
+    for clip, h in settings:
+        for cv in (0.05, 0.1):
+            per_seed = [cells[seed, cv][clip, h] for seed in seeds]
+            figures = " | ".join(" / ".join(col) for col in zip(*per_seed, strict=True))
+            shown = "—" if np.isinf(clip) else f"{clip:g}σ"
+            print(f"| {shown} | {h:g} | {cv:.0%} | {figures} |")
 
 
 def bounds(n: int) -> None:
